@@ -1,0 +1,457 @@
+"""What a call achieved, recorded by the agent's function tools, as plain testable Python.
+
+The LLM never writes an outcome directly: its tools call the methods of :class:`OutcomeRecorder`,
+which enforce the compliance rules in code:
+
+- the debt (amount, due date) is revealed only by :meth:`OutcomeRecorder.confirm_identity`, and
+  the outcomes that presuppose a discussion of the debt (promise, paid, dispute, refusal) are
+  refused before identity was confirmed;
+- a promise to pay needs an amount > 0 (and not above what is due) and a date that is not in the
+  past at the customer's place; with a transcript checker, the customer's own words must be quoted
+  (amounts and dates are never invented);
+- a voicemail gets a limited-content message without any amount or mention of a debt;
+- once an outcome is recorded, another tool call cannot silently replace it (it raises
+  :class:`OutcomeConflict`); a promise may be *revised* explicitly, and the revision is kept in
+  the history; an opt-out always wins, and nothing replaces it.
+
+Refusals raise :class:`OutcomeError`; the agent turns the message into the tool's error output so
+the LLM learns why and can ask the customer again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import enum
+import re
+import unicodedata
+from collections.abc import Callable
+from typing import Any
+
+__all__ = [
+    "Result",
+    "REACHED",
+    "UNREACHED",
+    "Outcome",
+    "OutcomeError",
+    "OutcomeConflict",
+    "OutcomeRecorder",
+    "format_amount",
+    "normalize_words",
+]
+
+MAX_PROMISE_HORIZON_DAYS = 366
+
+
+class Result(str, enum.Enum):
+    PAYMENT_PROMISED = "payment_promised"
+    PAID = "paid"
+    REFUSED = "refused"
+    DISPUTED = "disputed"
+    CALLBACK_REQUESTED = "callback_requested"
+    WRONG_NUMBER = "wrong_number"
+    OTHER = "other"
+    OPTED_OUT = "opted_out"
+    NO_ANSWER = "no_answer"
+    BUSY = "busy"
+    VOICEMAIL = "voicemail"
+
+
+REACHED = frozenset(
+    {
+        Result.PAYMENT_PROMISED,
+        Result.PAID,
+        Result.REFUSED,
+        Result.DISPUTED,
+        Result.CALLBACK_REQUESTED,
+        Result.WRONG_NUMBER,
+        Result.OTHER,
+        Result.OPTED_OUT,
+    }
+)
+UNREACHED = frozenset({Result.NO_ANSWER, Result.BUSY, Result.VOICEMAIL})
+
+# Results that presuppose the debt was discussed with the confirmed customer.
+_NEEDS_IDENTITY = frozenset({Result.PAYMENT_PROMISED, Result.PAID, Result.REFUSED, Result.DISPUTED})
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """The ``outcome`` object of a ``call_completed`` event (SPEC §2)."""
+
+    result: Result
+    promised_amount_minor: int | None = None
+    promised_date: dt.date | None = None
+    summary: str | None = None
+    transcript: str | None = None
+    duration_seconds: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "result", Result(self.result))
+        if self.result is Result.PAYMENT_PROMISED:
+            if self.promised_amount_minor is None or self.promised_date is None:
+                raise ValueError("payment_promised needs promised_amount_minor and promised_date")
+        elif self.promised_amount_minor is not None or self.promised_date is not None:
+            raise ValueError("only payment_promised carries a promised amount or date")
+        if self.promised_amount_minor is not None and (
+            isinstance(self.promised_amount_minor, bool) or self.promised_amount_minor <= 0
+        ):
+            raise ValueError("promised_amount_minor must be a positive integer")
+        if self.duration_seconds is not None and self.duration_seconds < 0:
+            raise ValueError("duration_seconds must not be negative")
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of SPEC §2, absent fields left out, in a fixed key order."""
+        out: dict[str, Any] = {"result": self.result.value}
+        if self.promised_amount_minor is not None:
+            out["promised_amount_minor"] = self.promised_amount_minor
+        if self.promised_date is not None:
+            out["promised_date"] = self.promised_date.isoformat()
+        if self.summary is not None:
+            out["summary"] = self.summary
+        if self.transcript is not None:
+            out["transcript"] = self.transcript
+        if self.duration_seconds is not None:
+            out["duration_seconds"] = self.duration_seconds
+        return out
+
+
+class OutcomeError(Exception):
+    """A tool call the rules refuse. The message is meant for the LLM (no personal data)."""
+
+
+class OutcomeConflict(OutcomeError):
+    """Another outcome is already recorded; it is not silently replaced."""
+
+
+# ISO 4217 currencies without minor units; everything else is shown with two decimals here.
+_ZERO_DECIMAL = frozenset({"BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"})
+_THREE_DECIMAL = frozenset({"BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"})
+
+
+def minor_unit_digits(currency: str) -> int:
+    if currency in _ZERO_DECIMAL:
+        return 0
+    if currency in _THREE_DECIMAL:
+        return 3
+    return 2
+
+
+def format_amount(amount_minor: int, currency: str) -> str:
+    """``12345, "USD"`` → ``"123.45 USD"`` (plain, unambiguous, easy for TTS)."""
+    digits = minor_unit_digits(currency)
+    if digits == 0:
+        return f"{amount_minor} {currency}"
+    major, minor = divmod(amount_minor, 10**digits)
+    return f"{major}.{minor:0{digits}d} {currency}"
+
+
+_WORD_RE = re.compile(r"[^\w]+", re.UNICODE)
+
+
+def normalize_words(text: str) -> str:
+    """Case-, accent-width- and punctuation-insensitive form used to match a quote to speech."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(w for w in _WORD_RE.split(text) if w)
+
+
+@dataclasses.dataclass(frozen=True)
+class HistoryEntry:
+    action: str
+    accepted: bool
+    detail: str
+
+
+@dataclasses.dataclass
+class OutcomeRecorder:
+    """The small state object the agent's tools write into, one per call."""
+
+    customer_name: str
+    amount_due_minor: int
+    currency: str
+    due_date: dt.date
+    call_date: dt.date  # the customer's local date when the call was placed
+    # Returns True when ``quote`` is something the customer said in this call. None: not checked.
+    customer_said: Callable[[str], bool] | None = None
+    company_name: str = "our company"
+    callback_number: str | None = None
+
+    identity_confirmed: bool = dataclasses.field(default=False, init=False)
+    _result: Result | None = dataclasses.field(default=None, init=False)
+    _promised_amount_minor: int | None = dataclasses.field(default=None, init=False)
+    _promised_date: dt.date | None = dataclasses.field(default=None, init=False)
+    _notes: list[str] = dataclasses.field(default_factory=list, init=False)
+    history: list[HistoryEntry] = dataclasses.field(default_factory=list, init=False)
+
+    # ---- reading ----------------------------------------------------------------------------
+
+    @property
+    def result(self) -> Result | None:
+        return self._result
+
+    @property
+    def is_final(self) -> bool:
+        """True once the conversation has nothing left to achieve (an outcome is recorded)."""
+        return self._result is not None
+
+    def debt_disclosure(self) -> str:
+        """The facts of the debt, for the confirmed customer only."""
+        if not self.identity_confirmed:
+            raise OutcomeError(
+                "identity not confirmed: do not mention any debt, amount or date; "
+                "first confirm you are speaking with the named customer (confirm_identity)"
+            )
+        return (
+            f"The amount due is {format_amount(self.amount_due_minor, self.currency)}, "
+            f"due on {self.due_date.isoformat()} ({self.due_date.strftime('%A, %B %d, %Y')})."
+        )
+
+    # ---- identity ---------------------------------------------------------------------------
+
+    def confirm_identity(self) -> str:
+        """The person on the line said they are the named customer. Returns the debt facts."""
+        if self._result is Result.OPTED_OUT:
+            raise OutcomeConflict("the customer opted out: end the call politely, say nothing else")
+        if self._result in (Result.WRONG_NUMBER, Result.VOICEMAIL):
+            raise OutcomeConflict(
+                f"outcome {self._result.value} is already recorded for this call; "
+                "identity cannot be confirmed afterwards"
+            )
+        self.identity_confirmed = True
+        self._log("confirm_identity", True, "")
+        return self.debt_disclosure()
+
+    # ---- outcomes ---------------------------------------------------------------------------
+
+    def record_promise(
+        self,
+        amount_minor: int,
+        date: str | dt.date,
+        customer_quote: str,
+        *,
+        revise: bool = False,
+    ) -> str:
+        """The confirmed customer promised to pay ``amount_minor`` on ``date``."""
+        if self._result is Result.OPTED_OUT:
+            raise self._refuse("record_promise", "the customer opted out; nothing else can be recorded", conflict=True)
+        if not self.identity_confirmed:
+            # checked first, so that not even a validation message hints at the debt
+            raise self._refuse(
+                "record_promise",
+                "identity not confirmed: confirm you are speaking with the named customer first "
+                "(confirm_identity); never discuss the debt with anyone else",
+            )
+        if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+            raise self._refuse("record_promise", "amount_minor must be a whole number of minor units (e.g. cents)")
+        if amount_minor <= 0:
+            raise self._refuse("record_promise", "the promised amount must be greater than zero")
+        if amount_minor > self.amount_due_minor:
+            raise self._refuse(
+                "record_promise",
+                "the promised amount is more than the amount due; repeat the amount back to the "
+                "customer and ask again",
+            )
+        when = self._parse_date(date, "record_promise")
+        if when < self.call_date:
+            raise self._refuse(
+                "record_promise",
+                f"the promised date {when.isoformat()} is in the past (today is "
+                f"{self.call_date.isoformat()}); ask the customer for a date from today on",
+            )
+        if when > self.call_date + dt.timedelta(days=MAX_PROMISE_HORIZON_DAYS):
+            raise self._refuse("record_promise", "the promised date is more than a year away; confirm it with the customer")
+        self._check_quote("record_promise", customer_quote)
+        if revise and self._result is Result.PAYMENT_PROMISED:
+            before = f"{self._promised_amount_minor} on {self._promised_date}"
+            self._promised_amount_minor, self._promised_date = amount_minor, when
+            self._log("record_promise", True, f"revised (was {before})")
+        else:
+            self._set(Result.PAYMENT_PROMISED, "record_promise")
+            self._promised_amount_minor, self._promised_date = amount_minor, when
+        return (
+            f"Recorded: {format_amount(amount_minor, self.currency)} on {when.isoformat()}. "
+            "Thank the customer, repeat the amount and date once, and say goodbye."
+        )
+
+    def record_paid(self, note: str = "") -> str:
+        self._set(Result.PAID, "record_paid", note)
+        return "Recorded that the customer says they already paid. Thank them and say goodbye."
+
+    def record_dispute(self, note: str = "") -> str:
+        self._set(Result.DISPUTED, "record_dispute", note)
+        return "Recorded the dispute. Tell the customer it will be reviewed, and say goodbye."
+
+    def record_refusal(self, note: str = "") -> str:
+        self._set(Result.REFUSED, "record_refusal", note)
+        return "Recorded. Do not pressure the customer; thank them and say goodbye."
+
+    def record_callback(self, note: str = "") -> str:
+        """Callback requested: the customer asked for later, or someone else answered.
+        With a third party nothing about the debt is said, so no details are kept either."""
+        self._set(Result.CALLBACK_REQUESTED, "record_callback", note if self.identity_confirmed else "")
+        return "Recorded. Say you will call back another time, without any further details, and say goodbye."
+
+    def record_wrong_number(self) -> str:
+        if self.identity_confirmed:
+            raise self._refuse(
+                "record_wrong_number", "the customer already confirmed their identity in this call"
+            )
+        self._set(Result.WRONG_NUMBER, "record_wrong_number")
+        return "Recorded. Apologise for the trouble and say goodbye. Do not mention any debt."
+
+    def record_other(self, note: str = "") -> str:
+        self._set(Result.OTHER, "record_other", note)
+        return "Recorded. Say goodbye politely."
+
+    def record_voicemail(self) -> str:
+        """An answering machine picked up. Returns the limited-content message to leave."""
+        if self.identity_confirmed:
+            raise self._refuse("record_voicemail", "a person confirmed their identity: this is no voicemail")
+        self._set(Result.VOICEMAIL, "record_voicemail")
+        return self.voicemail_message()
+
+    def record_opt_out(self) -> str:
+        """The customer asked not to be called again. Always wins, replaces anything else."""
+        if self._result is not Result.OPTED_OUT:
+            replaced = f" (replaced {self._result.value})" if self._result else ""
+            self._result = Result.OPTED_OUT
+            self._promised_amount_minor = self._promised_date = None
+            self._log("record_opt_out", True, "opt-out" + replaced)
+        return (
+            "Recorded: the customer will not be called again. Confirm that briefly and politely, "
+            "and end the call."
+        )
+
+    def voicemail_message(self) -> str:
+        """A limited-content message: who should call back, never an amount or a debt."""
+        first_name = self.customer_name.split()[0] if self.customer_name.split() else ""
+        callback = f" at {self.callback_number}" if self.callback_number else ""
+        return (
+            f"Hello, this is a message for {first_name} from {self.company_name}. "
+            f"Please call us back{callback} at your convenience. Thank you, goodbye."
+        )
+
+    # ---- the end ------------------------------------------------------------------------------
+
+    def outcome(
+        self,
+        *,
+        transcript: str | None = None,
+        duration_seconds: int | None = None,
+        answered: bool = True,
+    ) -> Outcome:
+        """The outcome to report when the call ends.
+
+        With nothing recorded: ``other`` when the customer was identified and talked, else
+        ``no_answer`` (hung up before anyone was identified: nobody was reached, so the service
+        may try again rather than close the reminder on a guess)."""
+        result = self._result
+        if result is None:
+            result = Result.OTHER if self.identity_confirmed else Result.NO_ANSWER
+        return Outcome(
+            result=result,
+            promised_amount_minor=self._promised_amount_minor if result is Result.PAYMENT_PROMISED else None,
+            promised_date=self._promised_date if result is Result.PAYMENT_PROMISED else None,
+            summary=self.summary(result, answered=answered),
+            transcript=transcript or None,
+            duration_seconds=duration_seconds,
+        )
+
+    def summary(self, result: Result | None = None, *, answered: bool = True) -> str:
+        result = result or self._result
+        ident = "identity confirmed" if self.identity_confirmed else "identity not confirmed"
+        match result:
+            case Result.PAYMENT_PROMISED:
+                text = (
+                    f"Customer promised to pay {format_amount(self._promised_amount_minor or 0, self.currency)} "
+                    f"on {self._promised_date.isoformat() if self._promised_date else '?'}."
+                )
+            case Result.PAID:
+                text = "Customer says the amount is already paid."
+            case Result.REFUSED:
+                text = "Customer refused to pay."
+            case Result.DISPUTED:
+                text = "Customer disputes the debt."
+            case Result.CALLBACK_REQUESTED:
+                text = "A callback was requested." if self.identity_confirmed else (
+                    "The customer was not available; no details were given to the person who answered."
+                )
+            case Result.WRONG_NUMBER:
+                text = "Wrong number: the person who answered is not the customer."
+            case Result.OPTED_OUT:
+                text = "Customer asked not to be called again."
+            case Result.VOICEMAIL:
+                text = "Voicemail: a limited-content message was left, without amount or debt details."
+            case Result.NO_ANSWER:
+                text = "The call ended before anyone was identified." if answered else "No answer."
+            case _:
+                text = "The call ended without a specific outcome."
+        notes = [n for n in self._notes if n]
+        if notes and result in (Result.PAID, Result.REFUSED, Result.DISPUTED, Result.CALLBACK_REQUESTED, Result.OTHER):
+            text += " Note: " + "; ".join(notes)
+        revisions = sum(1 for h in self.history if h.accepted and h.detail.startswith("revised"))
+        if revisions:
+            text += f" (promise revised {revisions}x during the call)"
+        return f"{text} [{ident}]"
+
+    # ---- internals ----------------------------------------------------------------------------
+
+    def _set(self, result: Result, action: str, note: str = "") -> None:
+        if self._result is Result.OPTED_OUT:
+            raise self._refuse(action, "the customer opted out; nothing else can be recorded", conflict=True)
+        if result in _NEEDS_IDENTITY and not self.identity_confirmed:
+            raise self._refuse(
+                action,
+                "identity not confirmed: confirm you are speaking with the named customer first "
+                "(confirm_identity); never discuss the debt with anyone else",
+            )
+        if self._result is not None:
+            raise self._refuse(
+                action,
+                f"outcome {self._result.value} is already recorded for this call and is not "
+                "replaced; if the customer asks not to be called again use opt_out",
+                conflict=True,
+            )
+        self._result = result
+        note = _clean_note(note)
+        if note:
+            self._notes.append(note)
+        self._log(action, True, result.value)
+
+    def _check_quote(self, action: str, quote: str) -> None:
+        if not isinstance(quote, str) or not normalize_words(quote):
+            raise self._refuse(action, "quote the customer's own words that state the amount and date")
+        if self.customer_said is not None and not self.customer_said(quote):
+            raise self._refuse(
+                action,
+                "the customer did not say that in this call; never invent an amount or a date: ask "
+                "the customer to state how much they will pay and when",
+            )
+
+    def _parse_date(self, value: str | dt.date, action: str) -> dt.date:
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()):
+            try:
+                return dt.date.fromisoformat(value.strip())
+            except ValueError:
+                pass
+        raise self._refuse(action, "the date must be a calendar date written YYYY-MM-DD")
+
+    def _refuse(self, action: str, why: str, *, conflict: bool = False) -> OutcomeError:
+        self._log(action, False, why)
+        return (OutcomeConflict if conflict else OutcomeError)(why)
+
+    def _log(self, action: str, accepted: bool, detail: str) -> None:
+        self.history.append(HistoryEntry(action, accepted, detail))
+
+
+_PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+
+
+def _clean_note(note: str) -> str:
+    """Notes are free text from the LLM: keep them short and strip anything like a number."""
+    if not isinstance(note, str):
+        return ""
+    note = " ".join(note.split())[:300]
+    return _PHONE_LIKE.sub("[number]", note)

@@ -1,0 +1,381 @@
+//! Every setting, read once from the environment (and an optional `.env`),
+//! validated at start. A bad value is one clear error naming the variable.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{NaiveTime, Weekday};
+use secrecy::SecretString;
+
+use crate::reminder::TimeZone;
+use crate::webhook::WebhookSecrets;
+
+/// A configuration error: the variable and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.var, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// Who places the calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialerKind {
+    /// LiveKit rooms and agent dispatch.
+    LiveKit,
+    /// Nobody is called; reminders are kept.
+    None,
+    /// Fake agents that report over real signed HTTP: demo and tests only.
+    Simulated,
+}
+
+/// The customer's local hours and days in which calls may be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallingWindow {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    pub days: BTreeSet<u8>, // 0 = Monday … 6 = Sunday
+}
+
+impl CallingWindow {
+    pub fn allows_day(&self, day: Weekday) -> bool {
+        self.days.contains(&(day.num_days_from_monday() as u8))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct LiveKitConfig {
+    pub url: String,
+    pub api_key: String,
+    pub api_secret: SecretString,
+}
+
+/// The whole configuration. Secrets are wrapped so they never print.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub bind_addr: SocketAddr,
+    pub webhook_secrets: Option<WebhookSecrets>,
+    pub api_key: Option<SecretString>,
+    pub cron_secret: Option<SecretString>,
+    pub dialer: DialerKind,
+    pub livekit: Option<LiveKitConfig>,
+    pub agent_name: String,
+    pub sip_outbound_trunk_id: Option<String>,
+    pub scheduler_interval: Duration,
+    pub dispatch_timeout: Duration,
+    pub call_timeout: Duration,
+    pub max_concurrent_calls: u32,
+    pub retry_delay: Duration,
+    pub calling_window: CallingWindow,
+    pub default_timezone: TimeZone,
+    pub default_max_attempts: u32,
+}
+
+impl Config {
+    /// Read the process environment (after loading `.env` if present).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Read configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://duecall.db".to_owned());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(err(
+                "DATABASE_URL",
+                "must start with sqlite:// (a file) or postgres:// (a server)",
+            ));
+        }
+        let database_max_connections = parse_num(&get, "DATABASE_MAX_CONNECTIONS", 10, 1, 1000)? as u32;
+
+        let bind_addr = get("BIND_ADDR")
+            .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
+            .parse()
+            .map_err(|_| err("BIND_ADDR", "must be host:port, like 127.0.0.1:8080"))?;
+
+        let webhook_secrets = get("WEBHOOK_SECRET")
+            .map(|s| WebhookSecrets::parse(&s).map_err(|m| err("WEBHOOK_SECRET", m)))
+            .transpose()?;
+        let api_key = get("DUECALL_API_KEY").map(SecretString::from);
+        let cron_secret = get("CRON_SECRET").map(SecretString::from);
+
+        let livekit = match get("LIVEKIT_URL") {
+            None => None,
+            Some(url) => {
+                if !(url.starts_with("http://")
+                    || url.starts_with("https://")
+                    || url.starts_with("ws://")
+                    || url.starts_with("wss://"))
+                {
+                    return Err(err("LIVEKIT_URL", "must be an http(s):// or ws(s):// URL"));
+                }
+                let api_key = get("LIVEKIT_API_KEY")
+                    .ok_or_else(|| err("LIVEKIT_API_KEY", "is required when LIVEKIT_URL is set"))?;
+                let api_secret = get("LIVEKIT_API_SECRET").ok_or_else(|| {
+                    err("LIVEKIT_API_SECRET", "is required when LIVEKIT_URL is set")
+                })?;
+                Some(LiveKitConfig {
+                    url,
+                    api_key,
+                    api_secret: SecretString::from(api_secret),
+                })
+            }
+        };
+
+        let dialer = match get("DIALER").as_deref() {
+            None if livekit.is_some() => DialerKind::LiveKit,
+            None => DialerKind::None,
+            Some("livekit") => {
+                if livekit.is_none() {
+                    return Err(err("DIALER", "is livekit, but LIVEKIT_URL is not set"));
+                }
+                DialerKind::LiveKit
+            }
+            Some("none") => DialerKind::None,
+            Some("simulated") => DialerKind::Simulated,
+            Some(_) => return Err(err("DIALER", "must be livekit, none or simulated")),
+        };
+
+        let agent_name = get("AGENT_NAME").unwrap_or_else(|| "payment-reminder".to_owned());
+        let sip_outbound_trunk_id = get("SIP_OUTBOUND_TRUNK_ID");
+
+        let scheduler_interval =
+            Duration::from_secs(parse_num(&get, "SCHEDULER_INTERVAL_SECS", 15, 0, 86_400)?);
+        let dispatch_timeout =
+            Duration::from_secs(parse_num(&get, "DISPATCH_TIMEOUT_SECS", 600, 1, 86_400)?);
+        let call_timeout = Duration::from_secs(parse_num(&get, "CALL_TIMEOUT_SECS", 1800, 1, 86_400)?);
+        let max_concurrent_calls = parse_num(&get, "MAX_CONCURRENT_CALLS", 10, 1, 100_000)? as u32;
+        let retry_delay =
+            Duration::from_secs(parse_num(&get, "RETRY_DELAY_SECS", 7200, 1, 30 * 86_400)?);
+
+        let (start, end) = parse_window(get("CALLING_WINDOW").as_deref().unwrap_or("08:00-21:00"))
+            .ok_or_else(|| {
+                err(
+                    "CALLING_WINDOW",
+                    "must be HH:MM-HH:MM with the start before the end, like 08:00-21:00",
+                )
+            })?;
+        let days = parse_days(get("CALLING_DAYS").as_deref().unwrap_or("Mon-Sat")).ok_or_else(|| {
+            err(
+                "CALLING_DAYS",
+                "must be days like Mon-Sat, Mon-Fri or Mon,Wed,Fri (Mon Tue Wed Thu Fri Sat Sun)",
+            )
+        })?;
+
+        let default_timezone =
+            TimeZone::parse(get("DEFAULT_TIMEZONE").as_deref().unwrap_or("America/New_York"))
+                .map_err(|_| err("DEFAULT_TIMEZONE", "must be an IANA time zone, like America/New_York"))?;
+
+        let default_max_attempts = parse_num(
+            &get,
+            "DEFAULT_MAX_ATTEMPTS",
+            3,
+            1,
+            u64::from(crate::reminder::MAX_ATTEMPTS_LIMIT),
+        )? as u32;
+
+        Ok(Self {
+            database_url,
+            database_max_connections,
+            bind_addr,
+            webhook_secrets,
+            api_key,
+            cron_secret,
+            dialer,
+            livekit,
+            agent_name,
+            sip_outbound_trunk_id,
+            scheduler_interval,
+            dispatch_timeout,
+            call_timeout,
+            max_concurrent_calls,
+            retry_delay,
+            calling_window: CallingWindow { start, end, days },
+            default_timezone,
+            default_max_attempts,
+        })
+    }
+
+    /// What `serve` needs beyond parsing: the secrets its routes check.
+    pub fn check_serve(&self) -> Result<(), ConfigError> {
+        if self.webhook_secrets.is_none() {
+            return Err(err(
+                "WEBHOOK_SECRET",
+                "is required to accept call-status webhooks (whsec_ followed by base64; see .env.example)",
+            ));
+        }
+        if self.api_key.is_none() {
+            return Err(err(
+                "DUECALL_API_KEY",
+                "is required to serve the reminders API (any long random string)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_num(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    match get(var) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u64>()
+            .ok()
+            .filter(|n| (min..=max).contains(n))
+            .ok_or_else(|| err(var, format!("must be a whole number from {min} to {max}, got {v:?}"))),
+    }
+}
+
+fn parse_window(s: &str) -> Option<(NaiveTime, NaiveTime)> {
+    let (a, b) = s.split_once('-')?;
+    let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
+    let end = NaiveTime::parse_from_str(b.trim(), "%H:%M").ok()?;
+    (start < end).then_some((start, end))
+}
+
+fn parse_day(s: &str) -> Option<u8> {
+    let d = match s.trim().to_ascii_lowercase().as_str() {
+        "mon" => 0,
+        "tue" => 1,
+        "wed" => 2,
+        "thu" => 3,
+        "fri" => 4,
+        "sat" => 5,
+        "sun" => 6,
+        _ => return None,
+    };
+    Some(d)
+}
+
+/// `Mon-Sat`, `Mon,Wed,Fri`, `Mon-Wed,Sat`; a range wraps (`Sat-Mon`).
+fn parse_days(s: &str) -> Option<BTreeSet<u8>> {
+    let mut days = BTreeSet::new();
+    for part in s.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (parse_day(a)?, parse_day(b)?);
+                let mut d = a;
+                loop {
+                    days.insert(d);
+                    if d == b {
+                        break;
+                    }
+                    d = (d + 1) % 7;
+                }
+            }
+            None => {
+                days.insert(parse_day(part)?);
+            }
+        }
+    }
+    (!days.is_empty()).then_some(days)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> =
+            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.database_url, "sqlite://duecall.db");
+        assert_eq!(c.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.dialer, DialerKind::None);
+        assert_eq!(c.agent_name, "payment-reminder");
+        assert_eq!(c.scheduler_interval, Duration::from_secs(15));
+        assert_eq!(c.dispatch_timeout, Duration::from_secs(600));
+        assert_eq!(c.call_timeout, Duration::from_secs(1800));
+        assert_eq!(c.max_concurrent_calls, 10);
+        assert_eq!(c.retry_delay, Duration::from_secs(7200));
+        assert_eq!(c.calling_window.start, NaiveTime::from_hms_opt(8, 0, 0).unwrap());
+        assert_eq!(c.calling_window.end, NaiveTime::from_hms_opt(21, 0, 0).unwrap());
+        assert_eq!(c.calling_window.days, (0..6).collect());
+        assert_eq!(c.default_timezone.name(), "America/New_York");
+        assert!(c.check_serve().is_err(), "serve needs its secrets");
+    }
+
+    #[test]
+    fn livekit_url_turns_the_livekit_dialer_on() {
+        let c = cfg(&[
+            ("LIVEKIT_URL", "https://example.livekit.cloud"),
+            ("LIVEKIT_API_KEY", "k"),
+            ("LIVEKIT_API_SECRET", "s"),
+        ])
+        .unwrap();
+        assert_eq!(c.dialer, DialerKind::LiveKit);
+        let e = cfg(&[("LIVEKIT_URL", "https://x")]).unwrap_err();
+        assert_eq!(e.var, "LIVEKIT_API_KEY");
+        let e = cfg(&[("DIALER", "livekit")]).unwrap_err();
+        assert_eq!(e.var, "DIALER");
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (var, value) in [
+            ("DATABASE_URL", "mysql://x"),
+            ("BIND_ADDR", "localhost"),
+            ("WEBHOOK_SECRET", "not-a-secret"),
+            ("DIALER", "carrier-pigeon"),
+            ("SCHEDULER_INTERVAL_SECS", "-1"),
+            ("DISPATCH_TIMEOUT_SECS", "0"),
+            ("MAX_CONCURRENT_CALLS", "ten"),
+            ("CALLING_WINDOW", "21:00-08:00"),
+            ("CALLING_WINDOW", "8-21"),
+            ("CALLING_DAYS", "Weekdays"),
+            ("DEFAULT_TIMEZONE", "EST5EDT-ish"),
+        ] {
+            let e = cfg(&[(var, value)]).expect_err(var);
+            assert_eq!(e.var, var, "{value}");
+        }
+    }
+
+    #[test]
+    fn calling_days_ranges_and_lists() {
+        let days = |s| parse_days(s).unwrap().into_iter().collect::<Vec<_>>();
+        assert_eq!(days("Mon-Fri"), vec![0, 1, 2, 3, 4]);
+        assert_eq!(days("mon,wed,FRI"), vec![0, 2, 4]);
+        assert_eq!(days("Sat-Mon"), vec![0, 5, 6]);
+        assert_eq!(days("Mon-Tue,Sun"), vec![0, 1, 6]);
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let c = cfg(&[("DUECALL_API_KEY", "super-secret-key-123")]).unwrap();
+        assert!(!format!("{c:?}").contains("super-secret-key-123"));
+    }
+}

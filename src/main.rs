@@ -1,0 +1,150 @@
+//! The command line: argument wiring only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use base64::Engine;
+use clap::{Parser, Subcommand};
+use duecall::clock::SystemClock;
+use duecall::config::{Config, DialerKind};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "duecall", version, about = "Payment-reminder calls by a LiveKit voice agent")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (configuration from the environment and .env).
+    Serve,
+    /// Write a .env with freshly generated secrets, for a first run.
+    Init {
+        /// Where to write it.
+        #[arg(long, default_value = ".env")]
+        path: PathBuf,
+    },
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("duecall: {message}");
+    ExitCode::FAILURE
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(e) = dotenvy::dotenv() {
+        if !e.not_found() {
+            return fail(format!("cannot read .env: {e}"));
+        }
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+
+    match cli.command {
+        Command::Init { path } => init(&path),
+        Command::Serve => {
+            let config = match Config::from_env().and_then(|c| c.check_serve().map(|()| c)) {
+                Ok(c) => c,
+                Err(e) => return fail(format!("invalid configuration: {e}")),
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("cannot start the runtime: {e}")),
+            };
+            runtime.block_on(serve(config))
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let db = duecall::store::redact_url(&config.database_url);
+    let bind = config.bind_addr;
+    if config.dialer == DialerKind::None {
+        tracing::warn!(
+            "DIALER is none: reminders are stored but nobody is called (set LIVEKIT_URL to call)"
+        );
+    }
+    let state = match duecall::build_state(config, Arc::new(SystemClock)).await {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot open the database {db}: {e}")),
+    };
+    let listener = match tokio::net::TcpListener::bind(bind).await {
+        Ok(l) => l,
+        Err(e) => return fail(format!("cannot listen on {bind}: {e}")),
+    };
+    tracing::info!(database = %db, addr = %bind, "duecall is serving");
+    match duecall::serve(listener, state, shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("server error: {e}")),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    // uuid's v4 draws from the operating system's generator: 122 random bits each.
+    (0..n.div_ceil(16))
+        .flat_map(|_| *uuid::Uuid::new_v4().as_bytes())
+        .take(n)
+        .collect()
+}
+
+fn init(path: &std::path::Path) -> ExitCode {
+    if path.exists() {
+        return fail(format!(
+            "{} already exists; not overwriting it (delete it first to start over)",
+            path.display()
+        ));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let text = format!(
+        "# Written by `duecall init`. Keep this file private. Every variable is in .env.example.\n\
+         DATABASE_URL=sqlite://duecall.db\n\
+         BIND_ADDR=127.0.0.1:8080\n\
+         WEBHOOK_SECRET=whsec_{}\n\
+         DUECALL_API_KEY=dk_{}\n\
+         CRON_SECRET=cron_{}\n",
+        b64.encode(random_bytes(32)),
+        url.encode(random_bytes(24)),
+        url.encode(random_bytes(24)),
+    );
+    if let Err(e) = std::fs::write(path, text) {
+        return fail(format!("cannot write {}: {e}", path.display()));
+    }
+    println!(
+        "wrote {} with new WEBHOOK_SECRET, DUECALL_API_KEY and CRON_SECRET; now run: duecall serve",
+        path.display()
+    );
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,285 @@
+//! Storage: the handful of operations the domain needs, one implementation per
+//! backend, each with its own plain SQL. One conformance suite
+//! (`tests/store_suite.rs`) runs against both.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+
+use crate::reminder::{Attempt, Change, NewReminder, Reminder, ReminderId, Status};
+
+pub mod postgres;
+pub mod sqlite;
+
+/// Storage failed: the database is unreachable, or it answered something we
+/// cannot read. Either way the caller answers 500 and the client retries.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// What `create_reminder` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// A new reminder was stored.
+    New(Reminder),
+    /// A reminder with the same `external_id` already existed; it is returned unchanged.
+    Existing(Reminder),
+}
+
+/// What `apply` did with a `Change`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Applied {
+    /// The change was written; the reminder as it now is.
+    Done(Reminder),
+    /// The reminder was no longer at the expected status and attempt: nothing was written.
+    Stale,
+    /// No such reminder.
+    NotFound,
+}
+
+/// Where a page of the list starts: after this (created_at, id), newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: ReminderId,
+}
+
+impl Cursor {
+    pub fn after(r: &Reminder) -> Self {
+        Self {
+            created_at: r.created_at,
+            id: r.id,
+        }
+    }
+
+    /// An opaque token for clients.
+    pub fn encode(&self) -> String {
+        let raw = format!("{}.{}", self.created_at.timestamp_millis(), self.id);
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(token: &str) -> Option<Self> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (ms, id) = raw.split_once('.')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_millis(ms.parse().ok()?)?,
+            id: ReminderId::parse(id)?,
+        })
+    }
+}
+
+/// A list request: optional status filter, page size, where to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    pub status: Option<Status>,
+    pub limit: u32,
+    pub after: Option<Cursor>,
+}
+
+/// One page of reminders, newest first, and where the next page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page {
+    pub reminders: Vec<Reminder>,
+    pub next: Option<Cursor>,
+}
+
+impl Page {
+    /// Build a page from up to `limit + 1` rows: the extra row only says a next page exists.
+    pub(crate) fn from_rows(mut rows: Vec<Reminder>, limit: u32) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more { rows.last().map(Cursor::after) } else { None };
+        Self {
+            reminders: rows,
+            next,
+        }
+    }
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// The database answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Store a new pending reminder, or return the existing one with the same `external_id`.
+    async fn create_reminder(
+        &self,
+        new: &NewReminder,
+        id: ReminderId,
+        now: DateTime<Utc>,
+    ) -> Result<Created, StoreError>;
+
+    async fn get_reminder(&self, id: ReminderId) -> Result<Option<Reminder>, StoreError>;
+
+    /// A reminder's attempts, oldest first.
+    async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError>;
+
+    /// Reminders newest first, by status if asked, one page at a time.
+    async fn list_reminders(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Apply a decision to a reminder if it is still where the decision saw it.
+    async fn apply(&self, change: &Change) -> Result<Applied, StoreError>;
+}
+
+/// Open the store that `url` names, running its migrations.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(
+            postgres::PgStore::connect(url, max_connections).await?,
+        ))
+    } else {
+        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+    }
+}
+
+/// Shorten a database URL for logs: scheme and location, never the password.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let rest = rest.rsplit_once('@').map(|(_, host)| host).unwrap_or(rest);
+            let rest = rest.split_once('?').map(|(r, _)| r).unwrap_or(rest);
+            format!("{scheme}://{rest}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let c = Cursor {
+            created_at: DateTime::from_timestamp_millis(1_795_000_000_123).unwrap(),
+            id: ReminderId::new(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for bad in ["", "!!", "bm90LWEtY3Vyc29y", "MTIzLm5vdC1hLXV1aWQ"] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db.example:5432/duecall?sslmode=require"),
+            "postgres://db.example:5432/duecall"
+        );
+        assert_eq!(redact_url("sqlite://duecall.db"), "sqlite://duecall.db");
+    }
+}
+
+/// A reminder row as the database hands it over, before the domain checks it.
+/// Each backend fills it from its own column types; `into_reminder` is shared.
+pub(crate) struct RawReminder {
+    pub id: uuid::Uuid,
+    pub external_id: Option<String>,
+    pub customer_name: String,
+    pub phone_number: String,
+    pub timezone: String,
+    pub language: String,
+    pub amount_due_minor: i64,
+    pub currency: String,
+    pub due_date: chrono::NaiveDate,
+    pub status: String,
+    pub attempt_count: i64,
+    pub max_attempts: i64,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub skip_reason: Option<String>,
+    pub outcome: Option<serde_json::Value>,
+    pub metadata: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {e}"))
+}
+
+impl RawReminder {
+    pub fn into_reminder(self) -> Result<Reminder, StoreError> {
+        use crate::reminder::{Currency, Language, PhoneNumber, TimeZone};
+        Ok(Reminder {
+            id: ReminderId::from_uuid(self.id),
+            external_id: self.external_id,
+            customer_name: self.customer_name,
+            phone_number: PhoneNumber::parse(&self.phone_number).map_err(|e| corrupt("reminder", e))?,
+            timezone: TimeZone::parse(&self.timezone).map_err(|e| corrupt("reminder", e))?,
+            language: Language::parse(&self.language).map_err(|e| corrupt("reminder", e))?,
+            amount_due_minor: self.amount_due_minor,
+            currency: Currency::parse(&self.currency).map_err(|e| corrupt("reminder", e))?,
+            due_date: self.due_date,
+            status: self.status.parse().map_err(|e| corrupt("reminder", e))?,
+            attempt_count: u32::try_from(self.attempt_count).map_err(|e| corrupt("attempt_count", e))?,
+            max_attempts: u32::try_from(self.max_attempts).map_err(|e| corrupt("max_attempts", e))?,
+            next_attempt_at: self.next_attempt_at,
+            last_attempt_at: self.last_attempt_at,
+            skip_reason: self.skip_reason,
+            outcome: self
+                .outcome
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt("outcome", e))?,
+            metadata: match self.metadata {
+                serde_json::Value::Object(m) => m,
+                other => return Err(corrupt("metadata", format!("not an object: {other}"))),
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// An attempt row as the database hands it over.
+pub(crate) struct RawAttempt {
+    pub attempt: i64,
+    pub status: String,
+    pub room_name: String,
+    pub dispatched_at: DateTime<Utc>,
+    pub answered_at: Option<DateTime<Utc>>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub outcome: Option<serde_json::Value>,
+    pub failure: Option<serde_json::Value>,
+}
+
+impl RawAttempt {
+    pub fn into_attempt(self) -> Result<Attempt, StoreError> {
+        Ok(Attempt {
+            attempt: u32::try_from(self.attempt).map_err(|e| corrupt("attempt", e))?,
+            status: self
+                .status
+                .parse()
+                .map_err(|_| corrupt("attempt status", &self.status))?,
+            room_name: self.room_name,
+            dispatched_at: self.dispatched_at,
+            answered_at: self.answered_at,
+            ended_at: self.ended_at,
+            outcome: self
+                .outcome
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt("attempt outcome", e))?,
+            failure: self
+                .failure
+                .map(serde_json::from_value)
+                .transpose()
+                .map_err(|e| corrupt("attempt failure", e))?,
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! PostgreSQL: for several service instances on one database. Each operation
+//! is one statement (or one short transaction) with `synchronous_commit=on`.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, QueryBuilder, Row};
+
+use super::{Applied, Created, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError};
+use crate::reminder::{Attempt, Change, NewReminder, Reminder, ReminderId};
+
+const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
+     amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
+     last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at";
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+fn reminder_from_row(row: &PgRow) -> Result<Reminder, StoreError> {
+    RawReminder {
+        id: row.try_get("id")?,
+        external_id: row.try_get("external_id")?,
+        customer_name: row.try_get("customer_name")?,
+        phone_number: row.try_get("phone_number")?,
+        timezone: row.try_get("timezone")?,
+        language: row.try_get("language")?,
+        amount_due_minor: row.try_get("amount_due_minor")?,
+        currency: row.try_get("currency")?,
+        due_date: row.try_get("due_date")?,
+        status: row.try_get("status")?,
+        attempt_count: i64::from(row.try_get::<i32, _>("attempt_count")?),
+        max_attempts: i64::from(row.try_get::<i32, _>("max_attempts")?),
+        next_attempt_at: row.try_get("next_attempt_at")?,
+        last_attempt_at: row.try_get("last_attempt_at")?,
+        skip_reason: row.try_get("skip_reason")?,
+        outcome: row.try_get("outcome")?,
+        metadata: row.try_get("metadata")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    }
+    .into_reminder()
+}
+
+fn attempt_from_row(row: &PgRow) -> Result<Attempt, StoreError> {
+    RawAttempt {
+        attempt: i64::from(row.try_get::<i32, _>("attempt")?),
+        status: row.try_get("status")?,
+        room_name: row.try_get("room_name")?,
+        dispatched_at: row.try_get("dispatched_at")?,
+        answered_at: row.try_get("answered_at")?,
+        ended_at: row.try_get("ended_at")?,
+        outcome: row.try_get("outcome")?,
+        failure: row.try_get("failure")?,
+    }
+    .into_attempt()
+}
+
+impl PgStore {
+    /// Connect to the server `url` names and migrate it. Concurrent instances
+    /// migrating at once are serialised by sqlx's advisory lock.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        let opts = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_reminder(
+        &self,
+        new: &NewReminder,
+        id: ReminderId,
+        now: DateTime<Utc>,
+    ) -> Result<Created, StoreError> {
+        let r = new.clone().into_reminder(id, now);
+        // One round trip: insert unless the external_id exists, else return the existing row.
+        // A concurrent insert of the same external_id waits for the other's commit, then
+        // finds nothing to insert; the fallback SELECT sees the committed row.
+        let row = sqlx::query(&format!(
+            "WITH ins AS ( \
+               INSERT INTO reminders (id, external_id, customer_name, phone_number, timezone, \
+                 language, amount_due_minor, currency, due_date, status, attempt_count, max_attempts, \
+                 next_attempt_at, metadata, created_at, updated_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+               ON CONFLICT (external_id) DO NOTHING \
+               RETURNING {REMINDER_COLS}, true AS created) \
+             SELECT * FROM ins"
+        ))
+        .bind(r.id.as_uuid())
+        .bind(&r.external_id)
+        .bind(&r.customer_name)
+        .bind(r.phone_number.as_str())
+        .bind(r.timezone.name())
+        .bind(r.language.as_str())
+        .bind(r.amount_due_minor)
+        .bind(r.currency.as_str())
+        .bind(r.due_date)
+        .bind(r.status.as_str())
+        .bind(r.attempt_count as i32)
+        .bind(r.max_attempts as i32)
+        .bind(r.next_attempt_at)
+        .bind(serde_json::Value::Object(r.metadata.clone()))
+        .bind(r.created_at)
+        .bind(r.updated_at)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Created::New(reminder_from_row(&row)?));
+        }
+        let row = sqlx::query(&format!(
+            "SELECT {REMINDER_COLS} FROM reminders WHERE external_id = $1"
+        ))
+        .bind(&r.external_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Created::Existing(reminder_from_row(&row)?))
+    }
+
+    async fn get_reminder(&self, id: ReminderId) -> Result<Option<Reminder>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {REMINDER_COLS} FROM reminders WHERE id = $1"))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(reminder_from_row).transpose()
+    }
+
+    async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, status, room_name, dispatched_at, answered_at, ended_at, outcome, failure \
+             FROM attempts WHERE reminder_id = $1 ORDER BY attempt",
+        )
+        .bind(id.as_uuid())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn list_reminders(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("SELECT {REMINDER_COLS} FROM reminders WHERE true"));
+        if let Some(status) = query.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(after) = query.after {
+            qb.push(" AND (created_at, id) < (")
+                .push_bind(after.created_at)
+                .push(", ")
+                .push_bind(after.id.as_uuid())
+                .push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(query.limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let reminders = rows.iter().map(reminder_from_row).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(reminders, query.limit))
+    }
+
+    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        // One statement: compare-and-set, and tell apart "changed", "moved on" and "absent".
+        let row = sqlx::query(&format!(
+            "WITH upd AS ( \
+               UPDATE reminders SET status = $1, next_attempt_at = $2, skip_reason = $3, updated_at = $4 \
+               WHERE id = $5 AND status = $6 AND attempt_count = $7 \
+               RETURNING {REMINDER_COLS}) \
+             SELECT {REMINDER_COLS}, true AS changed FROM upd \
+             UNION ALL \
+             SELECT {REMINDER_COLS}, false AS changed FROM reminders \
+               WHERE id = $5 AND NOT EXISTS (SELECT 1 FROM upd)"
+        ))
+        .bind(change.status.as_str())
+        .bind(change.next_attempt_at)
+        .bind(&change.skip_reason)
+        .bind(change.at)
+        .bind(change.reminder_id.as_uuid())
+        .bind(change.expect_status.as_str())
+        .bind(change.expect_attempt as i32)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => Applied::NotFound,
+            Some(row) if row.try_get::<bool, _>("changed")? => Applied::Done(reminder_from_row(&row)?),
+            Some(_) => Applied::Stale,
+        })
+    }
+}

@@ -1,0 +1,251 @@
+//! SQLite: the embedded default. One file, WAL, `synchronous=FULL` (a commit
+//! is on disk before anyone hears yes). One connection writes; a small pool reads.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{
+    Applied, Created, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError,
+};
+use crate::reminder::{Attempt, Change, NewReminder, Reminder, ReminderId};
+
+const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
+     amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
+     last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at";
+
+pub struct SqliteStore {
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_ms(v: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_millis(v).ok_or_else(|| StoreError::Corrupt(format!("time {v}")))
+}
+
+fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    v.map(from_ms).transpose()
+}
+
+fn json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    let text: Option<String> = row.try_get(col)?;
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
+}
+
+fn reminder_from_row(row: &SqliteRow) -> Result<Reminder, StoreError> {
+    let id: String = row.try_get("id")?;
+    let due: String = row.try_get("due_date")?;
+    RawReminder {
+        id: uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("id: {e}")))?,
+        external_id: row.try_get("external_id")?,
+        customer_name: row.try_get("customer_name")?,
+        phone_number: row.try_get("phone_number")?,
+        timezone: row.try_get("timezone")?,
+        language: row.try_get("language")?,
+        amount_due_minor: row.try_get("amount_due_minor")?,
+        currency: row.try_get("currency")?,
+        due_date: NaiveDate::parse_from_str(&due, "%Y-%m-%d")
+            .map_err(|e| StoreError::Corrupt(format!("due_date: {e}")))?,
+        status: row.try_get("status")?,
+        attempt_count: row.try_get("attempt_count")?,
+        max_attempts: row.try_get("max_attempts")?,
+        next_attempt_at: opt_from_ms(row.try_get("next_attempt_at")?)?,
+        last_attempt_at: opt_from_ms(row.try_get("last_attempt_at")?)?,
+        skip_reason: row.try_get("skip_reason")?,
+        outcome: json_col(row, "outcome")?,
+        metadata: json_col(row, "metadata")?.unwrap_or_default(),
+        created_at: from_ms(row.try_get("created_at")?)?,
+        updated_at: from_ms(row.try_get("updated_at")?)?,
+    }
+    .into_reminder()
+}
+
+fn attempt_from_row(row: &SqliteRow) -> Result<Attempt, StoreError> {
+    RawAttempt {
+        attempt: row.try_get("attempt")?,
+        status: row.try_get("status")?,
+        room_name: row.try_get("room_name")?,
+        dispatched_at: from_ms(row.try_get("dispatched_at")?)?,
+        answered_at: opt_from_ms(row.try_get("answered_at")?)?,
+        ended_at: opt_from_ms(row.try_get("ended_at")?)?,
+        outcome: json_col(row, "outcome")?,
+        failure: json_col(row, "failure")?,
+    }
+    .into_attempt()
+}
+
+impl SqliteStore {
+    /// Open (creating if missing) the SQLite file that `url` names and migrate it.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&write).await?;
+        // An in-memory database exists once per connection: read through the writer.
+        let read = if url.contains(":memory:") || url.contains("mode=memory") {
+            write.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await?
+        };
+        Ok(Self { write, read })
+    }
+
+    async fn fetch_reminder(
+        conn: &mut sqlx::SqliteConnection,
+        id: ReminderId,
+    ) -> Result<Option<Reminder>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {REMINDER_COLS} FROM reminders WHERE id = ?"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+        row.as_ref().map(reminder_from_row).transpose()
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    async fn create_reminder(
+        &self,
+        new: &NewReminder,
+        id: ReminderId,
+        now: DateTime<Utc>,
+    ) -> Result<Created, StoreError> {
+        let r = new.clone().into_reminder(id, now);
+        let mut tx = self.write.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO reminders (id, external_id, customer_name, phone_number, timezone, language, \
+             amount_due_minor, currency, due_date, status, attempt_count, max_attempts, \
+             next_attempt_at, last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?) \
+             ON CONFLICT (external_id) DO NOTHING",
+        )
+        .bind(r.id.to_string())
+        .bind(&r.external_id)
+        .bind(&r.customer_name)
+        .bind(r.phone_number.as_str())
+        .bind(r.timezone.name())
+        .bind(r.language.as_str())
+        .bind(r.amount_due_minor)
+        .bind(r.currency.as_str())
+        .bind(r.due_date.format("%Y-%m-%d").to_string())
+        .bind(r.status.as_str())
+        .bind(i64::from(r.attempt_count))
+        .bind(i64::from(r.max_attempts))
+        .bind(r.next_attempt_at.map(ms))
+        .bind(serde_json::Value::Object(r.metadata.clone()).to_string())
+        .bind(ms(r.created_at))
+        .bind(ms(r.updated_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let result = if inserted == 1 {
+            Created::New(r)
+        } else {
+            let row = sqlx::query(&format!(
+                "SELECT {REMINDER_COLS} FROM reminders WHERE external_id = ?"
+            ))
+            .bind(&r.external_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            Created::Existing(reminder_from_row(&row)?)
+        };
+        tx.commit().await?;
+        Ok(result)
+    }
+
+    async fn get_reminder(&self, id: ReminderId) -> Result<Option<Reminder>, StoreError> {
+        let mut conn = self.read.acquire().await?;
+        Self::fetch_reminder(&mut conn, id).await
+    }
+
+    async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT attempt, status, room_name, dispatched_at, answered_at, ended_at, outcome, failure \
+             FROM attempts WHERE reminder_id = ? ORDER BY attempt",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(attempt_from_row).collect()
+    }
+
+    async fn list_reminders(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("SELECT {REMINDER_COLS} FROM reminders WHERE 1 = 1"));
+        if let Some(status) = query.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(after) = query.after {
+            qb.push(" AND (created_at, id) < (")
+                .push_bind(ms(after.created_at))
+                .push(", ")
+                .push_bind(after.id.to_string())
+                .push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(query.limit) + 1);
+        let rows = qb.build().fetch_all(&self.read).await?;
+        let reminders = rows.iter().map(reminder_from_row).collect::<Result<_, _>>()?;
+        Ok(Page::from_rows(reminders, query.limit))
+    }
+
+    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let updated = sqlx::query(
+            "UPDATE reminders SET status = ?, next_attempt_at = ?, skip_reason = ?, updated_at = ? \
+             WHERE id = ? AND status = ? AND attempt_count = ?",
+        )
+        .bind(change.status.as_str())
+        .bind(change.next_attempt_at.map(ms))
+        .bind(&change.skip_reason)
+        .bind(ms(change.at))
+        .bind(change.reminder_id.to_string())
+        .bind(change.expect_status.as_str())
+        .bind(i64::from(change.expect_attempt))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let now = Self::fetch_reminder(&mut tx, change.reminder_id).await?;
+        tx.commit().await?;
+        Ok(match (updated, now) {
+            (_, None) => Applied::NotFound,
+            (1, Some(r)) => Applied::Done(r),
+            (_, Some(_)) => Applied::Stale,
+        })
+    }
+}

@@ -1,0 +1,229 @@
+//! Shared test scaffolding: a fresh database per test (a SQLite file in a temp
+//! dir, or a PostgreSQL schema of its own), and the real app spawned on port 0.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use duecall::clock::{Clock, ManualClock};
+use duecall::config::Config;
+use duecall::http::AppState;
+use duecall::store::Store;
+use sqlx::Connection;
+
+pub const API_KEY: &str = "test-api-key-0123456789";
+pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The PostgreSQL server the tests use: `TEST_DATABASE_URL`, else the local one.
+pub fn pg_base_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// In CI (or when asked) PostgreSQL must be there; elsewhere its tests skip loudly.
+pub fn pg_required() -> bool {
+    let set = |v: &str| {
+        std::env::var(v)
+            .map(|s| !s.is_empty() && s != "0" && s != "false")
+            .unwrap_or(false)
+    };
+    set("CI") || set("DUECALL_REQUIRE_POSTGRES")
+}
+
+/// A database that exists for one test.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+impl TestDb {
+    /// A fresh database, or `None` when PostgreSQL is unreachable and not required.
+    pub async fn new(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("test.db").display());
+                Some(Self {
+                    backend,
+                    url,
+                    _dir: Some(dir),
+                    schema: None,
+                })
+            }
+            Backend::Postgres => {
+                let base = pg_base_url();
+                let mut conn = match sqlx::PgConnection::connect(&base).await {
+                    Ok(c) => c,
+                    Err(e) if !pg_required() => {
+                        eprintln!("SKIPPED: PostgreSQL unreachable at {base}: {e}");
+                        return None;
+                    }
+                    Err(e) => panic!("PostgreSQL is required here but unreachable at {base}: {e}"),
+                };
+                let schema = format!("duecall_t_{}", uuid::Uuid::new_v4().simple());
+                sqlx::query(&format!("CREATE SCHEMA {schema}"))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create schema");
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
+                Some(Self {
+                    backend,
+                    url,
+                    _dir: None,
+                    schema: Some(schema),
+                })
+            }
+        }
+    }
+
+    pub async fn store(&self) -> Arc<dyn Store> {
+        duecall::store::connect(&self.url, 8).await.expect("open store")
+    }
+
+    /// Drop the test's schema (PostgreSQL); the SQLite dir goes with `self`.
+    pub async fn cleanup(self) {
+        if let Some(schema) = &self.schema {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_base_url()).await {
+                let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                    .execute(&mut conn)
+                    .await;
+            }
+        }
+    }
+}
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+}
+
+/// A configuration for tests: secrets set, the given database, ticker off.
+pub fn test_config(url: &str, extra: &[(&str, &str)]) -> Config {
+    let mut vars: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), url.into()),
+        ("WEBHOOK_SECRET".into(), WEBHOOK_SECRET.into()),
+        ("DUECALL_API_KEY".into(), API_KEY.into()),
+        ("SCHEDULER_INTERVAL_SECS".into(), "0".into()),
+    ];
+    for (k, v) in extra {
+        vars.retain(|(name, _)| name != k);
+        vars.push((k.to_string(), v.to_string()));
+    }
+    Config::from_lookup(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        .expect("test config")
+}
+
+/// The real service on 127.0.0.1:0 with a manual clock.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub clock: ManualClock,
+    pub state: AppState,
+    pub db: TestDb,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> Option<Self> {
+        Self::spawn_with(backend, &[]).await
+    }
+
+    pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Option<Self> {
+        let db = TestDb::new(backend).await?;
+        let clock = ManualClock::new(t("2026-11-24T15:00:00Z"));
+        let config = test_config(&db.url, extra);
+        let state = duecall::build_state(config, Arc::new(clock.clone()) as Arc<dyn Clock>)
+            .await
+            .expect("build state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let serve_state = state.clone();
+        tokio::spawn(async move {
+            duecall::serve(listener, serve_state, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Some(Self {
+            base,
+            client: reqwest::Client::new(),
+            clock,
+            state,
+            db,
+            shutdown: Some(tx),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// An authorised request to the reminders API.
+    pub fn api(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(API_KEY)
+    }
+
+    pub async fn create(&self, body: serde_json::Value) -> reqwest::Response {
+        self.api(reqwest::Method::POST, "/api/reminders")
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.db.cleanup().await;
+    }
+}
+
+/// A valid create body, with a few fields overridden.
+pub fn reminder_body(overrides: serde_json::Value) -> serde_json::Value {
+    let mut body = serde_json::json!({
+        "customer_name": "Ada Lovelace",
+        "phone_number": "+14155550100",
+        "amount_due_minor": 12345,
+        "currency": "USD",
+        "due_date": "2026-12-01",
+    });
+    if let (Some(b), Some(o)) = (body.as_object_mut(), overrides.as_object()) {
+        for (k, v) in o {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
+/// Run one async test body against each backend: `both_backends!(name, |backend| async {...})`.
+#[macro_export]
+macro_rules! both_backends {
+    ($name:ident, $body:path) => {
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body(Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body(Backend::Postgres).await
+            }
+        }
+    };
+}
