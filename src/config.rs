@@ -97,7 +97,11 @@ impl Config {
 
     /// Read configuration through `lookup` (tests pass a map).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
         let database_url = get("DATABASE_URL").unwrap_or_else(|| "sqlite://duecall.db".to_owned());
         if !(database_url.starts_with("sqlite:")
@@ -109,7 +113,8 @@ impl Config {
                 "must start with sqlite:// (a file) or postgres:// (a server)",
             ));
         }
-        let database_max_connections = parse_num(&get, "DATABASE_MAX_CONNECTIONS", 10, 1, 1000)? as u32;
+        let database_max_connections =
+            parse_num(&get, "DATABASE_MAX_CONNECTIONS", 10, 1, 1000)? as u32;
 
         let bind_addr = get("BIND_ADDR")
             .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
@@ -166,7 +171,8 @@ impl Config {
             Duration::from_secs(parse_num(&get, "SCHEDULER_INTERVAL_SECS", 15, 0, 86_400)?);
         let dispatch_timeout =
             Duration::from_secs(parse_num(&get, "DISPATCH_TIMEOUT_SECS", 600, 1, 86_400)?);
-        let call_timeout = Duration::from_secs(parse_num(&get, "CALL_TIMEOUT_SECS", 1800, 1, 86_400)?);
+        let call_timeout =
+            Duration::from_secs(parse_num(&get, "CALL_TIMEOUT_SECS", 1800, 1, 86_400)?);
         let max_concurrent_calls = parse_num(&get, "MAX_CONCURRENT_CALLS", 10, 1, 100_000)? as u32;
         let retry_delay =
             Duration::from_secs(parse_num(&get, "RETRY_DELAY_SECS", 7200, 1, 30 * 86_400)?);
@@ -178,16 +184,25 @@ impl Config {
                     "must be HH:MM-HH:MM with the start before the end, like 08:00-21:00",
                 )
             })?;
-        let days = parse_days(get("CALLING_DAYS").as_deref().unwrap_or("Mon-Sat")).ok_or_else(|| {
-            err(
+        let days =
+            parse_days(get("CALLING_DAYS").as_deref().unwrap_or("Mon-Sat")).ok_or_else(|| {
+                err(
                 "CALLING_DAYS",
                 "must be days like Mon-Sat, Mon-Fri or Mon,Wed,Fri (Mon Tue Wed Thu Fri Sat Sun)",
             )
-        })?;
+            })?;
 
-        let default_timezone =
-            TimeZone::parse(get("DEFAULT_TIMEZONE").as_deref().unwrap_or("America/New_York"))
-                .map_err(|_| err("DEFAULT_TIMEZONE", "must be an IANA time zone, like America/New_York"))?;
+        let default_timezone = TimeZone::parse(
+            get("DEFAULT_TIMEZONE")
+                .as_deref()
+                .unwrap_or("America/New_York"),
+        )
+        .map_err(|_| {
+            err(
+                "DEFAULT_TIMEZONE",
+                "must be an IANA time zone, like America/New_York",
+            )
+        })?;
 
         let default_max_attempts = parse_num(
             &get,
@@ -250,7 +265,12 @@ fn parse_num(
             .parse::<u64>()
             .ok()
             .filter(|n| (min..=max).contains(n))
-            .ok_or_else(|| err(var, format!("must be a whole number from {min} to {max}, got {v:?}"))),
+            .ok_or_else(|| {
+                err(
+                    var,
+                    format!("must be a whole number from {min} to {max}, got {v:?}"),
+                )
+            }),
     }
 }
 
@@ -305,8 +325,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -322,8 +344,14 @@ mod tests {
         assert_eq!(c.call_timeout, Duration::from_secs(1800));
         assert_eq!(c.max_concurrent_calls, 10);
         assert_eq!(c.retry_delay, Duration::from_secs(7200));
-        assert_eq!(c.calling_window.start, NaiveTime::from_hms_opt(8, 0, 0).unwrap());
-        assert_eq!(c.calling_window.end, NaiveTime::from_hms_opt(21, 0, 0).unwrap());
+        assert_eq!(
+            c.calling_window.start,
+            NaiveTime::from_hms_opt(8, 0, 0).unwrap()
+        );
+        assert_eq!(
+            c.calling_window.end,
+            NaiveTime::from_hms_opt(21, 0, 0).unwrap()
+        );
         assert_eq!(c.calling_window.days, (0..6).collect());
         assert_eq!(c.default_timezone.name(), "America/New_York");
         assert!(c.check_serve().is_err(), "serve needs its secrets");

@@ -11,7 +11,11 @@ use duecall::config::{Config, DialerKind};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "duecall", version, about = "Payment-reminder calls by a LiveKit voice agent")]
+#[command(
+    name = "duecall",
+    version,
+    about = "Payment-reminder calls by a LiveKit voice agent"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -121,10 +125,12 @@ fn random_bytes(n: usize) -> Vec<u8> {
 
 fn init(path: &std::path::Path) -> ExitCode {
     if path.exists() {
-        return fail(format!(
-            "{} already exists; not overwriting it (delete it first to start over)",
+        // Re-running the README's first command must not rotate live secrets.
+        println!(
+            "{} already exists: keeping it (delete it to generate new secrets)",
             path.display()
-        ));
+        );
+        return ExitCode::SUCCESS;
     }
     let b64 = base64::engine::general_purpose::STANDARD;
     let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;

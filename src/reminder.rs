@@ -248,7 +248,9 @@ impl Language {
         let primary = parts.next().unwrap_or("");
         let ok = (2..=3).contains(&primary.len())
             && primary.bytes().all(|b| b.is_ascii_alphabetic())
-            && parts.all(|p| (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric()))
+            && parts.all(|p| {
+                (1..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_alphanumeric())
+            })
             && s.len() <= 35;
         if ok {
             Ok(Self(s.to_owned()))
@@ -556,7 +558,10 @@ impl NewReminder {
     /// otherwise be dropped without a word.
     pub fn parse(body: &Map<String, Value>, defaults: &CreateDefaults) -> Result<Self, FieldError> {
         if let Some(unknown) = body.keys().find(|k| !CREATE_FIELDS.contains(&k.as_str())) {
-            return Err(FieldError::new(unknown.clone(), "is not a field of a reminder"));
+            return Err(FieldError::new(
+                unknown.clone(),
+                "is not a field of a reminder",
+            ));
         }
         let present = |name: &str| body.get(name).filter(|v| !v.is_null());
 
@@ -571,7 +576,10 @@ impl NewReminder {
             ));
         }
         if customer_name.chars().any(char::is_control) {
-            return Err(FieldError::new("customer_name", "must not contain control characters"));
+            return Err(FieldError::new(
+                "customer_name",
+                "must not contain control characters",
+            ));
         }
 
         let phone_number = PhoneNumber::parse(required_str(body, "phone_number")?)?;
@@ -651,8 +659,15 @@ impl NewReminder {
         let metadata = match present("metadata") {
             None => Map::new(),
             Some(Value::Object(m)) => {
-                let size = serde_json::to_vec(m).map(|v| v.len()).unwrap_or(usize::MAX);
-                if size > MAX_METADATA_BYTES {
+                let text = serde_json::to_string(m).unwrap_or_default();
+                if text.contains("\\u0000") {
+                    // PostgreSQL cannot store a NUL character; refuse it on every backend alike.
+                    return Err(FieldError::new(
+                        "metadata",
+                        "must not contain NUL characters",
+                    ));
+                }
+                if text.len() > MAX_METADATA_BYTES {
                     return Err(FieldError::new(
                         "metadata",
                         format!("must be at most {} KiB of JSON", MAX_METADATA_BYTES / 1024),
@@ -693,7 +708,11 @@ impl NewReminder {
             status: Status::Pending,
             attempt_count: 0,
             max_attempts: self.max_attempts,
-            next_attempt_at: Some(self.scheduled_for.map(crate::clock::to_millis).unwrap_or(now)),
+            next_attempt_at: Some(
+                self.scheduled_for
+                    .map(crate::clock::to_millis)
+                    .unwrap_or(now),
+            ),
             last_attempt_at: None,
             skip_reason: None,
             outcome: None,
@@ -819,7 +838,13 @@ mod tests {
 
     #[test]
     fn each_required_field_is_named_when_missing() {
-        for field in ["customer_name", "phone_number", "amount_due_minor", "currency", "due_date"] {
+        for field in [
+            "customer_name",
+            "phone_number",
+            "amount_due_minor",
+            "currency",
+            "due_date",
+        ] {
             let mut b = body(valid());
             b.remove(field);
             let err = NewReminder::parse(&b, &defaults()).unwrap_err();
@@ -853,6 +878,7 @@ mod tests {
             ("customer_name", json!(42)),
             ("external_id", json!("")),
             ("external_id", json!(7)),
+            ("metadata", json!({"a": "nul\u{0}here"})),
         ];
         for (field, value) in cases {
             let mut b = body(valid());
@@ -909,6 +935,9 @@ mod tests {
     #[test]
     fn room_names_follow_the_spec() {
         let id = ReminderId::parse("0190f1f4-7c1e-7a4b-9a55-6c1f0f0e0d0c").unwrap();
-        assert_eq!(room_name(id, 2), "reminder-0190f1f4-7c1e-7a4b-9a55-6c1f0f0e0d0c-2");
+        assert_eq!(
+            room_name(id, 2),
+            "reminder-0190f1f4-7c1e-7a4b-9a55-6c1f0f0e0d0c-2"
+        );
     }
 }

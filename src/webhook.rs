@@ -16,13 +16,19 @@ impl WebhookSecrets {
         let mut keys = Vec::new();
         for (i, part) in s.split(',').map(str::trim).enumerate() {
             let b64 = part.strip_prefix("whsec_").ok_or_else(|| {
-                format!("secret #{} must start with whsec_ (then base64 of the key)", i + 1)
+                format!(
+                    "secret #{} must start with whsec_ (then base64 of the key)",
+                    i + 1
+                )
             })?;
             let key = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|_| format!("secret #{} is not valid base64 after whsec_", i + 1))?;
             if key.len() < 16 {
-                return Err(format!("secret #{} must decode to at least 16 bytes", i + 1));
+                return Err(format!(
+                    "secret #{} must decode to at least 16 bytes",
+                    i + 1
+                ));
             }
             keys.push(key);
         }
@@ -46,8 +52,10 @@ mod tests {
 
     #[test]
     fn parses_several_secrets_and_refuses_bad_ones() {
-        let s = WebhookSecrets::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=")
-            .unwrap();
+        let s = WebhookSecrets::parse(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, whsec_c2VjcmV0LXNlY3JldC1zZWNyZXQ=",
+        )
+        .unwrap();
         assert_eq!(s.keys().count(), 2);
         assert!(WebhookSecrets::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
         assert!(WebhookSecrets::parse("whsec_!!!").is_err());

@@ -29,15 +29,20 @@ fn new_reminder(overrides: serde_json::Value) -> NewReminder {
 async fn open(backend: Backend) -> Option<(TestDb, Arc<dyn Store>)> {
     let db = TestDb::new(backend).await?;
     let store = db.store().await;
-    assert_eq!(store.backend(), match backend {
-        Backend::Sqlite => "sqlite",
-        Backend::Postgres => "postgres",
-    });
+    assert_eq!(
+        store.backend(),
+        match backend {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    );
     Some((db, store))
 }
 
 async fn create_and_get(backend: Backend) {
-    let Some((db, store)) = open(backend).await else { return };
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
     let now = t("2026-11-24T15:00:00.123Z");
     let new = new_reminder(json!({
         "external_id": "inv-1042",
@@ -69,16 +74,26 @@ async fn create_and_get(backend: Backend) {
 }
 
 async fn idempotent_create(backend: Backend) {
-    let Some((db, store)) = open(backend).await else { return };
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
     let now = t("2026-11-24T15:00:00Z");
     let first = new_reminder(json!({"external_id": "inv-7", "amount_due_minor": 100}));
-    let Created::New(a) = store.create_reminder(&first, ReminderId::new(), now).await.unwrap() else {
+    let Created::New(a) = store
+        .create_reminder(&first, ReminderId::new(), now)
+        .await
+        .unwrap()
+    else {
         panic!("first create must be new")
     };
     // Same key, different content, later: the existing reminder comes back unchanged.
     let again = new_reminder(json!({"external_id": "inv-7", "amount_due_minor": 999}));
     let later = now + Duration::minutes(5);
-    match store.create_reminder(&again, ReminderId::new(), later).await.unwrap() {
+    match store
+        .create_reminder(&again, ReminderId::new(), later)
+        .await
+        .unwrap()
+    {
         Created::Existing(b) => assert_eq!(b, a),
         other => panic!("expected the existing reminder, got {other:?}"),
     }
@@ -86,12 +101,19 @@ async fn idempotent_create(backend: Backend) {
     let plain = new_reminder(json!({}));
     for _ in 0..2 {
         assert!(matches!(
-            store.create_reminder(&plain, ReminderId::new(), now).await.unwrap(),
+            store
+                .create_reminder(&plain, ReminderId::new(), now)
+                .await
+                .unwrap(),
             Created::New(_)
         ));
     }
     let page = store
-        .list_reminders(&ListQuery { status: None, limit: 10, after: None })
+        .list_reminders(&ListQuery {
+            status: None,
+            limit: 10,
+            after: None,
+        })
         .await
         .unwrap();
     assert_eq!(page.reminders.len(), 3);
@@ -99,14 +121,19 @@ async fn idempotent_create(backend: Backend) {
 }
 
 async fn concurrent_creates_one_row(backend: Backend) {
-    let Some((db, store)) = open(backend).await else { return };
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
     let now = t("2026-11-24T15:00:00Z");
     let mut tasks = Vec::new();
     for i in 0..24 {
         let store = store.clone();
         tasks.push(tokio::spawn(async move {
             let new = new_reminder(json!({"external_id": "same-key", "amount_due_minor": i}));
-            store.create_reminder(&new, ReminderId::new(), now).await.unwrap()
+            store
+                .create_reminder(&new, ReminderId::new(), now)
+                .await
+                .unwrap()
         }));
     }
     let mut new_count = 0;
@@ -125,7 +152,11 @@ async fn concurrent_creates_one_row(backend: Backend) {
     assert_eq!(new_count, 1, "exactly one create wins");
     assert_eq!(ids.len(), 1, "everyone sees the same reminder");
     let page = store
-        .list_reminders(&ListQuery { status: None, limit: 100, after: None })
+        .list_reminders(&ListQuery {
+            status: None,
+            limit: 100,
+            after: None,
+        })
         .await
         .unwrap();
     assert_eq!(page.reminders.len(), 1);
@@ -133,7 +164,9 @@ async fn concurrent_creates_one_row(backend: Backend) {
 }
 
 async fn list_pages_newest_first(backend: Backend) {
-    let Some((db, store)) = open(backend).await else { return };
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
     let start = t("2026-11-24T15:00:00Z");
     let mut made = Vec::new();
     for i in 0..7 {
@@ -148,14 +181,18 @@ async fn list_pages_newest_first(backend: Backend) {
         };
         made.push(r);
     }
-    made.sort_by(|a, b| (b.created_at, b.id).cmp(&(a.created_at, a.id)));
+    made.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
 
     let mut seen = Vec::new();
     let mut after = None;
     let mut pages = 0;
     loop {
         let page = store
-            .list_reminders(&ListQuery { status: None, limit: 3, after })
+            .list_reminders(&ListQuery {
+                status: None,
+                limit: 3,
+                after,
+            })
             .await
             .unwrap();
         pages += 1;
@@ -172,7 +209,11 @@ async fn list_pages_newest_first(backend: Backend) {
 
     // A page that ends exactly at the last row says there is no next page.
     let page = store
-        .list_reminders(&ListQuery { status: None, limit: 7, after: None })
+        .list_reminders(&ListQuery {
+            status: None,
+            limit: 7,
+            after: None,
+        })
         .await
         .unwrap();
     assert_eq!(page.reminders.len(), 7);
@@ -180,24 +221,45 @@ async fn list_pages_newest_first(backend: Backend) {
 
     // Filter by status.
     let victim = made[2].clone();
-    let change = reminder::cancel(&victim, start + Duration::minutes(1)).unwrap().unwrap();
-    assert!(matches!(store.apply(&change).await.unwrap(), Applied::Done(_)));
+    let change = reminder::cancel(&victim, start + Duration::minutes(1))
+        .unwrap()
+        .unwrap();
+    assert!(matches!(
+        store.apply(&change).await.unwrap(),
+        Applied::Done(_)
+    ));
     let cancelled = store
-        .list_reminders(&ListQuery { status: Some(Status::Cancelled), limit: 50, after: None })
+        .list_reminders(&ListQuery {
+            status: Some(Status::Cancelled),
+            limit: 50,
+            after: None,
+        })
         .await
         .unwrap();
-    assert_eq!(cancelled.reminders.iter().map(|r| r.id).collect::<Vec<_>>(), vec![victim.id]);
+    assert_eq!(
+        cancelled.reminders.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![victim.id]
+    );
     let pending = store
-        .list_reminders(&ListQuery { status: Some(Status::Pending), limit: 50, after: None })
+        .list_reminders(&ListQuery {
+            status: Some(Status::Pending),
+            limit: 50,
+            after: None,
+        })
         .await
         .unwrap();
     assert_eq!(pending.reminders.len(), 6);
-    assert!(pending.reminders.iter().all(|r| r.status == Status::Pending));
+    assert!(pending
+        .reminders
+        .iter()
+        .all(|r| r.status == Status::Pending));
     db.cleanup().await;
 }
 
 async fn cancel_is_compare_and_set(backend: Backend) {
-    let Some((db, store)) = open(backend).await else { return };
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
     let now = t("2026-11-24T15:00:00Z");
     let Created::New(r) = store
         .create_reminder(&new_reminder(json!({})), ReminderId::new(), now)
@@ -215,14 +277,17 @@ async fn cancel_is_compare_and_set(backend: Backend) {
     assert_eq!(done.status, Status::Cancelled);
     assert_eq!(done.next_attempt_at, None);
     assert_eq!(done.updated_at, later);
-    assert_eq!(done.skip_reason.as_deref(), Some(reminder::SKIP_CANCELLED_BY_OPERATOR));
-    assert_eq!(store.get_reminder(r.id).await.unwrap(), Some(done.clone()));
+    assert_eq!(
+        done.skip_reason.as_deref(),
+        Some(reminder::SKIP_CANCELLED_BY_OPERATOR)
+    );
+    assert_eq!(store.get_reminder(r.id).await.unwrap(), Some(*done.clone()));
 
     // The same decision again: the row has moved on, nothing is written.
     let mut again = change.clone();
     again.at = later + Duration::minutes(1);
     assert_eq!(store.apply(&again).await.unwrap(), Applied::Stale);
-    assert_eq!(store.get_reminder(r.id).await.unwrap(), Some(done));
+    assert_eq!(store.get_reminder(r.id).await.unwrap(), Some(*done));
 
     let mut ghost = change;
     ghost.reminder_id = ReminderId::new();
@@ -231,7 +296,9 @@ async fn cancel_is_compare_and_set(backend: Backend) {
 }
 
 async fn concurrent_cancels_one_winner(backend: Backend) {
-    let Some((db, store)) = open(backend).await else { return };
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
     let now = t("2026-11-24T15:00:00Z");
     let Created::New(r) = store
         .create_reminder(&new_reminder(json!({})), ReminderId::new(), now)
@@ -244,7 +311,9 @@ async fn concurrent_cancels_one_winner(backend: Backend) {
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let (store, change) = (store.clone(), change.clone());
-        tasks.push(tokio::spawn(async move { store.apply(&change).await.unwrap() }));
+        tasks.push(tokio::spawn(
+            async move { store.apply(&change).await.unwrap() },
+        ));
     }
     let mut done = 0;
     for task in tasks {
@@ -260,7 +329,16 @@ async fn concurrent_cancels_one_winner(backend: Backend) {
 
 both_backends!(create_and_get_round_trips_every_field, create_and_get);
 both_backends!(create_is_idempotent_on_external_id, idempotent_create);
-both_backends!(concurrent_creates_with_one_external_id_make_one_row, concurrent_creates_one_row);
-both_backends!(list_paginates_newest_first_and_filters, list_pages_newest_first);
+both_backends!(
+    concurrent_creates_with_one_external_id_make_one_row,
+    concurrent_creates_one_row
+);
+both_backends!(
+    list_paginates_newest_first_and_filters,
+    list_pages_newest_first
+);
 both_backends!(apply_is_compare_and_set, cancel_is_compare_and_set);
-both_backends!(concurrent_applies_have_one_winner, concurrent_cancels_one_winner);
+both_backends!(
+    concurrent_applies_have_one_winner,
+    concurrent_cancels_one_winner
+);

@@ -87,7 +87,9 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(message) => {
                 json!({"error": {"code": "unauthorized", "message": message}})
             }
-            ApiError::NotFound(message) => json!({"error": {"code": "not_found", "message": message}}),
+            ApiError::NotFound(message) => {
+                json!({"error": {"code": "not_found", "message": message}})
+            }
             ApiError::MethodNotAllowed => json!({"error": {
                 "code": "method_not_allowed",
                 "message": "this route does not accept that method",

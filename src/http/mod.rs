@@ -46,7 +46,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/api/reminders/{id}", get(reminders::get_one))
         .route("/api/reminders/{id}/cancel", post(reminders::cancel))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_api_key,
+        ));
 
     Router::new()
         .route("/healthz", get(ops::healthz))
@@ -90,7 +93,10 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Compare a presented token with the expected secret in constant time.
 pub fn token_matches(presented: Option<&str>, expected: &SecretString) -> bool {
     match presented {
-        Some(p) => p.as_bytes().ct_eq(expected.expose_secret().as_bytes()).into(),
+        Some(p) => p
+            .as_bytes()
+            .ct_eq(expected.expose_secret().as_bytes())
+            .into(),
         None => false,
     }
 }
@@ -104,8 +110,10 @@ async fn require_api_key(State(state): State<AppState>, req: Request, next: Next
     if ok {
         next.run(req).await
     } else {
-        ApiError::Unauthorized("missing or invalid bearer token (Authorization: Bearer $DUECALL_API_KEY)")
-            .into_response()
+        ApiError::Unauthorized(
+            "missing or invalid bearer token (Authorization: Bearer $DUECALL_API_KEY)",
+        )
+        .into_response()
     }
 }
 

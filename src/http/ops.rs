@@ -15,7 +15,9 @@ pub async fn healthz() -> Json<Value> {
 /// The database answers.
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     match state.store.ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready", "database": state.store.backend()}))),
+        Ok(()) => Ok(Json(
+            json!({"status": "ready", "database": state.store.backend()}),
+        )),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
             Err(ApiError::Unavailable(format!(

@@ -29,7 +29,10 @@ fn not_found(id: ReminderId) -> ApiError {
 pub fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::bad_request("invalid_json", "the body must be a JSON object")),
+        Ok(_) => Err(ApiError::bad_request(
+            "invalid_json",
+            "the body must be a JSON object",
+        )),
         Err(e) => Err(ApiError::bad_request(
             "invalid_json",
             format!("the body is not valid JSON: {e}"),
@@ -48,7 +51,11 @@ pub async fn create(
     let map = json_object(&bytes)?;
     let new = NewReminder::parse(&map, &state.defaults)?;
     let now = state.clock.now();
-    match state.store.create_reminder(&new, ReminderId::new(), now).await? {
+    match state
+        .store
+        .create_reminder(&new, ReminderId::new(), now)
+        .await?
+    {
         Created::New(r) => {
             tracing::info!(reminder_id = %r.id, "reminder created");
             let location = format!("/api/reminders/{}", r.id);
@@ -66,8 +73,8 @@ pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(params) =
-        query.map_err(|e| ApiError::bad_request("invalid_query", format!("bad query string: {e}")))?;
+    let Query(params) = query
+        .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query string: {e}")))?;
     let status = params
         .get("status")
         .filter(|s| !s.is_empty())
@@ -80,7 +87,10 @@ pub async fn list(
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
-                reminder::FieldError::new("limit", format!("must be a whole number from 1 to {MAX_PAGE}"))
+                reminder::FieldError::new(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE}"),
+                )
             })?,
     };
     let after = params
@@ -122,7 +132,11 @@ pub async fn get_one(
     Path(raw): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&raw)?;
-    let r = state.store.get_reminder(id).await?.ok_or_else(|| not_found(id))?;
+    let r = state
+        .store
+        .get_reminder(id)
+        .await?
+        .ok_or_else(|| not_found(id))?;
     with_attempts(&state, r).await
 }
 
@@ -136,7 +150,11 @@ pub async fn cancel(
     // The decision is made on what was read and applied only if nothing moved
     // in between; if something did, decide again on the fresh row.
     for _ in 0..5 {
-        let r = state.store.get_reminder(id).await?.ok_or_else(|| not_found(id))?;
+        let r = state
+            .store
+            .get_reminder(id)
+            .await?
+            .ok_or_else(|| not_found(id))?;
         let change = match reminder::cancel(&r, state.clock.now()) {
             Ok(Some(change)) => change,
             Ok(None) => return with_attempts(&state, r).await,
@@ -145,7 +163,7 @@ pub async fn cancel(
         match state.store.apply(&change).await? {
             Applied::Done(r) => {
                 tracing::info!(reminder_id = %id, from = %change.expect_status, "reminder cancelled by operator");
-                return with_attempts(&state, r).await;
+                return with_attempts(&state, *r).await;
             }
             Applied::NotFound => return Err(not_found(id)),
             Applied::Stale => continue,

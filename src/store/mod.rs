@@ -38,7 +38,7 @@ pub enum Created {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Applied {
     /// The change was written; the reminder as it now is.
-    Done(Reminder),
+    Done(Box<Reminder>),
     /// The reminder was no longer at the expected status and attempt: nothing was written.
     Stale,
     /// No such reminder.
@@ -99,7 +99,11 @@ impl Page {
     pub(crate) fn from_rows(mut rows: Vec<Reminder>, limit: u32) -> Self {
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next = if more { rows.last().map(Cursor::after) } else { None };
+        let next = if more {
+            rows.last().map(Cursor::after)
+        } else {
+            None
+        };
         Self {
             reminders: rows,
             next,
@@ -158,32 +162,6 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_refuse_garbage() {
-        let c = Cursor {
-            created_at: DateTime::from_timestamp_millis(1_795_000_000_123).unwrap(),
-            id: ReminderId::new(),
-        };
-        assert_eq!(Cursor::decode(&c.encode()), Some(c));
-        for bad in ["", "!!", "bm90LWEtY3Vyc29y", "MTIzLm5vdC1hLXV1aWQ"] {
-            assert_eq!(Cursor::decode(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
-    fn urls_lose_their_passwords() {
-        assert_eq!(
-            redact_url("postgres://u:hunter2@db.example:5432/duecall?sslmode=require"),
-            "postgres://db.example:5432/duecall"
-        );
-        assert_eq!(redact_url("sqlite://duecall.db"), "sqlite://duecall.db");
-    }
-}
-
 /// A reminder row as the database hands it over, before the domain checks it.
 /// Each backend fills it from its own column types; `into_reminder` is shared.
 pub(crate) struct RawReminder {
@@ -219,15 +197,18 @@ impl RawReminder {
             id: ReminderId::from_uuid(self.id),
             external_id: self.external_id,
             customer_name: self.customer_name,
-            phone_number: PhoneNumber::parse(&self.phone_number).map_err(|e| corrupt("reminder", e))?,
+            phone_number: PhoneNumber::parse(&self.phone_number)
+                .map_err(|e| corrupt("reminder", e))?,
             timezone: TimeZone::parse(&self.timezone).map_err(|e| corrupt("reminder", e))?,
             language: Language::parse(&self.language).map_err(|e| corrupt("reminder", e))?,
             amount_due_minor: self.amount_due_minor,
             currency: Currency::parse(&self.currency).map_err(|e| corrupt("reminder", e))?,
             due_date: self.due_date,
             status: self.status.parse().map_err(|e| corrupt("reminder", e))?,
-            attempt_count: u32::try_from(self.attempt_count).map_err(|e| corrupt("attempt_count", e))?,
-            max_attempts: u32::try_from(self.max_attempts).map_err(|e| corrupt("max_attempts", e))?,
+            attempt_count: u32::try_from(self.attempt_count)
+                .map_err(|e| corrupt("attempt_count", e))?,
+            max_attempts: u32::try_from(self.max_attempts)
+                .map_err(|e| corrupt("max_attempts", e))?,
             next_attempt_at: self.next_attempt_at,
             last_attempt_at: self.last_attempt_at,
             skip_reason: self.skip_reason,
@@ -281,5 +262,31 @@ impl RawAttempt {
                 .transpose()
                 .map_err(|e| corrupt("attempt failure", e))?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_refuse_garbage() {
+        let c = Cursor {
+            created_at: DateTime::from_timestamp_millis(1_795_000_000_123).unwrap(),
+            id: ReminderId::new(),
+        };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for bad in ["", "!!", "bm90LWEtY3Vyc29y", "MTIzLm5vdC1hLXV1aWQ"] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redact_url("postgres://u:hunter2@db.example:5432/duecall?sslmode=require"),
+            "postgres://db.example:5432/duecall"
+        );
+        assert_eq!(redact_url("sqlite://duecall.db"), "sqlite://duecall.db");
     }
 }

@@ -140,10 +140,12 @@ impl Store for PgStore {
     }
 
     async fn get_reminder(&self, id: ReminderId) -> Result<Option<Reminder>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {REMINDER_COLS} FROM reminders WHERE id = $1"))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {REMINDER_COLS} FROM reminders WHERE id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?;
         row.as_ref().map(reminder_from_row).transpose()
     }
 
@@ -174,7 +176,10 @@ impl Store for PgStore {
         qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(query.limit) + 1);
         let rows = qb.build().fetch_all(&self.pool).await?;
-        let reminders = rows.iter().map(reminder_from_row).collect::<Result<_, _>>()?;
+        let reminders = rows
+            .iter()
+            .map(reminder_from_row)
+            .collect::<Result<_, _>>()?;
         Ok(Page::from_rows(reminders, query.limit))
     }
 
@@ -201,7 +206,9 @@ impl Store for PgStore {
         .await?;
         Ok(match row {
             None => Applied::NotFound,
-            Some(row) if row.try_get::<bool, _>("changed")? => Applied::Done(reminder_from_row(&row)?),
+            Some(row) if row.try_get::<bool, _>("changed")? => {
+                Applied::Done(Box::new(reminder_from_row(&row)?))
+            }
             Some(_) => Applied::Stale,
         })
     }

@@ -12,9 +12,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{
-    Applied, Created, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError,
-};
+use super::{Applied, Created, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError};
 use crate::reminder::{Attempt, Change, NewReminder, Reminder, ReminderId};
 
 const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
@@ -120,10 +118,12 @@ impl SqliteStore {
         conn: &mut sqlx::SqliteConnection,
         id: ReminderId,
     ) -> Result<Option<Reminder>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {REMINDER_COLS} FROM reminders WHERE id = ?"))
-            .bind(id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row = sqlx::query(&format!(
+            "SELECT {REMINDER_COLS} FROM reminders WHERE id = ?"
+        ))
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
         row.as_ref().map(reminder_from_row).transpose()
     }
 }
@@ -220,7 +220,10 @@ impl Store for SqliteStore {
         qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
             .push_bind(i64::from(query.limit) + 1);
         let rows = qb.build().fetch_all(&self.read).await?;
-        let reminders = rows.iter().map(reminder_from_row).collect::<Result<_, _>>()?;
+        let reminders = rows
+            .iter()
+            .map(reminder_from_row)
+            .collect::<Result<_, _>>()?;
         Ok(Page::from_rows(reminders, query.limit))
     }
 
@@ -244,7 +247,7 @@ impl Store for SqliteStore {
         tx.commit().await?;
         Ok(match (updated, now) {
             (_, None) => Applied::NotFound,
-            (1, Some(r)) => Applied::Done(r),
+            (1, Some(r)) => Applied::Done(Box::new(r)),
             (_, Some(_)) => Applied::Stale,
         })
     }

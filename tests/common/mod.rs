@@ -88,7 +88,9 @@ impl TestDb {
     }
 
     pub async fn store(&self) -> Arc<dyn Store> {
-        duecall::store::connect(&self.url, 8).await.expect("open store")
+        duecall::store::connect(&self.url, 8)
+            .await
+            .expect("open store")
     }
 
     /// Drop the test's schema (PostgreSQL); the SQLite dir goes with `self`.
