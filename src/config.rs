@@ -6,9 +6,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::{NaiveTime, Weekday};
+use chrono::NaiveTime;
 use secrecy::SecretString;
 
+pub use crate::policy::CallingWindow;
 use crate::reminder::TimeZone;
 use crate::webhook::WebhookSecrets;
 
@@ -43,20 +44,6 @@ pub enum DialerKind {
     None,
     /// Fake agents that report over real signed HTTP: demo and tests only.
     Simulated,
-}
-
-/// The customer's local hours and days in which calls may be placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallingWindow {
-    pub start: NaiveTime,
-    pub end: NaiveTime,
-    pub days: BTreeSet<u8>, // 0 = Monday … 6 = Sunday
-}
-
-impl CallingWindow {
-    pub fn allows_day(&self, day: Weekday) -> bool {
-        self.days.contains(&(day.num_days_from_monday() as u8))
-    }
 }
 
 #[derive(Debug, Clone)]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 pub mod clock;
 pub mod config;
 pub mod http;
+pub mod policy;
 pub mod reminder;
 pub mod store;
 pub mod webhook;
@@ -31,12 +32,25 @@ pub fn state_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) 
         language: Language::parse("en").expect("'en' is a language tag"),
         max_attempts: config.default_max_attempts,
     };
+    let retry = policy::RetryPolicy {
+        base_delay: chrono::Duration::from_std(config.retry_delay)
+            .unwrap_or(chrono::Duration::hours(2)),
+        window: config.calling_window.clone(),
+    };
     AppState {
         store,
         clock,
         config: Arc::new(config),
         defaults,
+        retry,
     }
+}
+
+/// A uniform draw from 0.0 to 1.0 for retry jitter, from the OS's generator.
+pub fn jitter_draw() -> f64 {
+    // The low 53 bits of a v4 UUID are all random (version and variant bits sit higher).
+    let bits = uuid::Uuid::new_v4().as_u128() & ((1u128 << 53) - 1);
+    bits as f64 / (1u64 << 53) as f64
 }
 
 /// Serve HTTP on `listener` until `shutdown` resolves, then finish in-flight requests.

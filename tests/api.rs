@@ -4,7 +4,7 @@
 mod common;
 
 use common::{reminder_body, Backend, TestApp, API_KEY};
-use duecall::reminder::{Change, ReminderId, Status};
+use duecall::reminder::ReminderId;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -473,19 +473,15 @@ async fn cancel_follows_the_state_machine(backend: Backend) {
         .unwrap();
     let live_id = ReminderId::parse(live["id"].as_str().unwrap()).unwrap();
     let now = duecall::clock::Clock::now(&app.clock);
-    app.state
+    let stored = app
+        .state
         .store
-        .apply(&Change {
-            reminder_id: live_id,
-            expect_status: Status::Pending,
-            expect_attempt: 0,
-            status: Status::InProgress,
-            next_attempt_at: None,
-            skip_reason: None,
-            at: now,
-        })
+        .get_reminder(live_id)
         .await
+        .unwrap()
         .unwrap();
+    let claim = duecall::reminder::claim(&stored, now).unwrap();
+    app.state.store.apply(&claim, None).await.unwrap();
     let resp = app
         .api(Method::POST, &format!("/api/reminders/{live_id}/cancel"))
         .send()

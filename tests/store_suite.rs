@@ -225,7 +225,7 @@ async fn list_pages_newest_first(backend: Backend) {
         .unwrap()
         .unwrap();
     assert!(matches!(
-        store.apply(&change).await.unwrap(),
+        store.apply(&change, None).await.unwrap(),
         Applied::Done(_)
     ));
     let cancelled = store
@@ -270,7 +270,7 @@ async fn cancel_is_compare_and_set(backend: Backend) {
     };
     let later = now + Duration::minutes(3);
     let change = reminder::cancel(&r, later).unwrap().unwrap();
-    let done = match store.apply(&change).await.unwrap() {
+    let done = match store.apply(&change, None).await.unwrap() {
         Applied::Done(done) => done,
         other => panic!("expected the change to apply, got {other:?}"),
     };
@@ -286,12 +286,12 @@ async fn cancel_is_compare_and_set(backend: Backend) {
     // The same decision again: the row has moved on, nothing is written.
     let mut again = change.clone();
     again.at = later + Duration::minutes(1);
-    assert_eq!(store.apply(&again).await.unwrap(), Applied::Stale);
+    assert_eq!(store.apply(&again, None).await.unwrap(), Applied::Stale);
     assert_eq!(store.get_reminder(r.id).await.unwrap(), Some(*done));
 
     let mut ghost = change;
     ghost.reminder_id = ReminderId::new();
-    assert_eq!(store.apply(&ghost).await.unwrap(), Applied::NotFound);
+    assert_eq!(store.apply(&ghost, None).await.unwrap(), Applied::NotFound);
     db.cleanup().await;
 }
 
@@ -311,16 +311,16 @@ async fn concurrent_cancels_one_winner(backend: Backend) {
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let (store, change) = (store.clone(), change.clone());
-        tasks.push(tokio::spawn(
-            async move { store.apply(&change).await.unwrap() },
-        ));
+        tasks.push(tokio::spawn(async move {
+            store.apply(&change, None).await.unwrap()
+        }));
     }
     let mut done = 0;
     for task in tasks {
         match task.await.unwrap() {
             Applied::Done(_) => done += 1,
             Applied::Stale => {}
-            Applied::NotFound => panic!("the reminder exists"),
+            other => panic!("unexpected {other:?}"),
         }
     }
     assert_eq!(done, 1, "exactly one compare-and-set wins");

@@ -17,6 +17,8 @@ pub enum ApiError {
     BadRequest { code: &'static str, message: String },
     /// 401: missing or wrong credentials.
     Unauthorized(&'static str),
+    /// 401 with a reason worked out at run time (a webhook signature).
+    UnauthorizedReason(String),
     /// 404
     NotFound(String),
     /// 405
@@ -49,7 +51,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Field(_) | ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::UnauthorizedReason(_) => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
@@ -86,6 +88,9 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unauthorized(message) => {
                 json!({"error": {"code": "unauthorized", "message": message}})
+            }
+            ApiError::UnauthorizedReason(message) => {
+                json!({"error": {"code": "invalid_signature", "message": message}})
             }
             ApiError::NotFound(message) => {
                 json!({"error": {"code": "not_found", "message": message}})

@@ -17,9 +17,11 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::policy::RetryPolicy;
 use crate::reminder::CreateDefaults;
 use crate::store::Store;
 
+pub mod call_status;
 pub mod error;
 pub mod ops;
 pub mod reminders;
@@ -33,6 +35,7 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub config: Arc<Config>,
     pub defaults: CreateDefaults,
+    pub retry: RetryPolicy,
 }
 
 /// Bodies larger than this are refused with 413 (SPEC §2; the reminders API uses the same).
@@ -54,6 +57,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/api/webhooks/call-status", post(call_status::receive))
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

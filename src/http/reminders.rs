@@ -160,13 +160,13 @@ pub async fn cancel(
             Ok(None) => return with_attempts(&state, r).await,
             Err(refusal) => return Err(ApiError::conflict("invalid_transition", refusal.message)),
         };
-        match state.store.apply(&change).await? {
+        match state.store.apply(&change, None).await? {
             Applied::Done(r) => {
                 tracing::info!(reminder_id = %id, from = %change.expect_status, "reminder cancelled by operator");
                 return with_attempts(&state, *r).await;
             }
             Applied::NotFound => return Err(not_found(id)),
-            Applied::Stale => continue,
+            Applied::Stale | Applied::Duplicate => continue,
         }
     }
     Err(ApiError::conflict(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
-use crate::reminder::{Attempt, Change, NewReminder, Reminder, ReminderId, Status};
+use crate::reminder::{Attempt, Change, EventType, NewReminder, Reminder, ReminderId, Status};
 
 pub mod postgres;
 pub mod sqlite;
@@ -39,10 +39,28 @@ pub enum Created {
 pub enum Applied {
     /// The change was written; the reminder as it now is.
     Done(Box<Reminder>),
-    /// The reminder was no longer at the expected status and attempt: nothing was written.
+    /// The reminder (or its attempt) was no longer where the decision saw it:
+    /// nothing was written. Read again and decide again.
     Stale,
     /// No such reminder.
     NotFound,
+    /// The event's `webhook-id` was already recorded: nothing was written.
+    Duplicate,
+}
+
+/// A received event as it is kept: once per `webhook-id`, whatever it changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub webhook_id: String,
+    pub reminder_id: ReminderId,
+    pub attempt: Option<u32>,
+    pub event_type: EventType,
+    pub occurred_at: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    /// Did it change the reminder's status.
+    pub applied: bool,
+    /// The raw body, as received.
+    pub payload: String,
 }
 
 /// Where a page of the list starts: after this (created_at, id), newest first.
@@ -129,14 +147,30 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_reminder(&self, id: ReminderId) -> Result<Option<Reminder>, StoreError>;
 
+    /// One attempt of a reminder.
+    async fn get_attempt(
+        &self,
+        id: ReminderId,
+        attempt: u32,
+    ) -> Result<Option<Attempt>, StoreError>;
+
     /// A reminder's attempts, oldest first.
     async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError>;
 
     /// Reminders newest first, by status if asked, one page at a time.
     async fn list_reminders(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// Apply a decision to a reminder if it is still where the decision saw it.
-    async fn apply(&self, change: &Change) -> Result<Applied, StoreError>;
+    /// Write a decision in one transaction if the reminder (and the attempt it
+    /// touches) are still where the decision saw them; with an event, record
+    /// the event in the same transaction, once per `webhook-id`.
+    async fn apply(
+        &self,
+        change: &Change,
+        event: Option<&EventRecord>,
+    ) -> Result<Applied, StoreError>;
+
+    /// How many events are recorded for a reminder (tests and the dashboard).
+    async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError>;
 }
 
 /// Open the store that `url` names, running its migrations.

@@ -9,8 +9,15 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
-use super::{Applied, Created, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError};
-use crate::reminder::{Attempt, Change, NewReminder, Reminder, ReminderId};
+use super::{
+    Applied, Created, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError,
+};
+use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
+
+/// JSON for a JSONB parameter.
+fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
 
 const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
      amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
@@ -149,6 +156,22 @@ impl Store for PgStore {
         row.as_ref().map(reminder_from_row).transpose()
     }
 
+    async fn get_attempt(
+        &self,
+        id: ReminderId,
+        attempt: u32,
+    ) -> Result<Option<Attempt>, StoreError> {
+        let row = sqlx::query(
+            "SELECT attempt, status, room_name, dispatched_at, answered_at, ended_at, outcome, failure \
+             FROM attempts WHERE reminder_id = $1 AND attempt = $2",
+        )
+        .bind(id.as_uuid())
+        .bind(attempt as i32)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(attempt_from_row).transpose()
+    }
+
     async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError> {
         let rows = sqlx::query(
             "SELECT attempt, status, room_name, dispatched_at, answered_at, ended_at, outcome, failure \
@@ -183,33 +206,135 @@ impl Store for PgStore {
         Ok(Page::from_rows(reminders, query.limit))
     }
 
-    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
-        // One statement: compare-and-set, and tell apart "changed", "moved on" and "absent".
-        let row = sqlx::query(&format!(
-            "WITH upd AS ( \
-               UPDATE reminders SET status = $1, next_attempt_at = $2, skip_reason = $3, updated_at = $4 \
-               WHERE id = $5 AND status = $6 AND attempt_count = $7 \
-               RETURNING {REMINDER_COLS}) \
-             SELECT {REMINDER_COLS}, true AS changed FROM upd \
-             UNION ALL \
-             SELECT {REMINDER_COLS}, false AS changed FROM reminders \
-               WHERE id = $5 AND NOT EXISTS (SELECT 1 FROM upd)"
-        ))
-        .bind(change.status.as_str())
-        .bind(change.next_attempt_at)
-        .bind(&change.skip_reason)
-        .bind(change.at)
-        .bind(change.reminder_id.as_uuid())
-        .bind(change.expect_status.as_str())
-        .bind(change.expect_attempt as i32)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(match row {
-            None => Applied::NotFound,
-            Some(row) if row.try_get::<bool, _>("changed")? => {
-                Applied::Done(Box::new(reminder_from_row(&row)?))
+    async fn apply(
+        &self,
+        change: &Change,
+        event: Option<&EventRecord>,
+    ) -> Result<Applied, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(ev) = event {
+            let inserted = sqlx::query(
+                "INSERT INTO events (webhook_id, reminder_id, attempt, event_type, occurred_at, \
+                 received_at, applied, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (webhook_id) DO NOTHING",
+            )
+            .bind(&ev.webhook_id)
+            .bind(ev.reminder_id.as_uuid())
+            .bind(ev.attempt.map(|a| a as i32))
+            .bind(ev.event_type.as_str())
+            .bind(ev.occurred_at)
+            .bind(ev.received_at)
+            .bind(ev.applied)
+            .bind(&ev.payload)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return Ok(Applied::Duplicate);
             }
-            Some(_) => Applied::Stale,
-        })
+        }
+
+        let id = change.reminder_id.as_uuid();
+        let guarded = match &change.reminder {
+            Some(u) => sqlx::query(
+                "UPDATE reminders SET status = $1, attempt_count = $2, next_attempt_at = $3, \
+                 last_attempt_at = $4, skip_reason = $5, outcome = COALESCE($6, outcome), updated_at = $7 \
+                 WHERE id = $8 AND status = $9 AND attempt_count = $10",
+            )
+            .bind(u.status.as_str())
+            .bind(u.attempt_count as i32)
+            .bind(u.next_attempt_at)
+            .bind(u.last_attempt_at)
+            .bind(&u.skip_reason)
+            .bind(u.outcome.as_ref().map(to_json))
+            .bind(change.at)
+            .bind(id)
+            .bind(change.expect_status.as_str())
+            .bind(change.expect_attempt as i32)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            // The row lock keeps a racing writer out until this transaction ends.
+            None => sqlx::query(
+                "SELECT 1 FROM reminders WHERE id = $1 AND status = $2 AND attempt_count = $3 FOR UPDATE",
+            )
+            .bind(id)
+            .bind(change.expect_status.as_str())
+            .bind(change.expect_attempt as i32)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map_or(0, |_| 1),
+        };
+        if guarded == 0 {
+            tx.rollback().await?;
+            return Ok(match self.get_reminder(change.reminder_id).await? {
+                Some(_) => Applied::Stale,
+                None => Applied::NotFound,
+            });
+        }
+
+        let attempt_written = match &change.attempt {
+            None => 1,
+            Some(AttemptWrite::Start { attempt, room_name }) => sqlx::query(
+                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) \
+                 VALUES ($1, $2, 'in_progress', $3, $4, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(id)
+            .bind(*attempt as i32)
+            .bind(room_name)
+            .bind(change.at)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Some(AttemptWrite::Update {
+                attempt,
+                expect_status,
+                status,
+                answered_at,
+                ended_at,
+                outcome,
+                failure,
+            }) => sqlx::query(
+                "UPDATE attempts SET status = $1, answered_at = COALESCE(answered_at, $2), \
+                 ended_at = COALESCE(ended_at, $3), outcome = COALESCE(outcome, $4), \
+                 failure = COALESCE(failure, $5), updated_at = $6 \
+                 WHERE reminder_id = $7 AND attempt = $8 AND status = $9",
+            )
+            .bind(status.as_str())
+            .bind(*answered_at)
+            .bind(*ended_at)
+            .bind(outcome.as_ref().map(to_json))
+            .bind(failure.as_ref().map(to_json))
+            .bind(change.at)
+            .bind(id)
+            .bind(*attempt as i32)
+            .bind(expect_status.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        if attempt_written == 0 {
+            tx.rollback().await?;
+            return Ok(Applied::Stale);
+        }
+
+        let row = sqlx::query(&format!(
+            "SELECT {REMINDER_COLS} FROM reminders WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let now = reminder_from_row(&row)?;
+        tx.commit().await?;
+        Ok(Applied::Done(Box::new(now)))
+    }
+
+    async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE reminder_id = $1")
+            .bind(id.as_uuid())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
     }
 }

@@ -12,8 +12,10 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::{Applied, Created, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError};
-use crate::reminder::{Attempt, Change, NewReminder, Reminder, ReminderId};
+use super::{
+    Applied, Created, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError,
+};
+use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
 
 const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
      amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
@@ -22,6 +24,10 @@ const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timez
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -193,6 +199,22 @@ impl Store for SqliteStore {
         Self::fetch_reminder(&mut conn, id).await
     }
 
+    async fn get_attempt(
+        &self,
+        id: ReminderId,
+        attempt: u32,
+    ) -> Result<Option<Attempt>, StoreError> {
+        let row = sqlx::query(
+            "SELECT attempt, status, room_name, dispatched_at, answered_at, ended_at, outcome, failure \
+             FROM attempts WHERE reminder_id = ? AND attempt = ?",
+        )
+        .bind(id.to_string())
+        .bind(i64::from(attempt))
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(attempt_from_row).transpose()
+    }
+
     async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError> {
         let rows = sqlx::query(
             "SELECT attempt, status, room_name, dispatched_at, answered_at, ended_at, outcome, failure \
@@ -227,28 +249,133 @@ impl Store for SqliteStore {
         Ok(Page::from_rows(reminders, query.limit))
     }
 
-    async fn apply(&self, change: &Change) -> Result<Applied, StoreError> {
+    async fn apply(
+        &self,
+        change: &Change,
+        event: Option<&EventRecord>,
+    ) -> Result<Applied, StoreError> {
         let mut tx = self.write.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE reminders SET status = ?, next_attempt_at = ?, skip_reason = ?, updated_at = ? \
-             WHERE id = ? AND status = ? AND attempt_count = ?",
-        )
-        .bind(change.status.as_str())
-        .bind(change.next_attempt_at.map(ms))
-        .bind(&change.skip_reason)
-        .bind(ms(change.at))
-        .bind(change.reminder_id.to_string())
-        .bind(change.expect_status.as_str())
-        .bind(i64::from(change.expect_attempt))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let now = Self::fetch_reminder(&mut tx, change.reminder_id).await?;
+        if let Some(ev) = event {
+            let inserted = sqlx::query(
+                "INSERT INTO events (webhook_id, reminder_id, attempt, event_type, occurred_at, \
+                 received_at, applied, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (webhook_id) DO NOTHING",
+            )
+            .bind(&ev.webhook_id)
+            .bind(ev.reminder_id.to_string())
+            .bind(ev.attempt.map(i64::from))
+            .bind(ev.event_type.as_str())
+            .bind(ms(ev.occurred_at))
+            .bind(ms(ev.received_at))
+            .bind(ev.applied)
+            .bind(&ev.payload)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                tx.rollback().await?;
+                return Ok(Applied::Duplicate);
+            }
+        }
+
+        let id = change.reminder_id.to_string();
+        let guarded = match &change.reminder {
+            Some(u) => sqlx::query(
+                "UPDATE reminders SET status = ?, attempt_count = ?, next_attempt_at = ?, \
+                 last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ? \
+                 WHERE id = ? AND status = ? AND attempt_count = ?",
+            )
+            .bind(u.status.as_str())
+            .bind(i64::from(u.attempt_count))
+            .bind(u.next_attempt_at.map(ms))
+            .bind(u.last_attempt_at.map(ms))
+            .bind(&u.skip_reason)
+            .bind(u.outcome.as_ref().map(to_json))
+            .bind(ms(change.at))
+            .bind(&id)
+            .bind(change.expect_status.as_str())
+            .bind(i64::from(change.expect_attempt))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            None => sqlx::query(
+                "SELECT 1 FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?",
+            )
+            .bind(&id)
+            .bind(change.expect_status.as_str())
+            .bind(i64::from(change.expect_attempt))
+            .fetch_optional(&mut *tx)
+            .await?
+            .map_or(0, |_| 1),
+        };
+        if guarded == 0 {
+            tx.rollback().await?;
+            return Ok(match self.get_reminder(change.reminder_id).await? {
+                Some(_) => Applied::Stale,
+                None => Applied::NotFound,
+            });
+        }
+
+        let attempt_written = match &change.attempt {
+            None => 1,
+            Some(AttemptWrite::Start { attempt, room_name }) => sqlx::query(
+                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) \
+                 VALUES (?, ?, 'in_progress', ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&id)
+            .bind(i64::from(*attempt))
+            .bind(room_name)
+            .bind(ms(change.at))
+            .bind(ms(change.at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Some(AttemptWrite::Update {
+                attempt,
+                expect_status,
+                status,
+                answered_at,
+                ended_at,
+                outcome,
+                failure,
+            }) => sqlx::query(
+                "UPDATE attempts SET status = ?, answered_at = COALESCE(answered_at, ?), \
+                 ended_at = COALESCE(ended_at, ?), outcome = COALESCE(outcome, ?), \
+                 failure = COALESCE(failure, ?), updated_at = ? \
+                 WHERE reminder_id = ? AND attempt = ? AND status = ?",
+            )
+            .bind(status.as_str())
+            .bind(answered_at.map(ms))
+            .bind(ended_at.map(ms))
+            .bind(outcome.as_ref().map(to_json))
+            .bind(failure.as_ref().map(to_json))
+            .bind(ms(change.at))
+            .bind(&id)
+            .bind(i64::from(*attempt))
+            .bind(expect_status.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        if attempt_written == 0 {
+            tx.rollback().await?;
+            return Ok(Applied::Stale);
+        }
+
+        let now = Self::fetch_reminder(&mut tx, change.reminder_id)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt("reminder vanished inside its transaction".into())
+            })?;
         tx.commit().await?;
-        Ok(match (updated, now) {
-            (_, None) => Applied::NotFound,
-            (1, Some(r)) => Applied::Done(Box::new(r)),
-            (_, Some(_)) => Applied::Stale,
-        })
+        Ok(Applied::Done(Box::new(now)))
+    }
+
+    async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE reminder_id = ?")
+            .bind(id.to_string())
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n as u64)
     }
 }

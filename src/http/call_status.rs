@@ -1,0 +1,151 @@
+//! `POST /api/webhooks/call-status` (SPEC §2): verify the signature over the raw
+//! body, parse, decide with the pure state machine, and store the decision and
+//! the event in one compare-and-set transaction. A 2xx only after the commit.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::{read_body, AppState, BODY_LIMIT};
+use crate::reminder::{self, Ctx, Verdict};
+use crate::store::{Applied, EventRecord};
+use crate::webhook::{self, PayloadError};
+
+/// A decision that keeps losing its compare-and-set is retried this often
+/// before the agent is told to come back (503: it retries 5xx).
+const MAX_DECISIONS: usize = 8;
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let bytes = read_body(&headers, body, BODY_LIMIT).await?;
+    let secrets = state
+        .config
+        .webhook_secrets
+        .as_ref()
+        .ok_or(ApiError::Unauthorized(
+            "call-status webhooks are not configured (WEBHOOK_SECRET)",
+        ))?;
+    let now = state.clock.now();
+    let webhook_id = header(&headers, "webhook-id");
+    if let Err(e) = secrets.verify(
+        webhook_id,
+        header(&headers, "webhook-timestamp"),
+        header(&headers, "webhook-signature"),
+        &bytes,
+        now.timestamp(),
+    ) {
+        tracing::warn!(reason = %e, "call-status webhook refused: signature");
+        return Err(ApiError::UnauthorizedReason(e.to_string()));
+    }
+    let webhook_id = webhook_id.unwrap_or_default().to_owned();
+    webhook::check_webhook_id(&webhook_id)?;
+
+    let event = webhook::parse_event(&bytes, now).map_err(|e| match e {
+        PayloadError::Json(message) => ApiError::bad_request("invalid_json", message),
+        PayloadError::Field(f) => ApiError::Field(f),
+        PayloadError::UnknownReminder(raw) => {
+            ApiError::NotFound(format!("no reminder with id {raw:?}"))
+        }
+    })?;
+    let id = event.reminder_id;
+    // A valid UTF-8 JSON text (it parsed), kept exactly as received.
+    let payload = String::from_utf8_lossy(&bytes).into_owned();
+
+    for _ in 0..MAX_DECISIONS {
+        let r = state
+            .store
+            .get_reminder(id)
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no reminder with id {id}")))?;
+        let target = event.attempt.unwrap_or(r.attempt_count);
+        let attempt = if target == 0 {
+            None
+        } else {
+            state.store.get_attempt(id, target).await?
+        };
+        let now = state.clock.now();
+        let ctx = Ctx {
+            now,
+            retry: &state.retry,
+            jitter: crate::jitter_draw(),
+        };
+        let decision = reminder::transition(&r, attempt.as_ref(), &event, &ctx);
+        let record = EventRecord {
+            webhook_id: webhook_id.clone(),
+            reminder_id: id,
+            attempt: Some(target).filter(|a| *a > 0),
+            event_type: event.event_type(),
+            occurred_at: event.occurred_at,
+            received_at: now,
+            applied: decision.verdict == Verdict::Applied,
+            payload: payload.clone(),
+        };
+        let stored = match state.store.apply(&decision.change, Some(&record)).await? {
+            Applied::Done(after) => after,
+            Applied::Stale => continue,
+            Applied::NotFound => {
+                return Err(ApiError::NotFound(format!("no reminder with id {id}")))
+            }
+            Applied::Duplicate => {
+                let current = state.store.get_reminder(id).await?;
+                let status = current.map(|c| c.status).unwrap_or(r.status);
+                tracing::info!(reminder_id = %id, attempt = target, event = event.event_type().as_str(), "call-status repeat ignored");
+                return Ok(answer(StatusCode::OK, id, status, false));
+            }
+        };
+        tracing::info!(
+            reminder_id = %id,
+            attempt = target,
+            event = event.event_type().as_str(),
+            verdict = ?decision.verdict,
+            from = %r.status,
+            to = %stored.status,
+            "call-status event"
+        );
+        return match decision.verdict {
+            Verdict::Applied => Ok(answer(StatusCode::OK, id, stored.status, true)),
+            Verdict::Ignored => Ok(answer(StatusCode::OK, id, stored.status, false)),
+            Verdict::StaleAttempt => Err(ApiError::conflict(
+                "stale_attempt",
+                format!(
+                    "attempt {target} is not the current attempt ({}); the event is recorded on it and changes no status",
+                    r.attempt_count
+                ),
+            )),
+            Verdict::NoAttempt => Err(ApiError::conflict(
+                "no_attempt",
+                format!(
+                    "the reminder is {} with no attempt to apply the event to; it is recorded",
+                    r.status
+                ),
+            )),
+        };
+    }
+    Err(ApiError::Unavailable(
+        "the reminder kept changing while the event was applied; retry".into(),
+    ))
+}
+
+fn answer(
+    code: StatusCode,
+    id: reminder::ReminderId,
+    status: reminder::Status,
+    applied: bool,
+) -> Response {
+    (
+        code,
+        Json(json!({"reminder_id": id, "status": status, "applied": applied})),
+    )
+        .into_response()
+}

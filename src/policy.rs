@@ -1,0 +1,209 @@
+//! When to call: the calling window in the customer's own time zone, and the
+//! retry delay (doubling per attempt, with jitter) moved forward into the window.
+//!
+//! Pure: callers hand in `now` and the jitter draw.
+
+use std::collections::BTreeSet;
+
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone as _, Utc, Weekday,
+};
+
+use crate::reminder::TimeZone;
+
+/// The customer's local hours and days in which calls may be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallingWindow {
+    pub start: NaiveTime,
+    pub end: NaiveTime,
+    /// 0 = Monday … 6 = Sunday.
+    pub days: BTreeSet<u8>,
+}
+
+impl CallingWindow {
+    pub fn allows_day(&self, day: Weekday) -> bool {
+        self.days.contains(&(day.num_days_from_monday() as u8))
+    }
+
+    /// `t` falls inside the window, in `tz`.
+    pub fn is_open(&self, t: DateTime<Utc>, tz: TimeZone) -> bool {
+        let local = t.with_timezone(&tz.tz());
+        let time = local.time();
+        self.allows_day(local.weekday()) && time >= self.start && time < self.end
+    }
+
+    /// `t` itself if the window is open then, else the next time it opens.
+    /// A window start that falls in a daylight-saving gap opens at the first
+    /// valid local time after it.
+    pub fn next_open(&self, t: DateTime<Utc>, tz: TimeZone) -> DateTime<Utc> {
+        if self.is_open(t, tz) {
+            return t;
+        }
+        let local = t.with_timezone(&tz.tz());
+        let today = local.date_naive();
+        for offset in 0..=8 {
+            let day = today + Duration::days(offset);
+            if !self.allows_day(day.weekday()) {
+                continue;
+            }
+            let Some(opening) = local_to_utc(tz, day, self.start) else {
+                continue;
+            };
+            if opening > t {
+                return opening;
+            }
+        }
+        // Unreachable with a non-empty day set; stay safe rather than panic.
+        t + Duration::days(1)
+    }
+}
+
+/// The first instant at local `date` `time` in `tz` (the earlier of two in a
+/// fall-back overlap; just after the gap in a spring-forward).
+fn local_to_utc(tz: TimeZone, date: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
+    let naive = date.and_time(time);
+    for shift in 0..=4 {
+        match tz
+            .tz()
+            .from_local_datetime(&(naive + Duration::minutes(30 * shift)))
+        {
+            LocalResult::Single(t) => return Some(t.with_timezone(&Utc)),
+            LocalResult::Ambiguous(earliest, _) => return Some(earliest.with_timezone(&Utc)),
+            LocalResult::None => continue,
+        }
+    }
+    None
+}
+
+/// Everything the state machine needs to schedule a retry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The delay after the first attempt; it doubles with each attempt made.
+    pub base_delay: Duration,
+    pub window: CallingWindow,
+}
+
+/// Jitter spreads retries over ±10 % of the delay.
+pub const JITTER_SPREAD: f64 = 0.10;
+
+impl RetryPolicy {
+    /// The delay after attempt number `attempt` (1-based) before jitter.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(16);
+        self.base_delay * (1i32 << doublings)
+    }
+
+    /// When to try again after attempt `attempt` ended at `now`: the doubled
+    /// delay, stretched by `jitter` (a draw from 0.0 to 1.0: −10 % to +10 %),
+    /// moved forward to the next opening of the customer's calling window.
+    pub fn retry_at(
+        &self,
+        attempt: u32,
+        now: DateTime<Utc>,
+        tz: TimeZone,
+        jitter: f64,
+    ) -> DateTime<Utc> {
+        let base_ms = self.delay(attempt).num_milliseconds() as f64;
+        let factor = 1.0 - JITTER_SPREAD + 2.0 * JITTER_SPREAD * jitter.clamp(0.0, 1.0);
+        let delayed = now + Duration::milliseconds((base_ms * factor).round() as i64);
+        crate::clock::to_millis(self.window.next_open(delayed, tz))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn window() -> CallingWindow {
+        CallingWindow {
+            start: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(21, 0, 0).unwrap(),
+            days: (0..6).collect(),
+        }
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn tz(name: &str) -> TimeZone {
+        TimeZone::parse(name).unwrap()
+    }
+
+    #[test]
+    fn open_hours_are_local_to_the_customer() {
+        let w = window();
+        // 13:00 UTC on Tuesday 2026-11-24 is 08:00 in New York, 22:00 in Tokyo.
+        let t = utc("2026-11-24T13:00:00Z");
+        assert!(w.is_open(t, tz("America/New_York")));
+        assert!(!w.is_open(t, tz("Asia/Tokyo")));
+        assert!(!w.is_open(t - Duration::seconds(1), tz("America/New_York")));
+        // The end is exclusive: 21:00 local is closed.
+        assert!(!w.is_open(utc("2026-11-25T02:00:00Z"), tz("America/New_York")));
+        // Sunday is closed all day.
+        assert!(!w.is_open(utc("2026-11-29T15:00:00Z"), tz("America/New_York")));
+    }
+
+    #[test]
+    fn next_open_skips_nights_and_sundays() {
+        let w = window();
+        let ny = tz("America/New_York");
+        // Saturday 22:00 local → Monday 08:00 local.
+        let sat_night = utc("2026-11-29T03:00:00Z");
+        assert_eq!(w.next_open(sat_night, ny), utc("2026-11-30T13:00:00Z"));
+        // Early morning → the same day's opening.
+        assert_eq!(
+            w.next_open(utc("2026-11-24T10:00:00Z"), ny),
+            utc("2026-11-24T13:00:00Z")
+        );
+        // Already open → unchanged.
+        let open = utc("2026-11-24T15:00:00Z");
+        assert_eq!(w.next_open(open, ny), open);
+    }
+
+    #[test]
+    fn daylight_saving_changes_move_the_opening_in_utc() {
+        let w = window();
+        let ny = tz("America/New_York");
+        // 2026-03-08: clocks jump 02:00 → 03:00 in New York. Before: 08:00 EST = 13:00 UTC;
+        // after: 08:00 EDT = 12:00 UTC.
+        assert_eq!(
+            w.next_open(utc("2026-03-07T03:00:00Z"), ny),
+            utc("2026-03-07T13:00:00Z")
+        );
+        assert_eq!(
+            w.next_open(utc("2026-03-09T03:00:00Z"), ny),
+            utc("2026-03-09T12:00:00Z")
+        );
+        // A window that opens inside the gap opens just after it.
+        let mut gap = w.clone();
+        gap.start = NaiveTime::from_hms_opt(2, 30, 0).unwrap();
+        gap.days = (0..7).collect();
+        let opened = gap.next_open(utc("2026-03-08T05:00:00Z"), ny);
+        assert_eq!(
+            opened,
+            utc("2026-03-08T07:00:00Z"),
+            "03:00 EDT, the first valid time"
+        );
+        assert!(gap.is_open(opened, ny));
+    }
+
+    #[test]
+    fn retry_delay_doubles_with_jitter_inside_the_window() {
+        let p = RetryPolicy {
+            base_delay: Duration::hours(2),
+            window: window(),
+        };
+        assert_eq!(p.delay(1), Duration::hours(2));
+        assert_eq!(p.delay(2), Duration::hours(4));
+        assert_eq!(p.delay(3), Duration::hours(8));
+        let ny = tz("America/New_York");
+        let now = utc("2026-11-24T14:00:00Z"); // 09:00 local
+        assert_eq!(p.retry_at(1, now, ny, 0.5), utc("2026-11-24T16:00:00Z"));
+        assert_eq!(p.retry_at(1, now, ny, 0.0), utc("2026-11-24T15:48:00Z"));
+        assert_eq!(p.retry_at(1, now, ny, 1.0), utc("2026-11-24T16:12:00Z"));
+        // 8 h after 19:00 local is 03:00: moved to 08:00 the next day.
+        let evening = utc("2026-11-25T00:00:00Z");
+        assert_eq!(p.retry_at(3, evening, ny, 0.5), utc("2026-11-25T13:00:00Z"));
+    }
+}
