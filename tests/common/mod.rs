@@ -229,3 +229,120 @@ macro_rules! both_backends {
         }
     };
 }
+
+// --- Signed webhooks ---------------------------------------------------------
+
+/// The first key of the test secret.
+pub fn webhook_key() -> Vec<u8> {
+    duecall::webhook::WebhookSecrets::parse(WEBHOOK_SECRET)
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .to_vec()
+}
+
+impl TestApp {
+    pub fn now_unix(&self) -> i64 {
+        duecall::clock::Clock::now(&self.clock).timestamp()
+    }
+
+    /// POST a call-status body signed with the test secret at the app's clock.
+    pub async fn send_event(&self, webhook_id: &str, body: &str) -> reqwest::Response {
+        let ts = self.now_unix();
+        let sig = duecall::webhook::sign(&webhook_key(), webhook_id, ts, body.as_bytes());
+        self.send_raw(
+            &[
+                ("webhook-id", webhook_id.to_owned()),
+                ("webhook-timestamp", ts.to_string()),
+                ("webhook-signature", sig),
+            ],
+            body.as_bytes().to_vec(),
+        )
+        .await
+    }
+
+    /// POST anything to the call-status route with exactly these headers.
+    pub async fn send_raw(&self, headers: &[(&str, String)], body: Vec<u8>) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(self.url("/api/webhooks/call-status"))
+            .header("content-type", "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Create a reminder through the API and start its first attempt (as the
+    /// scheduler's claim does), returning its id.
+    pub async fn live_reminder(
+        &self,
+        overrides: serde_json::Value,
+    ) -> duecall::reminder::ReminderId {
+        let resp = self.create(reminder_body(overrides)).await;
+        assert_eq!(resp.status(), 201);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        let id = duecall::reminder::ReminderId::parse(body["id"].as_str().unwrap()).unwrap();
+        self.start_attempt(id).await;
+        id
+    }
+
+    /// Claim the reminder's next attempt directly through the store.
+    pub async fn start_attempt(&self, id: duecall::reminder::ReminderId) {
+        let r = self.state.store.get_reminder(id).await.unwrap().unwrap();
+        let now = duecall::clock::Clock::now(&self.clock);
+        let claim = duecall::reminder::claim(&r, now).expect("claimable");
+        let applied = self.state.store.apply(&claim, None).await.unwrap();
+        assert!(
+            matches!(applied, duecall::store::Applied::Done(_)),
+            "{applied:?}"
+        );
+    }
+
+    /// GET a reminder with its attempts.
+    pub async fn reminder(&self, id: duecall::reminder::ReminderId) -> serde_json::Value {
+        let resp = self
+            .api(reqwest::Method::GET, &format!("/api/reminders/{id}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn event_count(&self, id: duecall::reminder::ReminderId) -> u64 {
+        self.state.store.count_events(id).await.unwrap()
+    }
+}
+
+/// A call-status body.
+pub fn event(kind: &str, id: duecall::reminder::ReminderId, extra: serde_json::Value) -> String {
+    let mut body = serde_json::json!({"event_type": kind, "reminder_id": id.to_string()});
+    if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body.to_string()
+}
+
+pub fn completed(id: duecall::reminder::ReminderId, result: &str) -> String {
+    event(
+        "call_completed",
+        id,
+        serde_json::json!({"outcome": {"result": result}}),
+    )
+}
+
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A fresh webhook-id.
+pub fn msg_id() -> String {
+    format!(
+        "msg_{}_{}",
+        NEXT_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        uuid::Uuid::new_v4().simple()
+    )
+}
