@@ -175,6 +175,8 @@ class OutcomeRecorder:
     customer_said: Callable[[str], bool] | None = None
     company_name: str = "our company"
     callback_number: str | None = None
+    # Operator's own voicemail text; placeholders {first_name}, {company}, {callback} only.
+    voicemail_template: str | None = None
 
     identity_confirmed: bool = dataclasses.field(default=False, init=False)
     _result: Result | None = dataclasses.field(default=None, init=False)
@@ -326,6 +328,13 @@ class OutcomeRecorder:
         """A limited-content message: who should call back, never an amount or a debt."""
         first_name = self.customer_name.split()[0] if self.customer_name.split() else ""
         callback = f" at {self.callback_number}" if self.callback_number else ""
+        if self.voicemail_template:
+            try:
+                return self.voicemail_template.format_map(
+                    _OnlyKeys(first_name=first_name, company=self.company_name, callback=callback)
+                )
+            except (KeyError, ValueError, IndexError, AttributeError):
+                pass  # an unknown placeholder: the built-in message is used instead
         return (
             f"Hello, this is a message for {first_name} from {self.company_name}. "
             f"Please call us back{callback} at your convenience. Thank you, goodbye."
@@ -444,6 +453,13 @@ class OutcomeRecorder:
 
     def _log(self, action: str, accepted: bool, detail: str) -> None:
         self.history.append(HistoryEntry(action, accepted, detail))
+
+
+class _OnlyKeys(dict):
+    """format_map mapping that knows only its own keys (so ``{amount}`` cannot be templated in)."""
+
+    def __missing__(self, key: str) -> str:
+        raise KeyError(key)
 
 
 _PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{6,}\d")

@@ -44,6 +44,12 @@ class CallReporter:
     def finished(self) -> bool:
         return self._terminal is not None
 
+    async def wait(self) -> DeliveryResult | None:
+        """The terminal report's result once delivered (or given up); None if none was started."""
+        if self._terminal is None:
+            return None
+        return await asyncio.shield(self._terminal)
+
     def answered(self) -> asyncio.Task[DeliveryResult]:
         """Start sending ``call_answered`` in the background (once); the conversation goes on."""
         if self._answered is None:

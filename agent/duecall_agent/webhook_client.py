@@ -85,7 +85,7 @@ def format_occurred_at(when: dt.datetime) -> str:
 def build_body(
     event_type: str,
     reminder_id: str,
-    attempt: int,
+    attempt: int | None,
     occurred_at: dt.datetime,
     *,
     outcome: Outcome | None = None,
@@ -100,14 +100,12 @@ def build_body(
         raise ValueError("only call_completed carries an outcome")
     if failure is not None and event_type != "call_failed":
         raise ValueError("only call_failed carries a failure")
-    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+    if attempt is not None and (isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1):
         raise ValueError("attempt must be an integer >= 1")
-    body: dict[str, Any] = {
-        "event_type": event_type,
-        "reminder_id": reminder_id,
-        "attempt": attempt,
-        "occurred_at": format_occurred_at(occurred_at),
-    }
+    body: dict[str, Any] = {"event_type": event_type, "reminder_id": reminder_id}
+    if attempt is not None:  # without it the service applies the event to the current attempt
+        body["attempt"] = attempt
+    body["occurred_at"] = format_occurred_at(occurred_at)
     if outcome is not None:
         body["outcome"] = outcome.to_json()
     if failure is not None:
@@ -243,7 +241,7 @@ class WebhookClient:
     async def call_failed(
         self,
         reminder_id: str,
-        attempt: int,
+        attempt: int | None,
         failure: Failure | None = None,
         *,
         occurred_at: dt.datetime | None = None,

@@ -1,0 +1,369 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from duecall_agent.outcomes import (
+    Outcome,
+    OutcomeConflict,
+    OutcomeError,
+    OutcomeRecorder,
+    Result,
+    format_amount,
+    normalize_words,
+)
+from duecall_agent.transcript import quote_checker
+
+TODAY = dt.date(2026, 11, 24)
+
+
+def recorder(**kw: object) -> OutcomeRecorder:
+    args: dict = dict(
+        customer_name="Ada Lovelace",
+        amount_due_minor=12345,
+        currency="USD",
+        due_date=dt.date(2026, 12, 1),
+        call_date=TODAY,
+        company_name="Acme Billing",
+    )
+    args.update(kw)
+    return OutcomeRecorder(**args)
+
+
+def confirmed(**kw: object) -> OutcomeRecorder:
+    r = recorder(**kw)
+    r.confirm_identity()
+    return r
+
+
+# ---- identity first -------------------------------------------------------------------------
+
+
+def test_amount_is_revealed_only_after_identity_confirmation() -> None:
+    r = recorder()
+    with pytest.raises(OutcomeError, match="identity not confirmed"):
+        r.debt_disclosure()
+    text = r.confirm_identity()
+    assert "123.45 USD" in text and "2026-12-01" in text
+    assert r.identity_confirmed
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda r: r.record_promise(5000, "2026-12-01", "I'll pay fifty on December first"),
+        lambda r: r.record_paid("paid last week"),
+        lambda r: r.record_dispute("not mine"),
+        lambda r: r.record_refusal(),
+    ],
+    ids=["promise", "paid", "dispute", "refusal"],
+)
+def test_debt_outcomes_need_identity(call) -> None:  # type: ignore[no-untyped-def]
+    r = recorder()
+    with pytest.raises(OutcomeError, match="identity not confirmed"):
+        call(r)
+    assert r.result is None
+
+
+def test_promise_before_identity_leaks_nothing_about_the_amount() -> None:
+    r = recorder()
+    with pytest.raises(OutcomeError) as err:
+        r.record_promise(10**9, "2026-12-01", "a billion")  # would exceed the amount due
+    assert "more than" not in str(err.value) and "123" not in str(err.value)
+
+
+def test_third_party_callback_keeps_no_details() -> None:
+    r = recorder()
+    r.record_callback("her husband said she owes you money, call Tuesday")
+    out = r.outcome()
+    assert out.result is Result.CALLBACK_REQUESTED
+    assert "husband" not in (out.summary or "") and "owes" not in (out.summary or "")
+    assert "123.45" not in (out.summary or "")
+
+
+def test_confirmed_callback_keeps_the_note() -> None:
+    r = confirmed()
+    r.record_callback("call after 6pm")
+    assert "after 6pm" in (r.outcome().summary or "")
+
+
+# ---- promises ----------------------------------------------------------------------------------
+
+
+def test_valid_promise() -> None:
+    r = confirmed()
+    msg = r.record_promise(12000, "2026-12-01", "I can pay 120 dollars on December 1st")
+    assert "120.00 USD" in msg and "2026-12-01" in msg
+    out = r.outcome(transcript="t", duration_seconds=93)
+    assert out == Outcome(Result.PAYMENT_PROMISED, 12000, dt.date(2026, 12, 1), out.summary, "t", 93)
+    assert out.summary and "120.00 USD" in out.summary
+
+
+@pytest.mark.parametrize(
+    "amount,date,match",
+    [
+        (0, "2026-12-01", "greater than zero"),
+        (-5, "2026-12-01", "greater than zero"),
+        (12346, "2026-12-01", "more than the amount due"),
+        (100, "2026-11-23", "in the past"),
+        (100, "2027-11-26", "more than a year"),
+        (100, "2026-02-30", "YYYY-MM-DD"),
+        (100, "December 1st", "YYYY-MM-DD"),
+        (100, "", "YYYY-MM-DD"),
+        (True, "2026-12-01", "whole number"),
+        (12.5, "2026-12-01", "whole number"),
+        ("100", "2026-12-01", "whole number"),
+    ],
+)
+def test_invalid_promises_are_refused(amount: object, date: str, match: str) -> None:
+    r = confirmed()
+    with pytest.raises(OutcomeError, match=match):
+        r.record_promise(amount, date, "the customer's words")  # type: ignore[arg-type]
+    assert r.result is None
+
+
+def test_promise_today_and_full_amount_are_fine() -> None:
+    r = confirmed()
+    r.record_promise(12345, TODAY.isoformat(), "all of it today")
+    assert r.outcome().promised_date == TODAY
+
+
+def test_promise_needs_the_customers_words() -> None:
+    said = ["Yes speaking.", "I can pay 120 dollars on the first of December."]
+    r = confirmed(customer_said=quote_checker(lambda: said))
+    with pytest.raises(OutcomeError, match="quote"):
+        r.record_promise(12000, "2026-12-01", "   ")
+    with pytest.raises(OutcomeError, match="did not say"):
+        r.record_promise(12000, "2026-12-01", "I will pay 500 dollars tomorrow")
+    assert r.result is None
+    r.record_promise(12000, "2026-12-01", "I can pay 120 Dollars, on the first of December")
+    assert r.result is Result.PAYMENT_PROMISED
+
+
+def test_quote_checker_spans_consecutive_utterances() -> None:
+    said = ["I can pay 120", "on Friday"]
+    check = quote_checker(lambda: said)
+    assert check("I can pay 120 on Friday")
+    assert not check("I can pay 210 on Friday")
+    assert not check("")
+
+
+# ---- no silent overwrite; opt-out wins ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        lambda r: r.record_paid(),
+        lambda r: r.record_refusal(),
+        lambda r: r.record_dispute(),
+        lambda r: r.record_callback(),
+        lambda r: r.record_other(),
+        lambda r: r.record_promise(100, "2026-12-02", "one dollar on the second"),
+    ],
+    ids=["paid", "refusal", "dispute", "callback", "other", "promise"],
+)
+def test_recorded_outcome_is_not_silently_replaced(second) -> None:  # type: ignore[no-untyped-def]
+    r = confirmed()
+    r.record_promise(12000, "2026-12-01", "120 on the first")
+    with pytest.raises(OutcomeConflict, match="payment_promised is already recorded"):
+        second(r)
+    out = r.outcome()
+    assert (out.result, out.promised_amount_minor, out.promised_date) == (Result.PAYMENT_PROMISED, 12000, dt.date(2026, 12, 1))
+    assert any(not h.accepted for h in r.history), "the refused attempt is kept in the history"
+
+
+def test_promise_can_be_revised_explicitly_and_the_summary_says_so() -> None:
+    r = confirmed()
+    r.record_promise(12000, "2026-12-01", "120 on the first")
+    r.record_promise(10000, "2026-12-03", "actually 100 on the third", revise=True)
+    out = r.outcome()
+    assert (out.promised_amount_minor, out.promised_date) == (10000, dt.date(2026, 12, 3))
+    assert "revised" in (out.summary or "")
+
+
+def test_revise_does_not_replace_a_different_outcome() -> None:
+    r = confirmed()
+    r.record_refusal()
+    with pytest.raises(OutcomeConflict):
+        r.record_promise(100, "2026-12-01", "one dollar", revise=True)
+    assert r.result is Result.REFUSED
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        lambda r: (r.confirm_identity(), r.record_promise(12000, "2026-12-01", "x")),
+        lambda r: (r.confirm_identity(), r.record_paid()),
+        lambda r: r.record_callback(),
+        lambda r: r.record_wrong_number(),
+        lambda r: r.record_voicemail(),
+        lambda r: None,
+    ],
+    ids=["promise", "paid", "callback", "wrong_number", "voicemail", "nothing"],
+)
+def test_opt_out_always_wins(first) -> None:  # type: ignore[no-untyped-def]
+    r = recorder()
+    first(r)
+    r.record_opt_out()
+    out = r.outcome()
+    assert out.result is Result.OPTED_OUT
+    assert out.promised_amount_minor is None and out.promised_date is None
+
+
+def test_nothing_replaces_an_opt_out() -> None:
+    r = recorder()
+    r.record_opt_out()
+    for call in (r.record_callback, r.record_other, r.record_wrong_number, r.record_voicemail, r.confirm_identity):
+        with pytest.raises(OutcomeConflict):
+            call()
+    r.record_opt_out()  # idempotent
+    assert r.result is Result.OPTED_OUT
+
+
+# ---- voicemail, wrong number ------------------------------------------------------------------------
+
+
+def test_voicemail_message_has_no_amount_or_debt() -> None:
+    r = recorder(callback_number="+1 800 555 0199")
+    msg = r.record_voicemail()
+    assert "Ada" in msg and "Acme Billing" in msg and "+1 800 555 0199" in msg
+    for word in ("123", "12345", "USD", "debt", "owe", "payment", "2026-12-01", "Lovelace"):
+        assert word not in msg
+    assert r.outcome().result is Result.VOICEMAIL
+
+
+def test_voicemail_template_cannot_include_the_amount() -> None:
+    r = recorder(voicemail_template="Hi {first_name}, you owe {amount}. {company}")
+    msg = r.record_voicemail()
+    assert "123" not in msg and "{amount}" not in msg  # unknown placeholder: the built-in message
+    r2 = recorder(voicemail_template="Hallo {first_name}, bitte rufen Sie {company}{callback} zurück.")
+    assert r2.record_voicemail() == "Hallo Ada, bitte rufen Sie Acme Billing zurück."
+
+
+def test_no_voicemail_or_wrong_number_after_identity() -> None:
+    r = confirmed()
+    with pytest.raises(OutcomeError):
+        r.record_voicemail()
+    with pytest.raises(OutcomeError):
+        r.record_wrong_number()
+    assert r.result is None
+
+
+def test_identity_cannot_be_confirmed_after_voicemail() -> None:
+    r = recorder()
+    r.record_voicemail()
+    with pytest.raises(OutcomeConflict):
+        r.confirm_identity()
+    assert not r.identity_confirmed
+
+
+# ---- the end ----------------------------------------------------------------------------------------
+
+
+def test_nothing_recorded_and_nobody_identified_is_no_answer() -> None:
+    assert recorder().outcome().result is Result.NO_ANSWER
+
+
+def test_nothing_recorded_after_identity_is_other() -> None:
+    assert confirmed().outcome(duration_seconds=5).result is Result.OTHER
+
+
+def test_notes_are_scrubbed_of_numbers() -> None:
+    r = confirmed()
+    r.record_paid("paid with card 4111 1111 1111 1111 yesterday, call me at +1 415 555 0100")
+    summary = r.outcome().summary or ""
+    assert "4111" not in summary and "555" not in summary and "[number]" in summary
+
+
+def test_outcome_to_json_matches_spec_shape() -> None:
+    full = Outcome(Result.PAYMENT_PROMISED, 12000, dt.date(2026, 12, 1), "s", "t", 93)
+    assert full.to_json() == {
+        "result": "payment_promised",
+        "promised_amount_minor": 12000,
+        "promised_date": "2026-12-01",
+        "summary": "s",
+        "transcript": "t",
+        "duration_seconds": 93,
+    }
+    assert Outcome(Result.BUSY).to_json() == {"result": "busy"}
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(result=Result.PAYMENT_PROMISED),
+        dict(result=Result.PAYMENT_PROMISED, promised_amount_minor=0, promised_date=dt.date(2026, 1, 1)),
+        dict(result=Result.PAID, promised_amount_minor=5),
+        dict(result="made_up"),
+        dict(result=Result.OTHER, duration_seconds=-1),
+    ],
+)
+def test_outcome_rejects_inconsistent_fields(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        Outcome(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "amount,currency,text",
+    [(12345, "USD", "123.45 USD"), (5, "EUR", "0.05 EUR"), (1200, "JPY", "1200 JPY"), (1234, "KWD", "1.234 KWD"), (0, "USD", "0.00 USD")],
+)
+def test_format_amount(amount: int, currency: str, text: str) -> None:
+    assert format_amount(amount, currency) == text
+
+
+def test_normalize_words() -> None:
+    assert normalize_words("  I'll PAY  €120, on Dec. 1st!! ") == "i ll pay 120 on dec 1st"
+
+
+# ---- property: any sequence of tool calls keeps the invariants --------------------------------------
+
+ACTIONS = st.sampled_from(
+    ["confirm", "promise", "revise", "paid", "dispute", "refuse", "callback", "wrong", "other", "voicemail", "optout"]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(ACTIONS, max_size=8), st.integers(-10, 20000), st.integers(-3, 400))
+def test_property_tool_call_sequences(actions: list[str], amount: int, days: int) -> None:
+    r = recorder()
+    first_result: Result | None = None
+    opted_out = False
+    for a in actions:
+        call = {
+            "confirm": r.confirm_identity,
+            "promise": lambda: r.record_promise(amount, (TODAY + dt.timedelta(days=days)).isoformat(), "words"),
+            "revise": lambda: r.record_promise(amount, (TODAY + dt.timedelta(days=days)).isoformat(), "words", revise=True),
+            "paid": r.record_paid,
+            "dispute": r.record_dispute,
+            "refuse": r.record_refusal,
+            "callback": r.record_callback,
+            "wrong": r.record_wrong_number,
+            "other": r.record_other,
+            "voicemail": r.record_voicemail,
+            "optout": r.record_opt_out,
+        }[a]
+        try:
+            call()
+        except OutcomeError:
+            pass
+        if a == "optout":
+            opted_out = True
+        if first_result is None and r.result is not None:
+            first_result = r.result
+    out = r.outcome()
+    if opted_out:
+        assert out.result is Result.OPTED_OUT
+    elif first_result is not None:
+        assert out.result is first_result, "the first recorded outcome is never replaced"
+    if out.result is Result.PAYMENT_PROMISED:
+        assert r.identity_confirmed
+        assert 0 < (out.promised_amount_minor or 0) <= 12345
+        assert out.promised_date is not None and out.promised_date >= TODAY
+    if out.result in (Result.PAID, Result.REFUSED, Result.DISPUTED, Result.PAYMENT_PROMISED):
+        assert r.identity_confirmed
+    if out.result is Result.VOICEMAIL or out.result is Result.WRONG_NUMBER:
+        assert not r.identity_confirmed
