@@ -268,8 +268,13 @@ async fn create_refuses_bad_input(backend: Backend) {
     let resp = app.create(big.clone()).await;
     let body = error_of(resp, StatusCode::PAYLOAD_TOO_LARGE).await;
     assert_eq!(body["error"]["code"], "payload_too_large");
-    let (status, text) =
-        chunked_post(&app, "/api/reminders", &serde_json::to_vec(&big).unwrap()).await;
+    let (status, text) = common::raw_post(
+        &app,
+        "/api/reminders",
+        &serde_json::to_vec(&big).unwrap(),
+        true,
+    )
+    .await;
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("payload_too_large"), "{text}");
     // Metadata that fits the body but not the metadata limit.
@@ -291,39 +296,6 @@ async fn create_refuses_bad_input(backend: Backend) {
         .unwrap();
     assert_eq!(list["reminders"], json!([]), "nothing half-written");
     app.stop().await;
-}
-
-/// POST a body with `Transfer-Encoding: chunked` (no Content-Length) over a raw socket.
-async fn chunked_post(app: &TestApp, path: &str, body: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = app.base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {API_KEY}\r\n\
-         Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    for chunk in body.chunks(8192) {
-        let sent = async {
-            s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
-                .await?;
-            s.write_all(chunk).await?;
-            s.write_all(b"\r\n").await
-        };
-        if sent.await.is_err() {
-            break; // the server may stop reading once the limit is passed
-        }
-    }
-    let _ = s.write_all(b"0\r\n\r\n").await;
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }
 
 async fn get_unknown_is_404(backend: Backend) {

@@ -936,10 +936,11 @@ async fn hostile_input(backend: Backend) {
     }
     // A 10 MB body: 413 before any signature work. The server may answer and close
     // before the client has written it all, so this goes over a raw socket.
-    let (status, text) = raw_post(
+    let (status, text) = common::raw_post(
         &app,
         "/api/webhooks/call-status",
         &vec![b'x'; 10 * 1024 * 1024],
+        false,
     )
     .await;
     assert_eq!(status, 413, "{text}");
@@ -963,30 +964,6 @@ async fn hostile_input(backend: Backend) {
     assert_eq!(app.reminder(id).await["status"], "in_progress");
     assert_eq!(app.event_count(id).await, 0);
     app.stop().await;
-}
-
-/// POST a body with its Content-Length over a raw socket, tolerating a server
-/// that answers and closes before reading it all; returns the status and the text.
-async fn raw_post(app: &TestApp, path: &str, body: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let addr = app.base.trim_start_matches("http://");
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.unwrap();
-    let _ = s.write_all(body).await; // may fail once the server has answered
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out).await;
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, text)
 }
 
 both_backends!(property_01_authentication_enforcement, authentication);

@@ -346,3 +346,47 @@ pub fn msg_id() -> String {
         uuid::Uuid::new_v4().simple()
     )
 }
+
+/// POST `body` over a raw socket — with `Transfer-Encoding: chunked`, or with its
+/// `Content-Length` — tolerating a server that answers and closes before it has
+/// read it all. Returns the status code (0 if none) and the response text.
+pub async fn raw_post(app: &TestApp, path: &str, body: &[u8], chunked: bool) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.base.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!("Content-Length: {}", body.len())
+    };
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {API_KEY}\r\n\
+         Content-Type: application/json\r\n{framing}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    if chunked {
+        for chunk in body.chunks(8192) {
+            let sent = async {
+                s.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
+                s.write_all(chunk).await?;
+                s.write_all(b"\r\n").await
+            };
+            if sent.await.is_err() {
+                break;
+            }
+        }
+        let _ = s.write_all(b"0\r\n\r\n").await;
+    } else {
+        let _ = s.write_all(body).await;
+    }
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
