@@ -7,16 +7,20 @@ use std::sync::Arc;
 
 pub mod clock;
 pub mod config;
+pub mod dialer;
 pub mod http;
 pub mod policy;
 pub mod reminder;
+pub mod scheduler;
 pub mod store;
 pub mod webhook;
 
 use clock::Clock;
-use config::Config;
+use config::{Config, DialerKind};
+use dialer::Dialer;
 use http::AppState;
 use reminder::{CreateDefaults, Language};
+use scheduler::Scheduler;
 use store::{Store, StoreError};
 
 /// Open the configured store (running migrations) and assemble the shared state.
@@ -25,8 +29,33 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     Ok(state_with(store, clock, config))
 }
 
-/// Assemble the shared state around an already open store.
+/// The dialer the configuration names (`None` for `DIALER=none`).
+pub fn dialer_for(config: &Config) -> Option<Arc<dyn Dialer>> {
+    match (config.dialer, &config.livekit) {
+        (DialerKind::LiveKit, Some(lk)) => Some(Arc::new(dialer::livekit::LiveKitDialer::new(
+            lk,
+            &config.agent_name,
+        ))),
+        (DialerKind::LiveKit, None) | (DialerKind::None, _) => None,
+        // The simulated dialer arrives with `duecall demo`.
+        (DialerKind::Simulated, _) => None,
+    }
+}
+
+/// Assemble the shared state around an already open store, with the
+/// configured dialer.
 pub fn state_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> AppState {
+    let dialer = dialer_for(&config);
+    state_with_dialer(store, clock, config, dialer)
+}
+
+/// Assemble the shared state around an already open store and a given dialer.
+pub fn state_with_dialer(
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    config: Config,
+    dialer: Option<Arc<dyn Dialer>>,
+) -> AppState {
     let defaults = CreateDefaults {
         timezone: config.default_timezone,
         language: Language::parse("en").expect("'en' is a language tag"),
@@ -37,9 +66,27 @@ pub fn state_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) 
             .unwrap_or(chrono::Duration::hours(2)),
         window: config.calling_window.clone(),
     };
+    let to_chrono =
+        |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let settings = scheduler::Settings {
+        dispatch_timeout: to_chrono(config.dispatch_timeout),
+        call_timeout: to_chrono(config.call_timeout),
+        max_live: config.max_concurrent_calls,
+        window: config.calling_window.clone(),
+        retry: retry.clone(),
+        sip_trunk_id: config.sip_outbound_trunk_id.clone(),
+    };
+    let scheduler = Arc::new(Scheduler::new(
+        Arc::clone(&store),
+        Arc::clone(&clock),
+        dialer,
+        settings,
+        jitter_draw,
+    ));
     AppState {
         store,
         clock,
+        scheduler,
         config: Arc::new(config),
         defaults,
         retry,

@@ -25,6 +25,8 @@ struct Cli {
 enum Command {
     /// Run the HTTP service (configuration from the environment and .env).
     Serve,
+    /// Run one scheduler tick (timeouts, then claims and calls) and print its counts.
+    Tick,
     /// Write a .env with freshly generated secrets, for a first run.
     Init {
         /// Where to write it.
@@ -64,17 +66,56 @@ fn main() -> ExitCode {
             };
             runtime.block_on(serve(config))
         }
+        Command::Tick => {
+            let config = match Config::from_env() {
+                Ok(c) => c,
+                Err(e) => return fail(format!("invalid configuration: {e}")),
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("cannot start the runtime: {e}")),
+            };
+            runtime.block_on(tick(config))
+        }
+    }
+}
+
+async fn tick(config: Config) -> ExitCode {
+    let db = duecall::store::redact_url(&config.database_url);
+    warn_without_dialer(&config);
+    let state = match duecall::build_state(config, Arc::new(SystemClock)).await {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot open the database {db}: {e}")),
+    };
+    match state.scheduler.tick().await {
+        Ok(report) => {
+            println!(
+                "{}",
+                serde_json::to_string(&report).unwrap_or_else(|_| format!("{report:?}"))
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("tick failed: {e}")),
+    }
+}
+
+fn warn_without_dialer(config: &Config) {
+    match config.dialer {
+        DialerKind::None => tracing::warn!(
+            "DIALER is none: reminders are stored but nobody is called (set LIVEKIT_URL to call)"
+        ),
+        DialerKind::Simulated => tracing::warn!(
+            "DIALER is simulated, which this build does not have yet: nobody is called"
+        ),
+        DialerKind::LiveKit => {}
     }
 }
 
 async fn serve(config: Config) -> ExitCode {
     let db = duecall::store::redact_url(&config.database_url);
     let bind = config.bind_addr;
-    if config.dialer == DialerKind::None {
-        tracing::warn!(
-            "DIALER is none: reminders are stored but nobody is called (set LIVEKIT_URL to call)"
-        );
-    }
+    warn_without_dialer(&config);
+    let every = config.scheduler_interval;
     let state = match duecall::build_state(config, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot open the database {db}: {e}")),
@@ -83,8 +124,23 @@ async fn serve(config: Config) -> ExitCode {
         Ok(l) => l,
         Err(e) => return fail(format!("cannot listen on {bind}: {e}")),
     };
-    tracing::info!(database = %db, addr = %bind, "duecall is serving");
-    match duecall::serve(listener, state, shutdown_signal()).await {
+    tracing::info!(
+        database = %db,
+        addr = %bind,
+        dialer = state.scheduler.dialer_name(),
+        tick_secs = every.as_secs(),
+        "duecall is serving"
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let ticker = (!every.is_zero())
+        .then(|| tokio::spawn(std::sync::Arc::clone(&state.scheduler).run(every, stop_rx)));
+    let served = duecall::serve(listener, state, shutdown_signal()).await;
+    // Let a tick in progress finish its dials, so no claimed attempt is left waiting.
+    let _ = stop_tx.send(true);
+    if let Some(ticker) = ticker {
+        let _ = ticker.await;
+    }
+    match served {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS

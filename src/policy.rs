@@ -11,6 +11,31 @@ use chrono::{
 
 use crate::reminder::TimeZone;
 
+/// At most this many attempts per reminder in any `CAP_PERIOD` (SPEC §4).
+pub const WEEKLY_ATTEMPT_CAP: u32 = 7;
+
+/// The period of the weekly attempt cap.
+pub fn cap_period() -> Duration {
+    Duration::days(7)
+}
+
+/// When a reminder whose attempts were dispatched at `dispatched` (any order)
+/// may next be called under the weekly cap: `now` if fewer than the cap fall
+/// in the period ending at `now`, else when enough of them have aged out.
+pub fn cap_clears_at(dispatched: &[DateTime<Utc>], now: DateTime<Utc>) -> DateTime<Utc> {
+    let mut recent: Vec<DateTime<Utc>> = dispatched
+        .iter()
+        .copied()
+        .filter(|t| *t > now - cap_period())
+        .collect();
+    if recent.len() < WEEKLY_ATTEMPT_CAP as usize {
+        return now;
+    }
+    recent.sort();
+    // Once the oldest `len - cap + 1` have aged out, fewer than the cap remain.
+    recent[recent.len() - WEEKLY_ATTEMPT_CAP as usize] + cap_period()
+}
+
 /// The customer's local hours and days in which calls may be placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallingWindow {

@@ -506,6 +506,15 @@ pub fn room_name(id: ReminderId, attempt: u32) -> String {
     format!("reminder-{id}-{attempt}")
 }
 
+/// The reminder and attempt a room name names, if it is one of ours.
+pub fn parse_room_name(name: &str) -> Option<(ReminderId, u32)> {
+    let (id, attempt) = name.strip_prefix("reminder-")?.rsplit_once('-')?;
+    let attempt: u32 = attempt.parse().ok().filter(|n| *n >= 1)?;
+    let id = ReminderId::parse(id)?;
+    // Only the canonical spelling: a room we did not name is not ours.
+    (room_name(id, attempt) == name).then_some((id, attempt))
+}
+
 // ---------------------------------------------------------------------------
 // Creating a reminder
 
@@ -890,6 +899,22 @@ pub const SKIP_OPTED_OUT: &str = "opted_out";
 pub const SKIP_MAX_ATTEMPTS: &str = "max_attempts_reached";
 pub const SKIP_CALL_TIMEOUT: &str = "call_timeout";
 pub const SKIP_ROOM_CLOSED: &str = "room_closed_without_report";
+/// The prefix of `dispatch_failed: {step}: {message}`.
+pub const SKIP_DISPATCH_FAILED: &str = "dispatch_failed";
+
+/// Was the current attempt failed by the service's guess rather than by the
+/// agent's word? A timeout, a room closed without a report, or a dial that
+/// reported an error (a dispatch can land even when its request failed). A
+/// completion the agent reports for that attempt then still counts.
+pub fn failed_by_guess(skip_reason: Option<&str>) -> bool {
+    match skip_reason {
+        Some(SKIP_CALL_TIMEOUT | SKIP_ROOM_CLOSED) => true,
+        Some(s) => s
+            .strip_prefix(SKIP_DISPATCH_FAILED)
+            .is_some_and(|rest| rest.starts_with(':')),
+        None => false,
+    }
+}
 
 /// An operator cancels: allowed from `pending` and `failed` (SPEC §1); a live
 /// call cannot be cancelled under it, and a finished reminder stays finished.
@@ -1113,11 +1138,7 @@ fn record_on_attempt(att: &Attempt, ev: &Event, guessed: bool) -> AttemptWrite {
 pub fn transition(r: &Reminder, attempt: Option<&Attempt>, ev: &Event, ctx: &Ctx) -> Decision {
     let target = ev.attempt.unwrap_or(r.attempt_count);
     let mut change = Change::guard(r, ctx.now);
-    let guessed = r.status == Status::Failed
-        && matches!(
-            r.skip_reason.as_deref(),
-            Some(SKIP_CALL_TIMEOUT | SKIP_ROOM_CLOSED)
-        );
+    let guessed = r.status == Status::Failed && failed_by_guess(r.skip_reason.as_deref());
     change.attempt = attempt
         .filter(|a| a.attempt == target)
         .map(|a| record_on_attempt(a, ev, guessed && target == r.attempt_count));
@@ -1330,6 +1351,24 @@ mod tests {
                 (Err(refusal), None) => assert_eq!(refusal.status, status),
                 (got, _) => panic!("{status}: unexpected {got:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn room_names_parse_back_and_strangers_do_not() {
+        let id = ReminderId::new();
+        assert_eq!(parse_room_name(&room_name(id, 3)), Some((id, 3)));
+        for other in [
+            "reminder-",
+            "reminder-xyz-1",
+            "lobby",
+            &format!("reminder-{id}-0"),
+            &format!("reminder-{id}-01"),
+            &format!("reminder-{id}-+1"),
+            &format!("reminder-{}-1", id.to_string().to_uppercase()),
+            &format!("Reminder-{id}-1"),
+        ] {
+            assert_eq!(parse_room_name(other), None, "{other}");
         }
     }
 

@@ -342,3 +342,293 @@ both_backends!(
     concurrent_applies_have_one_winner,
     concurrent_cancels_one_winner
 );
+
+// --- The scheduler's operations ----------------------------------------------
+
+/// Store `n` reminders due at `at` (created then), returning their ids in creation order.
+async fn due_reminders(
+    store: &Arc<dyn Store>,
+    n: usize,
+    at: &str,
+    extra: serde_json::Value,
+) -> Vec<ReminderId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut body = extra.clone();
+        body["scheduled_for"] = json!(at);
+        body["external_id"] = json!(format!("due-{i}-{}", uuid::Uuid::new_v4().simple()));
+        let id = ReminderId::new();
+        store
+            .create_reminder(&new_reminder(body), id, t(at))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+async fn claim_matches_the_state_machine(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 3, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00.250Z");
+    // Not yet due at an earlier time.
+    assert!(store
+        .due(t("2026-11-24T14:59:59Z"), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let due = store.due(now, 10).await.unwrap();
+    assert_eq!(due.len(), 3);
+
+    let before = store.get_reminder(ids[0]).await.unwrap().unwrap();
+    let claimed = store.claim(&ids[..2], now, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2, "only the ids asked for");
+    let after = claimed.iter().find(|r| r.id == ids[0]).unwrap().clone();
+    // The batch claim writes exactly what the pure `claim` decides.
+    let expected = reminder::claim(&before, now).unwrap();
+    let u = expected.reminder.unwrap();
+    assert_eq!(after.status, u.status);
+    assert_eq!(after.attempt_count, u.attempt_count);
+    assert_eq!(after.next_attempt_at, u.next_attempt_at);
+    assert_eq!(after.last_attempt_at, u.last_attempt_at);
+    assert_eq!(after.skip_reason, u.skip_reason);
+    assert_eq!(after.updated_at, now);
+    assert_eq!(store.get_reminder(ids[0]).await.unwrap().unwrap(), after);
+    let attempts = store.list_attempts(ids[0]).await.unwrap();
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].attempt, 1);
+    assert_eq!(attempts[0].status, reminder::AttemptStatus::InProgress);
+    assert_eq!(attempts[0].room_name, reminder::room_name(ids[0], 1));
+    assert_eq!(attempts[0].dispatched_at, now);
+
+    // Claiming again finds nothing: they are live now.
+    assert!(store.claim(&ids[..2], now, 10).await.unwrap().is_empty());
+    assert_eq!(store.count_live().await.unwrap(), 2);
+    let due = store.due(now, 10).await.unwrap();
+    assert_eq!(due.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[2]]);
+    db.cleanup().await;
+}
+
+async fn claim_respects_the_live_cap(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 5, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:05:00Z");
+    assert_eq!(store.claim(&ids, now, 2).await.unwrap().len(), 2);
+    assert!(
+        store.claim(&ids, now, 2).await.unwrap().is_empty(),
+        "the cap is full"
+    );
+    assert_eq!(store.claim(&ids, now, 3).await.unwrap().len(), 1);
+    assert_eq!(store.count_live().await.unwrap(), 3);
+    db.cleanup().await;
+}
+
+async fn claim_refuses_what_is_not_due(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let later = due_reminders(&store, 1, "2026-11-24T18:00:00Z", json!({})).await;
+    let one_try = due_reminders(
+        &store,
+        1,
+        "2026-11-24T15:00:00Z",
+        json!({"max_attempts": 1}),
+    )
+    .await;
+    let now = t("2026-11-24T15:05:00Z");
+    assert!(
+        store.claim(&later, now, 10).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    // Cancelled: never claimed.
+    let r = store.get_reminder(one_try[0]).await.unwrap().unwrap();
+    let cancel = reminder::cancel(&r, now).unwrap().unwrap();
+    assert!(matches!(
+        store.apply(&cancel, None).await.unwrap(),
+        Applied::Done(_)
+    ));
+    assert!(store.claim(&one_try, now, 10).await.unwrap().is_empty());
+    assert!(store.due(now, 10).await.unwrap().is_empty());
+    db.cleanup().await;
+}
+
+async fn defer_moves_only_unchanged_rows(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 2, "2026-11-24T03:00:00Z", json!({})).await;
+    let now = t("2026-11-24T03:30:00Z");
+    let to = t("2026-11-24T13:00:00Z");
+    let deferrals = [
+        duecall::store::Deferral {
+            id: ids[0],
+            from: t("2026-11-24T03:00:00Z"),
+            to,
+        },
+        // A stale read: it moves nothing.
+        duecall::store::Deferral {
+            id: ids[1],
+            from: t("2026-11-24T02:00:00Z"),
+            to,
+        },
+    ];
+    assert_eq!(store.defer(&deferrals, now).await.unwrap(), 1);
+    let moved = store.get_reminder(ids[0]).await.unwrap().unwrap();
+    assert_eq!(moved.next_attempt_at, Some(to));
+    assert_eq!(moved.updated_at, now);
+    let kept = store.get_reminder(ids[1]).await.unwrap().unwrap();
+    assert_eq!(kept.next_attempt_at, Some(t("2026-11-24T03:00:00Z")));
+    assert_eq!(store.due(now, 10).await.unwrap().len(), 1);
+    db.cleanup().await;
+}
+
+async fn overdue_finds_attempts_past_their_deadline(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 2, "2026-11-24T15:00:00Z", json!({})).await;
+    let dispatched = t("2026-11-24T15:00:00Z");
+    store.claim(&ids, dispatched, 10).await.unwrap();
+    // The second is answered ten minutes in: processing.
+    let r = store.get_reminder(ids[1]).await.unwrap().unwrap();
+    let att = store.get_attempt(ids[1], 1).await.unwrap().unwrap();
+    let answered = t("2026-11-24T15:10:00Z");
+    let ev = reminder::Event {
+        reminder_id: ids[1],
+        attempt: Some(1),
+        occurred_at: answered,
+        kind: reminder::EventKind::Answered,
+    };
+    let retry = duecall::policy::RetryPolicy {
+        base_delay: Duration::hours(2),
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            days: (0..7).collect(),
+        },
+    };
+    let ctx = reminder::Ctx {
+        now: answered,
+        retry: &retry,
+        jitter: 0.5,
+    };
+    let d = reminder::transition(&r, Some(&att), &ev, &ctx);
+    assert!(matches!(
+        store.apply(&d.change, None).await.unwrap(),
+        Applied::Done(_)
+    ));
+
+    let ten = Duration::minutes(10);
+    let thirty = Duration::minutes(30);
+    let ids_at = |now: chrono::DateTime<chrono::Utc>| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .overdue(now - ten, now - thirty, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert!(ids_at(t("2026-11-24T15:09:59Z")).await.is_empty());
+    // in_progress: ten minutes after dispatch.
+    assert_eq!(ids_at(t("2026-11-24T15:10:00Z")).await, vec![ids[0]]);
+    // processing: thirty minutes after the answer, not after the dispatch.
+    assert_eq!(ids_at(t("2026-11-24T15:30:00Z")).await, vec![ids[0]]);
+    assert_eq!(
+        ids_at(t("2026-11-24T15:40:00Z")).await,
+        vec![ids[0], ids[1]]
+    );
+    db.cleanup().await;
+}
+
+async fn weekly_cap_is_enforced_by_the_claim(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(
+        &store,
+        1,
+        "2026-11-16T15:00:00Z",
+        json!({"max_attempts": 10}),
+    )
+    .await;
+    let id = ids[0];
+    // Seven attempts, each ending unreached, a day apart from Nov 16.
+    let retry = duecall::policy::RetryPolicy {
+        base_delay: Duration::seconds(1),
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            days: (0..7).collect(),
+        },
+    };
+    let mut now = t("2026-11-16T15:00:00Z");
+    for n in 1..=7u32 {
+        assert_eq!(
+            store.claim(&[id], now, 10).await.unwrap().len(),
+            1,
+            "attempt {n}"
+        );
+        let r = store.get_reminder(id).await.unwrap().unwrap();
+        let att = store.get_attempt(id, n).await.unwrap().unwrap();
+        let ev = reminder::Event {
+            reminder_id: id,
+            attempt: Some(n),
+            occurred_at: now,
+            kind: reminder::EventKind::Completed(
+                serde_json::from_value(json!({"result": "no_answer"})).unwrap(),
+            ),
+        };
+        let ctx = reminder::Ctx {
+            now,
+            retry: &retry,
+            jitter: 0.0,
+        };
+        let d = reminder::transition(&r, Some(&att), &ev, &ctx);
+        assert!(matches!(
+            store.apply(&d.change, None).await.unwrap(),
+            Applied::Done(_)
+        ));
+        now += Duration::hours(20);
+    }
+    // Nov 22 11:00: seven attempts in the last seven days: the claim refuses.
+    assert_eq!(
+        store.due(now, 10).await.unwrap().len(),
+        1,
+        "due as far as the row goes"
+    );
+    assert!(store.claim(&[id], now, 10).await.unwrap().is_empty());
+    // Once the first (Nov 16 15:00) is more than seven days old, it may be called.
+    let later = t("2026-11-23T15:00:00.001Z");
+    assert_eq!(store.claim(&[id], later, 10).await.unwrap().len(), 1);
+    db.cleanup().await;
+}
+
+both_backends!(
+    claim_writes_what_the_state_machine_decides,
+    claim_matches_the_state_machine
+);
+both_backends!(
+    claim_keeps_live_attempts_under_the_cap,
+    claim_respects_the_live_cap
+);
+both_backends!(
+    claim_takes_only_due_reminders,
+    claim_refuses_what_is_not_due
+);
+both_backends!(defer_is_compare_and_set, defer_moves_only_unchanged_rows);
+both_backends!(
+    overdue_uses_dispatch_and_answer_times,
+    overdue_finds_attempts_past_their_deadline
+);
+both_backends!(
+    weekly_cap_holds_in_the_claim,
+    weekly_cap_is_enforced_by_the_claim
+);

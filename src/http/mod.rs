@@ -19,10 +19,13 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::policy::RetryPolicy;
 use crate::reminder::CreateDefaults;
+use crate::scheduler::Scheduler;
 use crate::store::Store;
 
 pub mod call_status;
+pub mod cron;
 pub mod error;
+pub mod livekit;
 pub mod ops;
 pub mod reminders;
 
@@ -33,6 +36,7 @@ use error::ApiError;
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
+    pub scheduler: Arc<Scheduler>,
     pub config: Arc<Config>,
     pub defaults: CreateDefaults,
     pub retry: RetryPolicy,
@@ -58,6 +62,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/api/webhooks/call-status", post(call_status::receive))
+        .route("/api/webhooks/livekit", post(livekit::receive))
+        .route(
+            "/api/cron/process-reminders",
+            get(cron::process).post(cron::process),
+        )
         .merge(api)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })

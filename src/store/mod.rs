@@ -13,6 +13,11 @@ use crate::reminder::{Attempt, Change, EventType, NewReminder, Reminder, Reminde
 pub mod postgres;
 pub mod sqlite;
 
+/// The rows the scheduler may claim (matches the `reminders_due` index).
+pub(crate) const DUE: &str = "status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL";
+/// The rows with a live attempt (matches the `reminders_live` index).
+pub(crate) const LIVE: &str = "status IN ('in_progress', 'processing')";
+
 /// Storage failed: the database is unreachable, or it answered something we
 /// cannot read. Either way the caller answers 500 and the client retries.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +102,16 @@ impl Cursor {
     }
 }
 
+/// A due reminder moved to a later `next_attempt_at`: it fell outside its
+/// calling window, or it reached the weekly attempt cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deferral {
+    pub id: ReminderId,
+    /// The `next_attempt_at` it had when it was read; it moves only if unchanged.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+}
+
 /// A list request: optional status filter, page size, where to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListQuery {
@@ -168,6 +183,41 @@ pub trait Store: Send + Sync + 'static {
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError>;
+
+    /// Reminders that may be called at `now` as far as the database can tell:
+    /// `pending` or retryable `failed`, `next_attempt_at <= now`, attempts
+    /// remaining; earliest first. The calling window and the weekly cap are
+    /// the scheduler's to check.
+    async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError>;
+
+    /// Move due reminders to a later `next_attempt_at`, each only if it is
+    /// still due and still at `from`. Returns how many moved.
+    async fn defer(&self, deferrals: &[Deferral], now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Claim, in one statement, those of `ids` that are still due at `now` and
+    /// under the weekly cap — earliest first, skipping rows another writer
+    /// holds, and no more than keeps the live attempts at `max_live` — and
+    /// start their next attempt (`in_progress`, `attempt_count + 1`, an attempt
+    /// row with its room name). Returns the claimed reminders as they now are.
+    async fn claim(
+        &self,
+        ids: &[ReminderId],
+        now: DateTime<Utc>,
+        max_live: u32,
+    ) -> Result<Vec<Reminder>, StoreError>;
+
+    /// Live reminders whose attempt outlived its deadline: `in_progress`
+    /// dispatched at or before `dispatched_by`, `processing` answered (or, with
+    /// no answer time, dispatched) at or before `answered_by`; oldest first.
+    async fn overdue(
+        &self,
+        dispatched_by: DateTime<Utc>,
+        answered_by: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reminder>, StoreError>;
+
+    /// How many attempts are live (`in_progress` or `processing`).
+    async fn count_live(&self) -> Result<u64, StoreError>;
 
     /// How many events are recorded for a reminder (tests and the dashboard).
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError>;

@@ -10,8 +10,10 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
-    Applied, Created, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError,
+    Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store,
+    StoreError, DUE, LIVE,
 };
+use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
 use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
 
 /// JSON for a JSONB parameter.
@@ -22,6 +24,9 @@ fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
      amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
      last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at";
+
+/// The advisory lock claimers take, one at a time ("duecall" in ASCII).
+const CLAIM_LOCK: i64 = 0x0064_7565_6361_6c6c;
 
 pub struct PgStore {
     pool: PgPool,
@@ -328,6 +333,130 @@ impl Store for PgStore {
         let now = reminder_from_row(&row)?;
         tx.commit().await?;
         Ok(Applied::Done(Box::new(now)))
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REMINDER_COLS} FROM reminders \
+             WHERE {DUE} AND next_attempt_at <= $1 AND attempt_count < max_attempts \
+             ORDER BY next_attempt_at, id LIMIT $2"
+        ))
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(reminder_from_row).collect()
+    }
+
+    async fn defer(&self, deferrals: &[Deferral], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        if deferrals.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<uuid::Uuid> = deferrals.iter().map(|d| d.id.as_uuid()).collect();
+        let from: Vec<DateTime<Utc>> = deferrals.iter().map(|d| d.from).collect();
+        let to: Vec<DateTime<Utc>> = deferrals.iter().map(|d| d.to).collect();
+        let moved = sqlx::query(&format!(
+            "UPDATE reminders r SET next_attempt_at = v.next_at, updated_at = $4 \
+             FROM UNNEST($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS v(id, from_at, next_at) \
+             WHERE r.id = v.id AND r.{DUE} AND r.next_attempt_at = v.from_at"
+        ))
+        .bind(ids)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        Ok(moved)
+    }
+
+    async fn claim(
+        &self,
+        ids: &[ReminderId],
+        now: DateTime<Utc>,
+        max_live: u32,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
+        let mut tx = self.pool.begin().await?;
+        // Claimers queue here for the few milliseconds a claim takes, so the
+        // live count below includes every claim committed before this one: the
+        // concurrency cap holds across instances. Row locks (SKIP LOCKED) keep
+        // claims clear of webhook and cancel writers without waiting on them.
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(CLAIM_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        let rows = sqlx::query(&format!(
+            "WITH picked AS ( \
+               SELECT id FROM reminders r \
+               WHERE id = ANY($1) AND {DUE} AND next_attempt_at <= $2 \
+                 AND attempt_count < max_attempts \
+                 AND (attempt_count < $3 OR (SELECT COUNT(*) FROM attempts a \
+                      WHERE a.reminder_id = r.id AND a.dispatched_at > $4) < $3) \
+               ORDER BY next_attempt_at, id \
+               LIMIT GREATEST(0, $5 - (SELECT COUNT(*) FROM reminders WHERE {LIVE})) \
+               FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE reminders r SET status = 'in_progress', attempt_count = r.attempt_count + 1, \
+                 next_attempt_at = NULL, last_attempt_at = $2, skip_reason = NULL, updated_at = $2 \
+               FROM picked WHERE r.id = picked.id \
+               RETURNING r.*), \
+             started AS ( \
+               INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) \
+               SELECT id, attempt_count, 'in_progress', \
+                 'reminder-' || id::text || '-' || attempt_count::text, $2, $2 FROM claimed) \
+             SELECT {REMINDER_COLS} FROM claimed"
+        ))
+        .bind(ids)
+        .bind(now)
+        .bind(WEEKLY_ATTEMPT_CAP as i32)
+        .bind(now - cap_period())
+        .bind(i64::from(max_live))
+        .fetch_all(&mut *tx)
+        .await?;
+        let claimed = rows
+            .iter()
+            .map(reminder_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn overdue(
+        &self,
+        dispatched_by: DateTime<Utc>,
+        answered_by: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        let cols = REMINDER_COLS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {cols} FROM reminders r \
+             LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = r.attempt_count \
+             WHERE (r.status = 'in_progress' AND r.last_attempt_at <= $1) \
+                OR (r.status = 'processing' AND r.last_attempt_at <= $2 \
+                    AND COALESCE(a.answered_at, r.last_attempt_at) <= $2) \
+             ORDER BY r.last_attempt_at, r.id LIMIT $3"
+        ))
+        .bind(dispatched_by)
+        .bind(answered_by)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(reminder_from_row).collect()
+    }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}"))
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(n as u64)
     }
 
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError> {

@@ -13,9 +13,13 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{
-    Applied, Created, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store, StoreError,
+    Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store,
+    StoreError, DUE, LIVE,
 };
-use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
+use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
+use crate::reminder::{
+    room_name, Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId,
+};
 
 const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
      amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
@@ -369,6 +373,139 @@ impl Store for SqliteStore {
             })?;
         tx.commit().await?;
         Ok(Applied::Done(Box::new(now)))
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {REMINDER_COLS} FROM reminders \
+             WHERE {DUE} AND next_attempt_at <= ? AND attempt_count < max_attempts \
+             ORDER BY next_attempt_at, id LIMIT ?"
+        ))
+        .bind(ms(now))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(reminder_from_row).collect()
+    }
+
+    async fn defer(&self, deferrals: &[Deferral], now: DateTime<Utc>) -> Result<u64, StoreError> {
+        if deferrals.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.write.begin().await?;
+        let mut moved = 0;
+        for d in deferrals {
+            moved += sqlx::query(&format!(
+                "UPDATE reminders SET next_attempt_at = ?, updated_at = ? \
+                 WHERE id = ? AND {DUE} AND next_attempt_at = ?"
+            ))
+            .bind(ms(d.to))
+            .bind(ms(now))
+            .bind(d.id.to_string())
+            .bind(ms(d.from))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn claim(
+        &self,
+        ids: &[ReminderId],
+        now: DateTime<Utc>,
+        max_live: u32,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One UPDATE picks and claims; its write lock is taken before it reads,
+        // so the live count it limits itself by is current (SQLite has one writer).
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "UPDATE reminders SET status = 'in_progress', attempt_count = attempt_count + 1, \
+             next_attempt_at = NULL, last_attempt_at = ",
+        );
+        qb.push_bind(ms(now))
+            .push(", skip_reason = NULL, updated_at = ")
+            .push_bind(ms(now))
+            .push(" WHERE id IN (SELECT id FROM reminders r WHERE id IN (");
+        let mut list = qb.separated(", ");
+        for id in ids {
+            list.push_bind(id.to_string());
+        }
+        qb.push(format!(") AND {DUE} AND next_attempt_at <= "))
+            .push_bind(ms(now))
+            .push(" AND attempt_count < max_attempts AND (attempt_count < ")
+            .push_bind(i64::from(WEEKLY_ATTEMPT_CAP))
+            .push(
+                " OR (SELECT COUNT(*) FROM attempts a WHERE a.reminder_id = r.id AND a.dispatched_at > ",
+            )
+            .push_bind(ms(now - cap_period()))
+            .push(") < ")
+            .push_bind(i64::from(WEEKLY_ATTEMPT_CAP))
+            .push(") ORDER BY next_attempt_at, id LIMIT max(0, ")
+            .push_bind(i64::from(max_live))
+            .push(format!(
+                " - (SELECT COUNT(*) FROM reminders WHERE {LIVE}))) RETURNING {REMINDER_COLS}"
+            ));
+        let mut tx = self.write.begin().await?;
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        let claimed: Vec<Reminder> = rows
+            .iter()
+            .map(reminder_from_row)
+            .collect::<Result<_, _>>()?;
+        if !claimed.is_empty() {
+            let mut ins: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) ",
+            );
+            ins.push_values(&claimed, |mut row, r| {
+                row.push_bind(r.id.to_string())
+                    .push_bind(i64::from(r.attempt_count))
+                    .push_bind("in_progress")
+                    .push_bind(room_name(r.id, r.attempt_count))
+                    .push_bind(ms(now))
+                    .push_bind(ms(now));
+            });
+            ins.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn overdue(
+        &self,
+        dispatched_by: DateTime<Utc>,
+        answered_by: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Reminder>, StoreError> {
+        let cols = REMINDER_COLS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {cols} FROM reminders r \
+             LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = r.attempt_count \
+             WHERE (r.status = 'in_progress' AND r.last_attempt_at <= ?) \
+                OR (r.status = 'processing' AND r.last_attempt_at <= ? \
+                    AND COALESCE(a.answered_at, r.last_attempt_at) <= ?) \
+             ORDER BY r.last_attempt_at, r.id LIMIT ?"
+        ))
+        .bind(ms(dispatched_by))
+        .bind(ms(answered_by))
+        .bind(ms(answered_by))
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(reminder_from_row).collect()
+    }
+
+    async fn count_live(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}"))
+            .fetch_one(&self.read)
+            .await?;
+        Ok(n as u64)
     }
 
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError> {

@@ -1,6 +1,7 @@
 //! Shared test scaffolding: a fresh database per test (a SQLite file in a temp
 //! dir, or a PostgreSQL schema of its own), and the real app spawned on port 0.
 #![allow(dead_code)]
+pub mod fake_livekit;
 
 use std::sync::Arc;
 

@@ -1,0 +1,26 @@
+//! `GET`/`POST /api/cron/process-reminders` (SPEC §4): one tick on demand, for
+//! deployments that tick from an external scheduler. Bearer `CRON_SECRET`;
+//! without one configured the route does not exist (404).
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+
+use super::error::ApiError;
+use super::{bearer, token_matches, AppState};
+use crate::scheduler::TickReport;
+
+pub async fn process(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<TickReport>, ApiError> {
+    let Some(secret) = state.config.cron_secret.as_ref() else {
+        return Err(ApiError::NotFound("no such route".into()));
+    };
+    if !token_matches(bearer(&headers), secret) {
+        return Err(ApiError::Unauthorized(
+            "missing or invalid bearer token (Authorization: Bearer $CRON_SECRET)",
+        ));
+    }
+    Ok(Json(state.scheduler.tick().await?))
+}

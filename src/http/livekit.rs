@@ -1,0 +1,127 @@
+//! `POST /api/webhooks/livekit` (SPEC §3): LiveKit's own server webhooks,
+//! verified with `livekit-api`'s receiver (a JWT signed with the API secret
+//! whose `sha256` claim covers the body). `room_finished` for a room whose
+//! attempt is still live fails that attempt at once
+//! (`room_closed_without_report`) rather than waiting for the timeout; every
+//! other event is acknowledged and left alone.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::Json;
+use livekit_api::access_token::TokenVerifier;
+use livekit_api::webhooks::{WebhookError, WebhookReceiver};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+
+use super::error::ApiError;
+use super::{read_body, AppState, BODY_LIMIT};
+use crate::reminder::{self, Ctx, SKIP_ROOM_CLOSED};
+use crate::store::Applied;
+
+const MAX_DECISIONS: usize = 8;
+
+#[derive(Debug, Serialize)]
+pub struct Answer {
+    event: String,
+    /// Did it fail a live attempt.
+    applied: bool,
+}
+
+fn ignored(event: &str) -> Json<Answer> {
+    Json(Answer {
+        event: event.to_owned(),
+        applied: false,
+    })
+}
+
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Answer>, ApiError> {
+    let Some(lk) = state.config.livekit.as_ref() else {
+        return Err(ApiError::NotFound(
+            "no such route (LiveKit is not configured)".into(),
+        ));
+    };
+    let bytes = read_body(&headers, body, BODY_LIMIT).await?;
+    let body = std::str::from_utf8(&bytes)
+        .map_err(|_| ApiError::bad_request("invalid_json", "the body is not UTF-8"))?;
+    // LiveKit sends the bare token; accept a `Bearer ` prefix as well.
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+                .unwrap_or(v)
+                .trim()
+        })
+        .filter(|v| !v.is_empty())
+        .ok_or(ApiError::UnauthorizedReason(
+            "missing Authorization token".into(),
+        ))?;
+    let receiver = WebhookReceiver::new(TokenVerifier::with_api_key(
+        &lk.api_key,
+        lk.api_secret.expose_secret(),
+    ));
+    let event = receiver.receive(body, token).map_err(|e| match e {
+        WebhookError::InvalidData(e) => {
+            ApiError::bad_request("invalid_json", format!("not a LiveKit webhook event: {e}"))
+        }
+        other => {
+            tracing::warn!(reason = %other, "LiveKit webhook refused: signature");
+            ApiError::UnauthorizedReason(format!("invalid LiveKit signature: {other}"))
+        }
+    })?;
+    if event.event != "room_finished" {
+        return Ok(ignored(&event.event));
+    }
+    let room = event.room.map(|r| r.name).unwrap_or_default();
+    let Some((id, attempt)) = reminder::parse_room_name(&room) else {
+        tracing::debug!("room_finished for a room that is not a reminder's");
+        return Ok(ignored(&event.event));
+    };
+    for _ in 0..MAX_DECISIONS {
+        let Some(r) = state.store.get_reminder(id).await? else {
+            return Ok(ignored(&event.event));
+        };
+        if r.attempt_count != attempt {
+            return Ok(ignored(&event.event));
+        }
+        let current = state.store.get_attempt(id, attempt).await?;
+        let ctx = Ctx {
+            now: state.clock.now(),
+            retry: &state.retry,
+            jitter: crate::jitter_draw(),
+        };
+        let Some(change) =
+            reminder::fail_live_attempt(&r, current.as_ref(), SKIP_ROOM_CLOSED, &ctx)
+        else {
+            // The agent reported first (or the attempt ended otherwise): nothing to rescue.
+            return Ok(ignored(&event.event));
+        };
+        match state.store.apply(&change, None).await? {
+            Applied::Done(after) => {
+                tracing::warn!(
+                    reminder_id = %id,
+                    attempt,
+                    was = %r.status,
+                    retry_at = ?after.next_attempt_at,
+                    "room closed without a report from the agent"
+                );
+                metrics::counter!("duecall_rooms_closed_without_report_total").increment(1);
+                return Ok(Json(Answer {
+                    event: event.event,
+                    applied: true,
+                }));
+            }
+            Applied::Stale => continue,
+            Applied::NotFound | Applied::Duplicate => return Ok(ignored(&event.event)),
+        }
+    }
+    Err(ApiError::Unavailable(
+        "the reminder kept changing while the event was applied; retry".into(),
+    ))
+}

@@ -1,0 +1,378 @@
+//! One *tick* (SPEC §4): rescue attempts whose agent went silent, then claim
+//! the reminders that are due and start their calls.
+//!
+//! Safe to run from any number of service instances at once: a claim is one
+//! guarded statement, so an attempt is started by exactly one of them.
+
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::clock::Clock;
+use crate::dialer::{CallRequest, DialError, Dialer};
+use crate::policy::{cap_clears_at, CallingWindow, RetryPolicy, WEEKLY_ATTEMPT_CAP};
+use crate::reminder::{
+    fail_live_attempt, Ctx, Reminder, Status, SKIP_CALL_TIMEOUT, SKIP_DISPATCH_FAILED,
+};
+use crate::store::{Applied, Deferral, Store, StoreError};
+
+/// Due reminders read per claiming pass.
+pub const BATCH: u32 = 500;
+/// Passes per tick at most; what is left waits for the next tick.
+pub const MAX_PASSES: u32 = 40;
+/// Timed-out attempts handled per tick at most.
+pub const MAX_TIMEOUTS: u32 = 2_000;
+/// Calls being started at once.
+pub const DIAL_CONCURRENCY: usize = 16;
+/// One dial (room + dispatch) may take this long before it counts as failed.
+pub const DIAL_DEADLINE: StdDuration = StdDuration::from_secs(30);
+
+/// The scheduler's settings, from `Config`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub dispatch_timeout: Duration,
+    pub call_timeout: Duration,
+    pub max_live: u32,
+    pub window: CallingWindow,
+    pub retry: RetryPolicy,
+    pub sip_trunk_id: Option<String>,
+}
+
+/// What one tick did; the cron route answers it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// Live attempts failed with `call_timeout`.
+    pub timed_out: u64,
+    /// Attempts claimed and handed to the dialer successfully.
+    pub dispatched: u64,
+    /// Attempts claimed whose dial failed (`dispatch_failed: …`).
+    pub dispatch_failed: u64,
+    /// Due reminders moved to their next calling window (or past the weekly cap).
+    pub deferred: u64,
+}
+
+impl TickReport {
+    fn is_quiet(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    /// `None` with `DIALER=none`: timeouts are still handled, nobody is called.
+    dialer: Option<Arc<dyn Dialer>>,
+    settings: Settings,
+    jitter: fn() -> f64,
+}
+
+impl Scheduler {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        dialer: Option<Arc<dyn Dialer>>,
+        settings: Settings,
+        jitter: fn() -> f64,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            dialer,
+            settings,
+            jitter,
+        }
+    }
+
+    pub fn dialer_name(&self) -> &'static str {
+        self.dialer.as_ref().map_or("none", |d| d.name())
+    }
+
+    /// One tick: timeouts first, then claims and dials.
+    pub async fn tick(&self) -> Result<TickReport, StoreError> {
+        let started = std::time::Instant::now();
+        let mut report = TickReport::default();
+        self.time_out(&mut report).await?;
+        if let Some(dialer) = &self.dialer {
+            self.claim_and_dial(dialer, &mut report).await?;
+        }
+        let elapsed = started.elapsed();
+        metrics::histogram!("duecall_tick_duration_seconds").record(elapsed.as_secs_f64());
+        if !report.is_quiet() {
+            tracing::info!(
+                timed_out = report.timed_out,
+                dispatched = report.dispatched,
+                dispatch_failed = report.dispatch_failed,
+                deferred = report.deferred,
+                ms = elapsed.as_millis() as u64,
+                "tick"
+            );
+        }
+        Ok(report)
+    }
+
+    fn ctx(&self, now: DateTime<Utc>) -> Ctx<'_> {
+        Ctx {
+            now,
+            retry: &self.settings.retry,
+            jitter: (self.jitter)(),
+        }
+    }
+
+    /// Fail every live attempt past its deadline with `call_timeout`.
+    async fn time_out(&self, report: &mut TickReport) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        let dispatched_by = now - self.settings.dispatch_timeout;
+        let answered_by = now - self.settings.call_timeout;
+        let mut handled = 0;
+        while handled < MAX_TIMEOUTS {
+            let page = 200.min(MAX_TIMEOUTS - handled);
+            let overdue = self.store.overdue(dispatched_by, answered_by, page).await?;
+            let mut progressed = false;
+            for r in &overdue {
+                handled += 1;
+                if self.time_out_one(r, now).await? {
+                    report.timed_out += 1;
+                    progressed = true;
+                }
+            }
+            if (overdue.len() as u32) < page || !progressed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns whether this call failed the attempt (an event or another
+    /// instance may have moved it first).
+    async fn time_out_one(&self, r: &Reminder, now: DateTime<Utc>) -> Result<bool, StoreError> {
+        let attempt = self.store.get_attempt(r.id, r.attempt_count).await?;
+        let Some(change) =
+            fail_live_attempt(r, attempt.as_ref(), SKIP_CALL_TIMEOUT, &self.ctx(now))
+        else {
+            return Ok(false);
+        };
+        match self.store.apply(&change, None).await? {
+            Applied::Done(after) => {
+                let since = match r.status {
+                    Status::Processing => attempt.as_ref().and_then(|a| a.answered_at),
+                    _ => None,
+                }
+                .or(r.last_attempt_at);
+                tracing::warn!(
+                    reminder_id = %r.id,
+                    attempt = r.attempt_count,
+                    was = %r.status,
+                    waited_secs = since.map_or(0, |t| (now - t).num_seconds()),
+                    retry_at = ?after.next_attempt_at,
+                    "call timed out: no report from the agent in time"
+                );
+                metrics::counter!("duecall_timeouts_total", "status" => r.status.as_str())
+                    .increment(1);
+                Ok(true)
+            }
+            Applied::Stale | Applied::NotFound | Applied::Duplicate => Ok(false),
+        }
+    }
+
+    /// When a due reminder may be called, given the calling window in its own
+    /// time zone and the weekly cap: `now`, or a later time to defer it to.
+    async fn callable_at(
+        &self,
+        r: &Reminder,
+        now: DateTime<Utc>,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let window = &self.settings.window;
+        let mut at = window.next_open(now, r.timezone);
+        if r.attempt_count >= WEEKLY_ATTEMPT_CAP {
+            let dispatched: Vec<DateTime<Utc>> = self
+                .store
+                .list_attempts(r.id)
+                .await?
+                .iter()
+                .map(|a| a.dispatched_at)
+                .collect();
+            // Each step moves forward; a handful settle it.
+            for _ in 0..8 {
+                let cleared = cap_clears_at(&dispatched, at);
+                if cleared <= at {
+                    break;
+                }
+                at = window.next_open(cleared, r.timezone);
+            }
+        }
+        Ok(at)
+    }
+
+    async fn claim_and_dial(
+        &self,
+        dialer: &Arc<dyn Dialer>,
+        report: &mut TickReport,
+    ) -> Result<(), StoreError> {
+        for _ in 0..MAX_PASSES {
+            let now = self.clock.now();
+            if self.store.count_live().await? >= u64::from(self.settings.max_live) {
+                break;
+            }
+            let due = self.store.due(now, BATCH).await?;
+            if due.is_empty() {
+                break;
+            }
+            let mut eligible = Vec::new();
+            let mut deferrals = Vec::new();
+            for r in &due {
+                let at = self.callable_at(r, now).await?;
+                match r.next_attempt_at {
+                    Some(from) if at > now => deferrals.push(Deferral {
+                        id: r.id,
+                        from,
+                        to: at,
+                    }),
+                    _ => eligible.push(r.id),
+                }
+            }
+            let deferred = self.store.defer(&deferrals, now).await?;
+            report.deferred += deferred;
+            let claimed = self
+                .store
+                .claim(&eligible, now, self.settings.max_live)
+                .await?;
+            let progressed = deferred > 0 || !claimed.is_empty();
+            self.dial_all(dialer, claimed, report).await?;
+            if (due.len() as u32) < BATCH || !progressed {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the claimed attempts, `DIAL_CONCURRENCY` at a time; a failed
+    /// start fails its attempt (`dispatch_failed: …`) with a retry scheduled.
+    async fn dial_all(
+        &self,
+        dialer: &Arc<dyn Dialer>,
+        claimed: Vec<Reminder>,
+        report: &mut TickReport,
+    ) -> Result<(), StoreError> {
+        let gate = Arc::new(Semaphore::new(DIAL_CONCURRENCY));
+        let mut dials = JoinSet::new();
+        for r in claimed {
+            let call = CallRequest::for_claimed(&r, self.settings.sip_trunk_id.as_deref());
+            let dialer = Arc::clone(dialer);
+            let gate = Arc::clone(&gate);
+            dials.spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                let result = match tokio::time::timeout(DIAL_DEADLINE, dialer.dial(&call)).await {
+                    Ok(result) => result,
+                    Err(_) => Err(DialError::new(
+                        "dispatch",
+                        format!("no answer in {} s", DIAL_DEADLINE.as_secs()),
+                    )),
+                };
+                (r, call, result)
+            });
+        }
+        while let Some(joined) = dials.join_next().await {
+            let Ok((r, call, result)) = joined else {
+                // A dial task panicked: its attempt stays in_progress and the
+                // dispatch timeout rescues it.
+                tracing::error!(
+                    "a dial task panicked; the timeout monitor will rescue its attempt"
+                );
+                continue;
+            };
+            match result {
+                Ok(()) => {
+                    report.dispatched += 1;
+                    metrics::counter!("duecall_dispatched_total").increment(1);
+                    tracing::info!(
+                        reminder_id = %r.id,
+                        attempt = call.attempt,
+                        room = %call.room_name,
+                        dialer = dialer.name(),
+                        "call dispatched"
+                    );
+                }
+                Err(e) => {
+                    report.dispatch_failed += 1;
+                    metrics::counter!("duecall_dispatch_failures_total", "step" => e.step)
+                        .increment(1);
+                    self.fail_dispatch(r, &call, &e).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn fail_dispatch(
+        &self,
+        mut r: Reminder,
+        call: &CallRequest,
+        e: &DialError,
+    ) -> Result<(), StoreError> {
+        let reason = format!("{SKIP_DISPATCH_FAILED}: {e}");
+        for _ in 0..4 {
+            // Only the attempt we started, and only while nobody has heard from
+            // it: an agent that reported despite the error wins.
+            if r.attempt_count != call.attempt || r.status != Status::InProgress {
+                tracing::info!(
+                    reminder_id = %r.id,
+                    attempt = call.attempt,
+                    error = %e,
+                    "dial reported an error, but the attempt has moved on; leaving it"
+                );
+                return Ok(());
+            }
+            let now = self.clock.now();
+            let attempt = self.store.get_attempt(r.id, call.attempt).await?;
+            let Some(change) = fail_live_attempt(&r, attempt.as_ref(), &reason, &self.ctx(now))
+            else {
+                return Ok(());
+            };
+            match self.store.apply(&change, None).await? {
+                Applied::Done(after) => {
+                    tracing::warn!(
+                        reminder_id = %r.id,
+                        attempt = call.attempt,
+                        error = %e,
+                        retry_at = ?after.next_attempt_at,
+                        "dispatch failed"
+                    );
+                    return Ok(());
+                }
+                Applied::NotFound | Applied::Duplicate => return Ok(()),
+                Applied::Stale => match self.store.get_reminder(r.id).await? {
+                    Some(now) => r = now,
+                    None => return Ok(()),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Tick every `every` until `stop` says so; a tick in progress finishes
+    /// first (so no claimed attempt is left undialled by a clean shutdown).
+    pub async fn run(
+        self: Arc<Self>,
+        every: StdDuration,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if *stop.borrow() {
+                break;
+            }
+            if let Err(e) = self.tick().await {
+                tracing::error!(error = %e, "tick failed; the next one tries again");
+            }
+        }
+    }
+}
