@@ -47,7 +47,9 @@ fn main() -> ExitCode {
             return fail(format!("cannot read .env: {e}"));
         }
     }
+    // Logs go to stderr: stdout carries what a command prints (`tick`'s counts).
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

@@ -1,0 +1,165 @@
+//! The command line as a user runs it: `duecall tick` runs one tick and prints
+//! its counts; `duecall serve` ticks by itself and stops cleanly on SIGTERM.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::fake_livekit::FakeLiveKit;
+use duecall::reminder::{CreateDefaults, Language, NewReminder, ReminderId, Status, TimeZone};
+use serde_json::{json, Value};
+
+/// A SQLite database in a temp dir holding one reminder due now.
+async fn db_with_one_due() -> (tempfile::TempDir, String, ReminderId) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("duecall.db").display());
+    let store = duecall::store::connect(&url, 2).await.unwrap();
+    let defaults = CreateDefaults {
+        timezone: TimeZone::parse("America/New_York").unwrap(),
+        language: Language::parse("en").unwrap(),
+        max_attempts: 3,
+    };
+    let body = common::reminder_body(json!({}));
+    let new = NewReminder::parse(body.as_object().unwrap(), &defaults).unwrap();
+    let id = ReminderId::new();
+    store
+        .create_reminder(&new, id, chrono::Utc::now() - chrono::Duration::seconds(5))
+        .await
+        .unwrap();
+    (dir, url, id)
+}
+
+fn command(sub: &str, dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_duecall"));
+    cmd.arg(sub);
+    // A clean environment, in a directory with no .env: only what the test says.
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("CALLING_WINDOW", "00:00-23:59")
+        .env("CALLING_DAYS", "Mon-Sun")
+        .env("RUST_LOG", "info")
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tick_runs_one_tick_and_prints_its_counts() {
+    let lk = FakeLiveKit::start().await;
+    let (dir, url, id) = db_with_one_due().await;
+
+    // Without a dialer nobody is called, and it says so.
+    let out = command("tick", &dir, &[("DATABASE_URL", &url)])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let counts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counts["dispatched"], 0);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DIALER is none"));
+
+    let vars = [
+        ("DATABASE_URL", url.as_str()),
+        ("LIVEKIT_URL", lk.url()),
+        ("LIVEKIT_API_KEY", lk.api_key()),
+        ("LIVEKIT_API_SECRET", lk.api_secret()),
+    ];
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        command("tick", &dir, &vars).output(),
+    )
+    .await
+    .expect("tick finishes")
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let counts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        counts,
+        json!({"timed_out": 0, "dispatched": 1, "dispatch_failed": 0, "deferred": 0})
+    );
+    assert_eq!(lk.dispatches().len(), 1);
+    assert_eq!(lk.dispatches()[0].room, format!("reminder-{id}-1"));
+    // The log names the reminder, never the phone number.
+    let logs = String::from_utf8_lossy(&out.stderr);
+    assert!(logs.contains(&id.to_string()), "{logs}");
+    assert!(!logs.contains("+14155550100"), "{logs}");
+
+    // A bad setting is one clear line, not a tick.
+    let out = command(
+        "tick",
+        &dir,
+        &[("DATABASE_URL", &url), ("DISPATCH_TIMEOUT_SECS", "soon")],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DISPATCH_TIMEOUT_SECS"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_ticks_by_itself_and_stops_on_sigterm() {
+    let lk = FakeLiveKit::start().await;
+    let (dir, url, id) = db_with_one_due().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let bind = format!("127.0.0.1:{port}");
+    let mut child = command(
+        "serve",
+        &dir,
+        &[
+            ("DATABASE_URL", &url),
+            ("BIND_ADDR", &bind),
+            ("WEBHOOK_SECRET", common::WEBHOOK_SECRET),
+            ("DUECALL_API_KEY", common::API_KEY),
+            ("SCHEDULER_INTERVAL_SECS", "1"),
+            ("LIVEKIT_URL", lk.url()),
+            ("LIVEKIT_API_KEY", lk.api_key()),
+            ("LIVEKIT_API_SECRET", lk.api_secret()),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+
+    // The built-in ticker dispatches it, with no cron call.
+    let dispatched = tokio::time::timeout(Duration::from_secs(20), async {
+        while lk.dispatches().is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(dispatched.is_ok(), "the ticker dispatched nothing in 20 s");
+    assert_eq!(lk.dispatches()[0].room, format!("reminder-{id}-1"));
+
+    let pid = child.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("stops within 20 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+
+    let store = duecall::store::connect(&url, 2).await.unwrap();
+    let r = store.get_reminder(id).await.unwrap().unwrap();
+    assert_eq!(r.status, Status::InProgress);
+    assert_eq!(r.attempt_count, 1);
+    assert_eq!(
+        lk.dispatches().len(),
+        1,
+        "ticked many times, dispatched once"
+    );
+}
