@@ -50,6 +50,8 @@ fn main() -> ExitCode {
     // Logs go to stderr: stdout carries what a command prints (`tick`'s counts).
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours for a person at a terminal; plain text for files and journald.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )

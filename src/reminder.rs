@@ -381,6 +381,11 @@ pub fn ser_opt_time<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S:
     }
 }
 
+/// A time for a log line: RFC 3339, or `none`.
+pub fn describe_time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(|| "none".to_owned(), format_time)
+}
+
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
 }

@@ -167,7 +167,7 @@ impl Scheduler {
                     attempt = r.attempt_count,
                     was = %r.status,
                     waited_secs = since.map_or(0, |t| (now - t).num_seconds()),
-                    retry_at = ?after.next_attempt_at,
+                    retry_at = %crate::reminder::describe_time(after.next_attempt_at),
                     "call timed out: no report from the agent in time"
                 );
                 metrics::counter!("duecall_timeouts_total", "status" => r.status.as_str())
@@ -338,7 +338,7 @@ impl Scheduler {
                         reminder_id = %r.id,
                         attempt = call.attempt,
                         error = %e,
-                        retry_at = ?after.next_attempt_at,
+                        retry_at = %crate::reminder::describe_time(after.next_attempt_at),
                         "dispatch failed"
                     );
                     return Ok(());

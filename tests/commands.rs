@@ -24,7 +24,7 @@ async fn db_with_one_due() -> (tempfile::TempDir, String, ReminderId) {
     let new = NewReminder::parse(body.as_object().unwrap(), &defaults).unwrap();
     let id = ReminderId::new();
     store
-        .create_reminder(&new, id, chrono::Utc::now() - chrono::Duration::seconds(5))
+        .create_reminder(&new, id, chrono::Utc::now() - chrono::Duration::hours(1))
         .await
         .unwrap();
     (dir, url, id)
@@ -162,4 +162,37 @@ async fn serve_ticks_by_itself_and_stops_on_sigterm() {
         1,
         "ticked many times, dispatched once"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_is_one_structured_log_line() {
+    let (dir, url, id) = db_with_one_due().await;
+    let store = duecall::store::connect(&url, 2).await.unwrap();
+    let dispatched = chrono::Utc::now() - chrono::Duration::minutes(11);
+    assert_eq!(store.claim(&[id], dispatched, 10).await.unwrap().len(), 1);
+    drop(store);
+
+    let out = command("tick", &dir, &[("DATABASE_URL", &url)])
+        .output()
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let counts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(counts["timed_out"], 1);
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("call timed out"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{logs}");
+    let line = lines[0];
+    for field in [
+        format!("reminder_id={id}"),
+        "attempt=1".to_owned(),
+        "was=in_progress".to_owned(),
+        "WARN".to_owned(),
+    ] {
+        assert!(line.contains(&field), "{field} in {line}");
+    }
+    assert!(!logs.contains("+14155550100"));
 }

@@ -108,7 +108,7 @@ pub async fn receive(
                     reminder_id = %id,
                     attempt,
                     was = %r.status,
-                    retry_at = ?after.next_attempt_at,
+                    retry_at = %crate::reminder::describe_time(after.next_attempt_at),
                     "room closed without a report from the agent"
                 );
                 metrics::counter!("duecall_rooms_closed_without_report_total").increment(1);
