@@ -6,7 +6,8 @@
 use std::collections::BTreeSet;
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveTime, TimeZone as _, Utc, Weekday,
+    DateTime, Datelike, Duration, LocalResult, NaiveDateTime, NaiveTime, TimeZone as _, Utc,
+    Weekday,
 };
 
 use crate::reminder::TimeZone;
@@ -58,8 +59,11 @@ impl CallingWindow {
     }
 
     /// `t` itself if the window is open then, else the next time it opens.
-    /// A window start that falls in a daylight-saving gap opens at the first
-    /// valid local time after it.
+    /// A window start that falls in a daylight-saving gap opens at the end of
+    /// the gap (the first valid local time after it); one that falls in a
+    /// repeated hour opens at its first occurrence after `t` (so at the second
+    /// one, if `t` is between them). A day whose window lies wholly inside a gap
+    /// has no opening.
     pub fn next_open(&self, t: DateTime<Utc>, tz: TimeZone) -> DateTime<Utc> {
         if self.is_open(t, tz) {
             return t;
@@ -71,10 +75,11 @@ impl CallingWindow {
             if !self.allows_day(day.weekday()) {
                 continue;
             }
-            let Some(opening) = local_to_utc(tz, day, self.start) else {
-                continue;
-            };
-            if opening > t {
+            let found = local_instants(tz, day.and_time(self.start))
+                .into_iter()
+                .flatten()
+                .find(|opening| *opening > t && self.is_open(*opening, tz));
+            if let Some(opening) = found {
                 return opening;
             }
         }
@@ -83,21 +88,36 @@ impl CallingWindow {
     }
 }
 
-/// The first instant at local `date` `time` in `tz` (the earlier of two in a
-/// fall-back overlap; just after the gap in a spring-forward).
-fn local_to_utc(tz: TimeZone, date: NaiveDate, time: NaiveTime) -> Option<DateTime<Utc>> {
-    let naive = date.and_time(time);
-    for shift in 0..=4 {
-        match tz
-            .tz()
-            .from_local_datetime(&(naive + Duration::minutes(30 * shift)))
-        {
-            LocalResult::Single(t) => return Some(t.with_timezone(&Utc)),
-            LocalResult::Ambiguous(earliest, _) => return Some(earliest.with_timezone(&Utc)),
-            LocalResult::None => continue,
+/// The instants that read as local `naive` in `tz`, earliest first: one, two
+/// in a fall-back overlap, or — in a spring-forward gap, where there is none —
+/// the end of the gap (the first instant whose local time is past `naive`).
+fn local_instants(tz: TimeZone, naive: NaiveDateTime) -> [Option<DateTime<Utc>>; 2] {
+    match tz.tz().from_local_datetime(&naive) {
+        LocalResult::Single(t) => [Some(t.with_timezone(&Utc)), None],
+        LocalResult::Ambiguous(a, b) => [Some(a.with_timezone(&Utc)), Some(b.with_timezone(&Utc))],
+        LocalResult::None => [gap_end(tz, naive), None],
+    }
+}
+
+/// The first instant whose local time is at or after `naive`, which lies in a
+/// gap. Local time runs forward around a gap (transitions are months apart),
+/// so a binary search over a bracket of ±26 hours finds it to the second.
+fn gap_end(tz: TimeZone, naive: NaiveDateTime) -> Option<DateTime<Utc>> {
+    let local = |secs: i64| {
+        DateTime::from_timestamp(secs, 0).map(|u| u.with_timezone(&tz.tz()).naive_local())
+    };
+    let mut lo = (naive - Duration::hours(26)).and_utc().timestamp();
+    let mut hi = (naive + Duration::hours(26)).and_utc().timestamp();
+    // Invariant: local(lo) < naive <= local(hi).
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if local(mid)? < naive {
+            lo = mid;
+        } else {
+            hi = mid;
         }
     }
-    None
+    DateTime::from_timestamp(hi, 0)
 }
 
 /// Everything the state machine needs to schedule a retry.

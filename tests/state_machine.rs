@@ -221,3 +221,83 @@ proptest! {
         }
     }
 }
+
+// --- the calling window ------------------------------------------------------
+
+fn zone() -> impl Strategy<Value = TimeZone> {
+    proptest::sample::select(vec![
+        "America/New_York",
+        "America/Los_Angeles",
+        "Europe/London",
+        "Europe/Berlin",
+        "Australia/Sydney",
+        "Australia/Lord_Howe",
+        "Asia/Tokyo",
+        "Asia/Kolkata",
+        "America/St_Johns",
+        "Pacific/Chatham",
+    ])
+    .prop_map(|name| TimeZone::parse(name).unwrap())
+}
+
+/// Instants of 2026: anywhere in the year, or within three days of a
+/// daylight-saving change somewhere in `zone()`.
+fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+    let changes: Vec<i64> = [
+        "2026-03-08T07:00:00Z", // America/New_York forward
+        "2026-11-01T06:00:00Z", // America/New_York back
+        "2026-03-29T01:00:00Z", // Europe forward
+        "2026-10-25T01:00:00Z", // Europe back
+        "2026-04-04T16:00:00Z", // Australia/Sydney back
+        "2026-10-03T16:00:00Z", // Australia/Sydney forward
+        "2026-03-08T05:30:00Z", // America/St_Johns forward
+        "2026-04-04T14:00:00Z", // Pacific/Chatham back
+    ]
+    .iter()
+    .map(|s| DateTime::parse_from_rfc3339(s).unwrap().timestamp())
+    .collect();
+    prop_oneof![
+        (1_767_225_600i64..1_800_000_000).prop_map(|s| DateTime::from_timestamp(s, 0).unwrap()),
+        (
+            proptest::sample::select(changes),
+            -3 * 86_400i64..3 * 86_400
+        )
+            .prop_map(|(c, d)| DateTime::from_timestamp(c + d, 0).unwrap()),
+    ]
+}
+
+prop_compose! {
+    fn window()(start in prop_oneof![0u32..(23 * 60), 0u32..(4 * 60)], len in 15u32..(12 * 60),
+                days in proptest::collection::btree_set(0u8..7, 1..=7)) -> CallingWindow {
+        let end = (start + len).min(23 * 60 + 59);
+        CallingWindow {
+            start: NaiveTime::from_hms_opt(start / 60, start % 60, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(end / 60, end % 60, 0).unwrap(),
+            days,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// `next_open` answers an instant at or after `t` at which the window is
+    /// open, and the window is closed at every whole minute before it — in any
+    /// zone, across the year's daylight-saving changes.
+    #[test]
+    fn property_next_open_is_the_first_open_instant(
+        tz in zone(),
+        w in window(),
+        t in instant(),
+    ) {
+        let open = w.next_open(t, tz);
+        prop_assert!(open >= t);
+        prop_assert!(w.is_open(open, tz), "{t} → {open} is closed");
+        prop_assert!(open - t <= Duration::days(8), "{t} → {open}");
+        let mut m = t + Duration::seconds(59 - i64::from(t.timestamp() % 60) + 1);
+        while m < open {
+            prop_assert!(!w.is_open(m, tz), "{t} → {open}, but open at {m}");
+            m += Duration::minutes(1);
+        }
+    }
+}
