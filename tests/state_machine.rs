@@ -294,7 +294,7 @@ proptest! {
         prop_assert!(open >= t);
         prop_assert!(w.is_open(open, tz), "{t} → {open} is closed");
         prop_assert!(open - t <= Duration::days(8), "{t} → {open}");
-        let mut m = t + Duration::seconds(59 - i64::from(t.timestamp() % 60) + 1);
+        let mut m = t + Duration::seconds(60 - t.timestamp() % 60);
         while m < open {
             prop_assert!(!w.is_open(m, tz), "{t} → {open}, but open at {m}");
             m += Duration::minutes(1);
