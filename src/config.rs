@@ -147,7 +147,15 @@ impl Config {
                 DialerKind::LiveKit
             }
             Some("none") => DialerKind::None,
-            Some("simulated") => DialerKind::Simulated,
+            Some("simulated") => {
+                if webhook_secrets.is_none() {
+                    return Err(err(
+                        "DIALER",
+                        "is simulated, which needs WEBHOOK_SECRET (its agents sign their reports)",
+                    ));
+                }
+                DialerKind::Simulated
+            }
             Some(_) => return Err(err("DIALER", "must be livekit, none or simulated")),
         };
 

@@ -29,23 +29,49 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
     Ok(state_with(store, clock, config))
 }
 
+/// Install rustls's ring provider as the process default (once; later calls
+/// do nothing), so every HTTP client can be built.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Where this instance's own call-status webhook answers, for the simulated
+/// agents: `BIND_ADDR`, with a wildcard address read as loopback.
+pub fn own_webhook_url(config: &Config) -> String {
+    let mut addr = config.bind_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    format!("http://{addr}/api/webhooks/call-status")
+}
+
 /// The dialer the configuration names (`None` for `DIALER=none`).
-pub fn dialer_for(config: &Config) -> Option<Arc<dyn Dialer>> {
+pub fn dialer_for(config: &Config, clock: &Arc<dyn Clock>) -> Option<Arc<dyn Dialer>> {
     match (config.dialer, &config.livekit) {
         (DialerKind::LiveKit, Some(lk)) => Some(Arc::new(dialer::livekit::LiveKitDialer::new(
             lk,
             &config.agent_name,
         ))),
         (DialerKind::LiveKit, None) | (DialerKind::None, _) => None,
-        // The simulated dialer arrives with `duecall demo`.
-        (DialerKind::Simulated, _) => None,
+        (DialerKind::Simulated, _) => {
+            let key = config.webhook_secrets.as_ref()?.keys().next()?.to_vec();
+            Some(Arc::new(dialer::simulated::SimulatedDialer::new(
+                own_webhook_url(config),
+                key,
+                Arc::clone(clock),
+                dialer::simulated::Pace::default(),
+            )))
+        }
     }
 }
 
 /// Assemble the shared state around an already open store, with the
 /// configured dialer.
 pub fn state_with(store: Arc<dyn Store>, clock: Arc<dyn Clock>, config: Config) -> AppState {
-    let dialer = dialer_for(&config);
+    let dialer = dialer_for(&config, &clock);
     state_with_dialer(store, clock, config, dialer)
 }
 
@@ -56,6 +82,7 @@ pub fn state_with_dialer(
     config: Config,
     dialer: Option<Arc<dyn Dialer>>,
 ) -> AppState {
+    install_crypto();
     let defaults = CreateDefaults {
         timezone: config.default_timezone,
         language: Language::parse("en").expect("'en' is a language tag"),

@@ -42,6 +42,7 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    duecall::install_crypto();
     if let Err(e) = dotenvy::dotenv() {
         if !e.not_found() {
             return fail(format!("cannot read .env: {e}"));
@@ -91,7 +92,13 @@ async fn tick(config: Config) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot open the database {db}: {e}")),
     };
-    match state.scheduler.tick().await {
+    let ticked = state.scheduler.tick().await;
+    // Simulated calls report over HTTP to a running `serve`: let them finish.
+    state
+        .scheduler
+        .drain(std::time::Duration::from_secs(30))
+        .await;
+    match ticked {
         Ok(report) => {
             println!(
                 "{}",
@@ -109,7 +116,7 @@ fn warn_without_dialer(config: &Config) {
             "DIALER is none: reminders are stored but nobody is called (set LIVEKIT_URL to call)"
         ),
         DialerKind::Simulated => tracing::warn!(
-            "DIALER is simulated, which this build does not have yet: nobody is called"
+            "DIALER is simulated: fake agents report made-up outcomes; nobody is really called"
         ),
         DialerKind::LiveKit => {}
     }
@@ -144,6 +151,7 @@ async fn serve(config: Config) -> ExitCode {
     if let Some(ticker) = ticker {
         let _ = ticker.await;
     }
+
     match served {
         Ok(()) => {
             tracing::info!("stopped");

@@ -87,6 +87,13 @@ impl Scheduler {
         }
     }
 
+    /// Let the dialer finish what it has in flight (at most `within`).
+    pub async fn drain(&self, within: StdDuration) {
+        if let Some(d) = &self.dialer {
+            d.drain(within).await;
+        }
+    }
+
     pub fn dialer_name(&self) -> &'static str {
         self.dialer.as_ref().map_or("none", |d| d.name())
     }

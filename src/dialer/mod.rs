@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::reminder::{room_name, Reminder, ReminderId};
 
 pub mod livekit;
+pub mod simulated;
 
 /// Everything a dialer needs for one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub struct CallRequest {
     pub room_name: String,
     /// The JSON of SPEC §3, put on the room and on the agent dispatch.
     pub metadata: String,
+    /// The reminder's `metadata.persona`, read by the simulated dialer only.
+    pub persona: Option<String>,
 }
 
 /// The room and dispatch metadata of SPEC §3.
@@ -58,6 +61,11 @@ impl CallRequest {
             attempt,
             room_name: room_name(r.id, attempt),
             metadata: serde_json::to_string(&metadata).expect("metadata serialises"),
+            persona: r
+                .metadata
+                .get("persona")
+                .and_then(|p| p.as_str())
+                .map(str::to_owned),
         }
     }
 }
@@ -94,6 +102,10 @@ pub trait Dialer: Send + Sync + 'static {
     /// Start the attempt: when this returns `Ok`, an agent is on its way to
     /// the room. Idempotent for one `room_name`, as far as the backend allows.
     async fn dial(&self, call: &CallRequest) -> Result<(), DialError>;
+
+    /// Wait (at most `within`) for work the dialer still has in flight; a
+    /// process about to exit calls it. Only the simulated dialer has any.
+    async fn drain(&self, _within: std::time::Duration) {}
 }
 
 #[cfg(test)]

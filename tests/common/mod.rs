@@ -144,12 +144,16 @@ impl TestApp {
     pub async fn spawn_with(backend: Backend, extra: &[(&str, &str)]) -> Option<Self> {
         let db = TestDb::new(backend).await?;
         let clock = ManualClock::new(t("2026-11-24T15:00:00Z"));
-        let config = test_config(&db.url, extra);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let base = format!("http://{addr}");
+        // BIND_ADDR is where the app really listens (the simulated agents report there).
+        let mut vars: Vec<(&str, &str)> = vec![("BIND_ADDR", &addr)];
+        vars.extend_from_slice(extra);
+        let config = test_config(&db.url, &vars);
         let state = duecall::build_state(config, Arc::new(clock.clone()) as Arc<dyn Clock>)
             .await
             .expect("build state");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serve_state = state.clone();
         tokio::spawn(async move {
