@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod dialer;
 pub mod http;
 pub mod policy;

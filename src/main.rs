@@ -23,6 +23,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Watch the whole lifecycle in under a minute: the service on SQLite with
+    /// simulated agents, a batch of reminders, live progress and a summary.
+    Demo {
+        /// Where the demo's database goes (replaced on each run).
+        #[arg(long, default_value = "duecall-demo")]
+        dir: PathBuf,
+    },
     /// Run the HTTP service (configuration from the environment and .env).
     Serve,
     /// Run one scheduler tick (timeouts, then claims and calls) and print its counts.
@@ -54,12 +61,33 @@ fn main() -> ExitCode {
         // Colours for a person at a terminal; plain text for files and journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                // The demo prints its own story; its service only speaks up when something is wrong.
+                EnvFilter::new(match cli.command {
+                    Command::Demo { .. } => "error",
+                    _ => "info",
+                })
+            }),
         )
         .init();
 
     match cli.command {
         Command::Init { path } => init(&path),
+        Command::Demo { dir } => {
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("cannot start the runtime: {e}")),
+            };
+            let mut out = std::io::stdout();
+            match runtime.block_on(duecall::demo::run(
+                &dir,
+                std::time::Duration::from_secs(90),
+                &mut out,
+            )) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(format!("demo failed: {e:#}")),
+            }
+        }
         Command::Serve => {
             let config = match Config::from_env().and_then(|c| c.check_serve().map(|()| c)) {
                 Ok(c) => c,

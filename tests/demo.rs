@@ -1,0 +1,108 @@
+//! `duecall demo` as a new user runs it: it finishes on its own, well within
+//! a minute, and its summary table says what the database holds.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use duecall::store::ListQuery;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_settles_and_its_summary_matches_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = tokio::process::Command::new(env!("CARGO_BIN_EXE_duecall"))
+        .args(["demo", "--dir", "data"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("DATABASE_URL")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the demo finishes within a minute")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The table: ref, customer (two words at most), amount, currency, status, attempts, result.
+    let table: HashMap<String, (String, u32, String)> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Summary"))
+        .filter(|l| l.starts_with("demo-"))
+        .map(|l| {
+            let cols: Vec<&str> = l
+                .split("  ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect();
+            assert_eq!(cols.len(), 6, "{l}");
+            (
+                cols[0].to_owned(),
+                (
+                    cols[3].to_owned(),
+                    cols[4].parse().unwrap(),
+                    cols[5].to_owned(),
+                ),
+            )
+        })
+        .collect();
+    assert_eq!(table.len(), 12, "{stdout}");
+
+    let url = format!("sqlite://{}", dir.path().join("data/duecall.db").display());
+    let store = duecall::store::connect(&url, 2).await.unwrap();
+    let page = store
+        .list_reminders(&ListQuery {
+            status: None,
+            limit: 100,
+            after: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.reminders.len(), 12);
+    let mut reached_retry = false;
+    let mut rescued = false;
+    for r in &page.reminders {
+        let reference = r.external_id.clone().unwrap();
+        let (status, attempts, result) = &table[&reference];
+        assert_eq!(status, r.status.as_str(), "{reference}");
+        assert_eq!(*attempts, r.attempt_count, "{reference}");
+        match &r.outcome {
+            Some(o) if r.status.as_str() == "completed" => {
+                assert!(
+                    result.starts_with(o.result.as_str()),
+                    "{reference}: {result}"
+                )
+            }
+            _ => assert_eq!(
+                Some(result.as_str()),
+                r.skip_reason.as_deref(),
+                "{reference}"
+            ),
+        }
+        // Every reminder ended: nothing live, nothing waiting.
+        assert!(
+            matches!(r.status.as_str(), "completed" | "cancelled" | "failed"),
+            "{reference}"
+        );
+        assert_eq!(r.next_attempt_at, None, "{reference}");
+        let attempts = store.list_attempts(r.id).await.unwrap();
+        assert_eq!(attempts.len() as u32, r.attempt_count, "{reference}");
+        let first = &attempts[0];
+        if r.status.as_str() == "completed" && r.attempt_count > 1 {
+            match (&first.outcome, &first.failure) {
+                (Some(o), _) if o.result.as_str() == "no_answer" => reached_retry = true,
+                (_, Some(f)) if f.reason.as_deref() == Some("call_timeout") => rescued = true,
+                _ => {}
+            }
+        }
+    }
+    assert!(reached_retry, "at least one retry after no answer");
+    assert!(rescued, "at least one timeout rescue");
+    assert!(
+        stdout.contains("data/duecall.db"),
+        "it says where the data lives"
+    );
+}
