@@ -60,15 +60,13 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         // Colours for a person at a terminal; plain text for files and journald.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-                // The demo prints its own story; its service only speaks up when something is wrong.
-                EnvFilter::new(match cli.command {
-                    Command::Demo { .. } => "error",
-                    _ => "info",
-                })
-            }),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+            // The demo prints its own story; its service only speaks up when something is wrong.
+            EnvFilter::new(match cli.command {
+                Command::Demo { .. } => "error",
+                _ => "info",
+            })
+        }))
         .init();
 
     match cli.command {

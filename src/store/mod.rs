@@ -219,6 +219,13 @@ pub trait Store: Send + Sync + 'static {
     /// How many attempts are live (`in_progress` or `processing`).
     async fn count_live(&self) -> Result<u64, StoreError>;
 
+    /// The database's plans for the scheduler's scans (`due`, `overdue`,
+    /// `count_live`) at `now`: to show they use their indexes (docs/PERFORMANCE.md).
+    async fn query_plans(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(&'static str, String)>, StoreError>;
+
     /// How many events are recorded for a reminder (tests and the dashboard).
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError>;
 }

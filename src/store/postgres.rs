@@ -71,6 +71,34 @@ fn attempt_from_row(row: &PgRow) -> Result<Attempt, StoreError> {
     .into_attempt()
 }
 
+fn due_sql() -> String {
+    format!(
+        "SELECT {REMINDER_COLS} FROM reminders \
+         WHERE {DUE} AND next_attempt_at <= $1 AND attempt_count < max_attempts \
+         ORDER BY next_attempt_at, id LIMIT $2"
+    )
+}
+
+fn overdue_sql() -> String {
+    let cols = REMINDER_COLS
+        .split(", ")
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "SELECT {cols} FROM reminders r \
+         LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = r.attempt_count \
+         WHERE (r.status = 'in_progress' AND r.last_attempt_at <= $1) \
+            OR (r.status = 'processing' AND r.last_attempt_at <= $2 \
+                AND COALESCE(a.answered_at, r.last_attempt_at) <= $2) \
+         ORDER BY r.last_attempt_at, r.id LIMIT $3"
+    )
+}
+
+fn count_live_sql() -> String {
+    format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}")
+}
+
 impl PgStore {
     /// Connect to the server `url` names and migrate it. Concurrent instances
     /// migrating at once are serialised by sqlx's advisory lock.
@@ -336,15 +364,11 @@ impl Store for PgStore {
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {REMINDER_COLS} FROM reminders \
-             WHERE {DUE} AND next_attempt_at <= $1 AND attempt_count < max_attempts \
-             ORDER BY next_attempt_at, id LIMIT $2"
-        ))
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&due_sql())
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(reminder_from_row).collect()
     }
 
@@ -431,32 +455,54 @@ impl Store for PgStore {
         answered_by: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Reminder>, StoreError> {
-        let cols = REMINDER_COLS
-            .split(", ")
-            .map(|c| format!("r.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = sqlx::query(&format!(
-            "SELECT {cols} FROM reminders r \
-             LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = r.attempt_count \
-             WHERE (r.status = 'in_progress' AND r.last_attempt_at <= $1) \
-                OR (r.status = 'processing' AND r.last_attempt_at <= $2 \
-                    AND COALESCE(a.answered_at, r.last_attempt_at) <= $2) \
-             ORDER BY r.last_attempt_at, r.id LIMIT $3"
-        ))
-        .bind(dispatched_by)
-        .bind(answered_by)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&overdue_sql())
+            .bind(dispatched_by)
+            .bind(answered_by)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(reminder_from_row).collect()
     }
 
     async fn count_live(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}"))
+        let n: i64 = sqlx::query_scalar(&count_live_sql())
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
+    }
+
+    async fn query_plans(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let lines = |rows: Vec<PgRow>| -> Result<String, StoreError> {
+            let mut out = Vec::new();
+            for row in rows {
+                let line: String = row.try_get(0)?;
+                out.push(line);
+            }
+            Ok(out.join("\n"))
+        };
+        let explain = "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON)";
+        let due = sqlx::query(&format!("{explain} {}", due_sql()))
+            .bind(now)
+            .bind(500i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let overdue = sqlx::query(&format!("{explain} {}", overdue_sql()))
+            .bind(now)
+            .bind(now)
+            .bind(200i64)
+            .fetch_all(&self.pool)
+            .await?;
+        let live = sqlx::query(&format!("{explain} {}", count_live_sql()))
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(vec![
+            ("due", lines(due)?),
+            ("overdue", lines(overdue)?),
+            ("count_live", lines(live)?),
+        ])
     }
 
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError> {

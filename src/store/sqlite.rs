@@ -95,6 +95,41 @@ fn attempt_from_row(row: &SqliteRow) -> Result<Attempt, StoreError> {
     .into_attempt()
 }
 
+fn due_sql() -> String {
+    format!(
+        // The planner, without statistics, prefers the status index and a sort;
+        // the partial index reads only due rows, in order, whatever the table's size.
+        "SELECT {REMINDER_COLS} FROM reminders INDEXED BY reminders_due \
+         WHERE {DUE} AND next_attempt_at <= ? AND attempt_count < max_attempts \
+         ORDER BY next_attempt_at, id LIMIT ?"
+    )
+}
+
+fn overdue_sql() -> String {
+    let cols = REMINDER_COLS
+        .split(", ")
+        .map(|c| format!("r.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // One indexed range per live status (an OR would not use the index); each
+    // repeats the partial index's own condition so SQLite can prove it applies.
+    format!(
+        "SELECT {REMINDER_COLS} FROM ( \
+           SELECT {cols} FROM reminders r INDEXED BY reminders_live \
+           WHERE r.{LIVE} AND r.status = 'in_progress' AND r.last_attempt_at <= ? \
+           UNION ALL \
+           SELECT {cols} FROM reminders r INDEXED BY reminders_live \
+           LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = r.attempt_count \
+           WHERE r.{LIVE} AND r.status = 'processing' AND r.last_attempt_at <= ? \
+             AND COALESCE(a.answered_at, r.last_attempt_at) <= ?) \
+         ORDER BY last_attempt_at, id LIMIT ?"
+    )
+}
+
+fn count_live_sql() -> String {
+    format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}")
+}
+
 impl SqliteStore {
     /// Open (creating if missing) the SQLite file that `url` names and migrate it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -376,15 +411,11 @@ impl Store for SqliteStore {
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {REMINDER_COLS} FROM reminders \
-             WHERE {DUE} AND next_attempt_at <= ? AND attempt_count < max_attempts \
-             ORDER BY next_attempt_at, id LIMIT ?"
-        ))
-        .bind(ms(now))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query(&due_sql())
+            .bind(ms(now))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(reminder_from_row).collect()
     }
 
@@ -479,33 +510,55 @@ impl Store for SqliteStore {
         answered_by: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<Reminder>, StoreError> {
-        let cols = REMINDER_COLS
-            .split(", ")
-            .map(|c| format!("r.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let rows = sqlx::query(&format!(
-            "SELECT {cols} FROM reminders r \
-             LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = r.attempt_count \
-             WHERE (r.status = 'in_progress' AND r.last_attempt_at <= ?) \
-                OR (r.status = 'processing' AND r.last_attempt_at <= ? \
-                    AND COALESCE(a.answered_at, r.last_attempt_at) <= ?) \
-             ORDER BY r.last_attempt_at, r.id LIMIT ?"
-        ))
-        .bind(ms(dispatched_by))
-        .bind(ms(answered_by))
-        .bind(ms(answered_by))
-        .bind(i64::from(limit))
-        .fetch_all(&self.read)
-        .await?;
+        let rows = sqlx::query(&overdue_sql())
+            .bind(ms(dispatched_by))
+            .bind(ms(answered_by))
+            .bind(ms(answered_by))
+            .bind(i64::from(limit))
+            .fetch_all(&self.read)
+            .await?;
         rows.iter().map(reminder_from_row).collect()
     }
 
     async fn count_live(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}"))
+        let n: i64 = sqlx::query_scalar(&count_live_sql())
             .fetch_one(&self.read)
             .await?;
         Ok(n as u64)
+    }
+
+    async fn query_plans(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(&'static str, String)>, StoreError> {
+        let explain = |rows: Vec<SqliteRow>| -> Result<String, StoreError> {
+            let mut out = Vec::new();
+            for row in rows {
+                let detail: String = row.try_get("detail")?;
+                out.push(detail);
+            }
+            Ok(out.join("\n"))
+        };
+        let due = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", due_sql()))
+            .bind(ms(now))
+            .bind(500i64)
+            .fetch_all(&self.read)
+            .await?;
+        let overdue = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", overdue_sql()))
+            .bind(ms(now))
+            .bind(ms(now))
+            .bind(ms(now))
+            .bind(200i64)
+            .fetch_all(&self.read)
+            .await?;
+        let live = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", count_live_sql()))
+            .fetch_all(&self.read)
+            .await?;
+        Ok(vec![
+            ("due", explain(due)?),
+            ("overdue", explain(overdue)?),
+            ("count_live", explain(live)?),
+        ])
     }
 
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError> {
