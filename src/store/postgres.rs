@@ -239,128 +239,173 @@ impl Store for PgStore {
         Ok(Page::from_rows(reminders, query.limit))
     }
 
+    /// One statement, so one round trip: lock the reminder if it is still where
+    /// the decision saw it (and check its attempt), then — only then — record
+    /// the event (once per `webhook-id`), and — only if the event was new —
+    /// write the reminder and the attempt. Data-modifying CTEs run to
+    /// completion together, atomically, or not at all.
     async fn apply(
         &self,
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError> {
-        let mut tx = self.pool.begin().await?;
-        if let Some(ev) = event {
-            let inserted = sqlx::query(
-                "INSERT INTO events (webhook_id, reminder_id, attempt, event_type, occurred_at, \
-                 received_at, applied, payload) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-                 ON CONFLICT (webhook_id) DO NOTHING",
-            )
-            .bind(&ev.webhook_id)
-            .bind(ev.reminder_id.as_uuid())
-            .bind(ev.attempt.map(|a| a as i32))
-            .bind(ev.event_type.as_str())
-            .bind(ev.occurred_at)
-            .bind(ev.received_at)
-            .bind(ev.applied)
-            .bind(&ev.payload)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                tx.rollback().await?;
-                return Ok(Applied::Duplicate);
-            }
-        }
-
         let id = change.reminder_id.as_uuid();
-        let guarded = match &change.reminder {
-            Some(u) => sqlx::query(
-                "UPDATE reminders SET status = $1, attempt_count = $2, next_attempt_at = $3, \
-                 last_attempt_at = $4, skip_reason = $5, outcome = COALESCE($6, outcome), updated_at = $7 \
-                 WHERE id = $8 AND status = $9 AND attempt_count = $10",
-            )
-            .bind(u.status.as_str())
-            .bind(u.attempt_count as i32)
-            .bind(u.next_attempt_at)
-            .bind(u.last_attempt_at)
-            .bind(&u.skip_reason)
-            .bind(u.outcome.as_ref().map(to_json))
-            .bind(change.at)
-            .bind(id)
-            .bind(change.expect_status.as_str())
-            .bind(change.expect_attempt as i32)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            // The row lock keeps a racing writer out until this transaction ends.
-            None => sqlx::query(
-                "SELECT 1 FROM reminders WHERE id = $1 AND status = $2 AND attempt_count = $3 FOR UPDATE",
-            )
-            .bind(id)
-            .bind(change.expect_status.as_str())
-            .bind(change.expect_attempt as i32)
-            .fetch_optional(&mut *tx)
-            .await?
-            .map_or(0, |_| 1),
-        };
-        if guarded == 0 {
-            tx.rollback().await?;
-            return Ok(match self.get_reminder(change.reminder_id).await? {
-                Some(_) => Applied::Stale,
-                None => Applied::NotFound,
-            });
-        }
-
-        let attempt_written = match &change.attempt {
-            None => 1,
-            Some(AttemptWrite::Start { attempt, room_name }) => sqlx::query(
-                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) \
-                 VALUES ($1, $2, 'in_progress', $3, $4, $4) ON CONFLICT DO NOTHING",
-            )
-            .bind(id)
-            .bind(*attempt as i32)
-            .bind(room_name)
-            .bind(change.at)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
+        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "WITH target AS (SELECT {REMINDER_COLS} FROM reminders WHERE id = "
+        ));
+        q.push_bind(id)
+            .push(" AND status = ")
+            .push_bind(change.expect_status.as_str())
+            .push(" AND attempt_count = ")
+            .push_bind(change.expect_attempt as i32)
+            .push(" FOR UPDATE), guard AS (");
+        match &change.attempt {
+            None => {
+                q.push("SELECT 1 AS ok");
+            }
+            Some(AttemptWrite::Start { attempt, .. }) => {
+                q.push(
+                    "SELECT 1 AS ok WHERE NOT EXISTS (SELECT 1 FROM attempts WHERE reminder_id = ",
+                )
+                .push_bind(id)
+                .push(" AND attempt = ")
+                .push_bind(*attempt as i32)
+                .push(")");
+            }
             Some(AttemptWrite::Update {
                 attempt,
                 expect_status,
+                ..
+            }) => {
+                q.push("SELECT 1 AS ok FROM attempts WHERE reminder_id = ")
+                    .push_bind(id)
+                    .push(" AND attempt = ")
+                    .push_bind(*attempt as i32)
+                    .push(" AND status = ")
+                    .push_bind(expect_status.as_str())
+                    .push(" FOR UPDATE");
+            }
+        }
+        q.push("), go AS (SELECT 1 AS ok FROM target, guard)");
+        match event {
+            Some(ev) => {
+                q.push(
+                    ", ev AS (INSERT INTO events (webhook_id, reminder_id, attempt, event_type, \
+                     occurred_at, received_at, applied, payload) SELECT ",
+                );
+                q.push_bind(&ev.webhook_id)
+                    .push(", ")
+                    .push_bind(ev.reminder_id.as_uuid())
+                    .push(", ")
+                    .push_bind(ev.attempt.map(|a| a as i32))
+                    .push(", ")
+                    .push_bind(ev.event_type.as_str())
+                    .push(", ")
+                    .push_bind(ev.occurred_at)
+                    .push(", ")
+                    .push_bind(ev.received_at)
+                    .push(", ")
+                    .push_bind(ev.applied)
+                    .push(", ")
+                    .push_bind(&ev.payload)
+                    .push(
+                        " FROM go ON CONFLICT (webhook_id) DO NOTHING RETURNING 1 AS ok), \
+                         write AS (SELECT ok FROM ev)",
+                    );
+            }
+            None => {
+                q.push(", write AS (SELECT ok FROM go)");
+            }
+        }
+        if let Some(u) = &change.reminder {
+            q.push(", rem AS (UPDATE reminders SET status = ")
+                .push_bind(u.status.as_str())
+                .push(", attempt_count = ")
+                .push_bind(u.attempt_count as i32)
+                .push(", next_attempt_at = ")
+                .push_bind(u.next_attempt_at)
+                .push(", last_attempt_at = ")
+                .push_bind(u.last_attempt_at)
+                .push(", skip_reason = ")
+                .push_bind(&u.skip_reason)
+                .push(", outcome = COALESCE(")
+                .push_bind(u.outcome.as_ref().map(to_json))
+                .push(", outcome), updated_at = ")
+                .push_bind(change.at)
+                .push(" WHERE id = ")
+                .push_bind(id)
+                .push(format!(
+                    " AND EXISTS (SELECT 1 FROM write) RETURNING {REMINDER_COLS})"
+                ));
+        }
+        match &change.attempt {
+            None => {}
+            Some(AttemptWrite::Start { attempt, room_name }) => {
+                q.push(
+                    ", att AS (INSERT INTO attempts (reminder_id, attempt, status, room_name, \
+                     dispatched_at, updated_at) SELECT ",
+                )
+                .push_bind(id)
+                .push(", ")
+                .push_bind(*attempt as i32)
+                .push(", 'in_progress', ")
+                .push_bind(room_name)
+                .push(", ")
+                .push_bind(change.at)
+                .push(", ")
+                .push_bind(change.at)
+                .push(" FROM write RETURNING 1)");
+            }
+            Some(AttemptWrite::Update {
+                attempt,
                 status,
                 answered_at,
                 ended_at,
                 outcome,
                 failure,
-            }) => sqlx::query(
-                "UPDATE attempts SET status = $1, answered_at = COALESCE(answered_at, $2), \
-                 ended_at = COALESCE(ended_at, $3), outcome = COALESCE(outcome, $4), \
-                 failure = COALESCE(failure, $5), updated_at = $6 \
-                 WHERE reminder_id = $7 AND attempt = $8 AND status = $9",
-            )
-            .bind(status.as_str())
-            .bind(*answered_at)
-            .bind(*ended_at)
-            .bind(outcome.as_ref().map(to_json))
-            .bind(failure.as_ref().map(to_json))
-            .bind(change.at)
-            .bind(id)
-            .bind(*attempt as i32)
-            .bind(expect_status.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-        };
-        if attempt_written == 0 {
-            tx.rollback().await?;
-            return Ok(Applied::Stale);
+                ..
+            }) => {
+                q.push(", att AS (UPDATE attempts SET status = ")
+                    .push_bind(status.as_str())
+                    .push(", answered_at = COALESCE(answered_at, ")
+                    .push_bind(*answered_at)
+                    .push("), ended_at = COALESCE(ended_at, ")
+                    .push_bind(*ended_at)
+                    .push("), outcome = COALESCE(outcome, ")
+                    .push_bind(outcome.as_ref().map(to_json))
+                    .push("), failure = COALESCE(failure, ")
+                    .push_bind(failure.as_ref().map(to_json))
+                    .push("), updated_at = ")
+                    .push_bind(change.at)
+                    .push(" WHERE reminder_id = ")
+                    .push_bind(id)
+                    .push(" AND attempt = ")
+                    .push_bind(*attempt as i32)
+                    .push(" AND EXISTS (SELECT 1 FROM write) RETURNING 1)");
+            }
         }
-
-        let row = sqlx::query(&format!(
-            "SELECT {REMINDER_COLS} FROM reminders WHERE id = $1"
-        ))
-        .bind(id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let now = reminder_from_row(&row)?;
-        tx.commit().await?;
-        Ok(Applied::Done(Box::new(now)))
+        q.push(" SELECT EXISTS (SELECT 1 FROM reminders WHERE id = ")
+            .push_bind(id)
+            .push(
+                ") AS found, EXISTS (SELECT 1 FROM go) AS guarded, \
+                 EXISTS (SELECT 1 FROM write) AS written, s.* FROM (SELECT 1) AS one LEFT JOIN ",
+            )
+            .push(if change.reminder.is_some() {
+                "rem"
+            } else {
+                "target"
+            })
+            .push(" AS s ON true");
+        let row = q.build().fetch_one(&self.pool).await?;
+        let found: bool = row.try_get("found")?;
+        let guarded: bool = row.try_get("guarded")?;
+        let written: bool = row.try_get("written")?;
+        Ok(match (guarded, written) {
+            (false, _) if found => Applied::Stale,
+            (false, _) => Applied::NotFound,
+            (true, false) => Applied::Duplicate,
+            (true, true) => Applied::Done(Box::new(reminder_from_row(&row)?)),
+        })
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError> {
