@@ -632,3 +632,92 @@ both_backends!(
     weekly_cap_holds_in_the_claim,
     weekly_cap_is_enforced_by_the_claim
 );
+
+async fn many_concurrent_applies_each_commit_once(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 64, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00Z");
+    assert_eq!(store.claim(&ids, now, 1000).await.unwrap().len(), 64);
+    let retry = duecall::policy::RetryPolicy {
+        base_delay: Duration::hours(2),
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            days: (0..7).collect(),
+        },
+    };
+    // Each reminder's completion, sent twice at once (as a retrying agent might):
+    // 128 applies in flight together, which SQLite's writer groups into shared commits.
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let r = store.get_reminder(*id).await.unwrap().unwrap();
+        let att = store.get_attempt(*id, 1).await.unwrap().unwrap();
+        let ev = reminder::Event {
+            reminder_id: *id,
+            attempt: Some(1),
+            occurred_at: now,
+            kind: reminder::EventKind::Completed(
+                serde_json::from_value(json!({"result": "paid"})).unwrap(),
+            ),
+        };
+        let ctx = reminder::Ctx {
+            now,
+            retry: &retry,
+            jitter: 0.5,
+        };
+        let change = reminder::transition(&r, Some(&att), &ev, &ctx).change;
+        let record = duecall::store::EventRecord {
+            webhook_id: format!("msg_{id}"),
+            reminder_id: *id,
+            attempt: Some(1),
+            event_type: reminder::EventType::CallCompleted,
+            occurred_at: now,
+            received_at: now,
+            applied: true,
+            payload: "{}".into(),
+        };
+        for _ in 0..2 {
+            let store = Arc::clone(&store);
+            let (change, record) = (change.clone(), record.clone());
+            tasks.push(tokio::spawn(async move {
+                store.apply(&change, Some(&record)).await.unwrap()
+            }));
+        }
+    }
+    let (mut done, mut other) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Applied::Done(r) => {
+                assert_eq!(r.status, Status::Completed);
+                done += 1;
+            }
+            Applied::Duplicate | Applied::Stale => other += 1,
+            Applied::NotFound => panic!("every reminder exists"),
+        }
+    }
+    assert_eq!((done, other), (64, 64), "one of each pair wins");
+    for id in &ids {
+        assert_eq!(store.count_events(*id).await.unwrap(), 1, "the event once");
+        let r = store.get_reminder(*id).await.unwrap().unwrap();
+        assert_eq!(r.status, Status::Completed);
+        let att = store.get_attempt(*id, 1).await.unwrap().unwrap();
+        assert_eq!(att.status, reminder::AttemptStatus::Completed);
+    }
+    // And it is all on disk: a new store on the same database sees it.
+    drop(store);
+    let again = db.store().await;
+    for id in &ids {
+        assert_eq!(
+            again.get_reminder(*id).await.unwrap().unwrap().status,
+            Status::Completed
+        );
+    }
+    db.cleanup().await;
+}
+
+both_backends!(
+    concurrent_applies_commit_each_event_once,
+    many_concurrent_applies_each_commit_once
+);

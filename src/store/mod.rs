@@ -28,6 +28,10 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+    /// A batch of writes could not be committed (every write in it is lost,
+    /// and each caller hears this).
+    #[error("database commit failed: {0}")]
+    Commit(String),
 }
 
 /// What `create_reminder` did.

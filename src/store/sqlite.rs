@@ -10,7 +10,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
+use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store,
@@ -28,6 +29,8 @@ const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timez
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// The group-commit writer's queue (see `run_writer`).
+    applier: mpsc::Sender<ApplyJob>,
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -95,6 +98,199 @@ fn attempt_from_row(row: &SqliteRow) -> Result<Attempt, StoreError> {
     .into_attempt()
 }
 
+/// One `apply` waiting for the writer.
+struct ApplyJob {
+    change: Change,
+    event: Option<EventRecord>,
+    reply: oneshot::Sender<Result<Applied, StoreError>>,
+}
+
+/// At most this many applies share one commit.
+const MAX_BATCH: usize = 128;
+
+/// Group commit: the applies that arrive while a commit is on its way to disk
+/// are written together, each in a savepoint of its own (so one that is stale
+/// or fails leaves no trace), and share the next commit — one `fsync` for
+/// many events. Nobody hears "done" before that commit is durable.
+async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<ApplyJob>) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let results = write_batch(&pool, &batch).await;
+        for (job, result) in batch.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+async fn write_batch(pool: &SqlitePool, batch: &[ApplyJob]) -> Vec<Result<Applied, StoreError>> {
+    let fail_all = |e: &dyn std::fmt::Display| {
+        batch
+            .iter()
+            .map(|_| Err(StoreError::Commit(e.to_string())))
+            .collect()
+    };
+    let mut tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(&e),
+    };
+    let mut results = Vec::with_capacity(batch.len());
+    for job in batch {
+        let result = match tx.begin().await {
+            Ok(mut savepoint) => {
+                let result = apply_in(&mut savepoint, &job.change, job.event.as_ref()).await;
+                let closed = if matches!(result, Ok(Applied::Done(_))) {
+                    savepoint.commit().await
+                } else {
+                    savepoint.rollback().await
+                };
+                match closed {
+                    Ok(()) => result,
+                    Err(e) => Err(StoreError::Database(e)),
+                }
+            }
+            Err(e) => Err(StoreError::Database(e)),
+        };
+        results.push(result);
+    }
+    match tx.commit().await {
+        Ok(()) => results,
+        Err(e) => fail_all(&e),
+    }
+}
+
+/// One `apply`, inside the caller's savepoint: the caller keeps it on `Done`
+/// and rolls it back otherwise.
+async fn apply_in(
+    tx: &mut SqliteConnection,
+    change: &Change,
+    event: Option<&EventRecord>,
+) -> Result<Applied, StoreError> {
+    {
+        if let Some(ev) = event {
+            let inserted = sqlx::query(
+                "INSERT INTO events (webhook_id, reminder_id, attempt, event_type, occurred_at, \
+                 received_at, applied, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (webhook_id) DO NOTHING",
+            )
+            .bind(&ev.webhook_id)
+            .bind(ev.reminder_id.to_string())
+            .bind(ev.attempt.map(i64::from))
+            .bind(ev.event_type.as_str())
+            .bind(ms(ev.occurred_at))
+            .bind(ms(ev.received_at))
+            .bind(ev.applied)
+            .bind(&ev.payload)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted == 0 {
+                return Ok(Applied::Duplicate);
+            }
+        }
+
+        let id = change.reminder_id.to_string();
+        let guarded = match &change.reminder {
+            Some(u) => sqlx::query(
+                "UPDATE reminders SET status = ?, attempt_count = ?, next_attempt_at = ?, \
+                 last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ? \
+                 WHERE id = ? AND status = ? AND attempt_count = ?",
+            )
+            .bind(u.status.as_str())
+            .bind(i64::from(u.attempt_count))
+            .bind(u.next_attempt_at.map(ms))
+            .bind(u.last_attempt_at.map(ms))
+            .bind(&u.skip_reason)
+            .bind(u.outcome.as_ref().map(to_json))
+            .bind(ms(change.at))
+            .bind(&id)
+            .bind(change.expect_status.as_str())
+            .bind(i64::from(change.expect_attempt))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            None => sqlx::query(
+                "SELECT 1 FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?",
+            )
+            .bind(&id)
+            .bind(change.expect_status.as_str())
+            .bind(i64::from(change.expect_attempt))
+            .fetch_optional(&mut *tx)
+            .await?
+            .map_or(0, |_| 1),
+        };
+        if guarded == 0 {
+            let exists = sqlx::query("SELECT 1 FROM reminders WHERE id = ?")
+                .bind(&id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            return Ok(if exists {
+                Applied::Stale
+            } else {
+                Applied::NotFound
+            });
+        }
+
+        let attempt_written = match &change.attempt {
+            None => 1,
+            Some(AttemptWrite::Start { attempt, room_name }) => sqlx::query(
+                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) \
+                 VALUES (?, ?, 'in_progress', ?, ?, ?) ON CONFLICT DO NOTHING",
+            )
+            .bind(&id)
+            .bind(i64::from(*attempt))
+            .bind(room_name)
+            .bind(ms(change.at))
+            .bind(ms(change.at))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+            Some(AttemptWrite::Update {
+                attempt,
+                expect_status,
+                status,
+                answered_at,
+                ended_at,
+                outcome,
+                failure,
+            }) => sqlx::query(
+                "UPDATE attempts SET status = ?, answered_at = COALESCE(answered_at, ?), \
+                 ended_at = COALESCE(ended_at, ?), outcome = COALESCE(outcome, ?), \
+                 failure = COALESCE(failure, ?), updated_at = ? \
+                 WHERE reminder_id = ? AND attempt = ? AND status = ?",
+            )
+            .bind(status.as_str())
+            .bind(answered_at.map(ms))
+            .bind(ended_at.map(ms))
+            .bind(outcome.as_ref().map(to_json))
+            .bind(failure.as_ref().map(to_json))
+            .bind(ms(change.at))
+            .bind(&id)
+            .bind(i64::from(*attempt))
+            .bind(expect_status.as_str())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected(),
+        };
+        if attempt_written == 0 {
+            return Ok(Applied::Stale);
+        }
+
+        let now = SqliteStore::fetch_reminder(&mut *tx, change.reminder_id)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt("reminder vanished inside its transaction".into())
+            })?;
+        Ok(Applied::Done(Box::new(now)))
+    }
+}
+
 fn due_sql() -> String {
     format!(
         // The planner, without statistics, prefers the status index and a sort;
@@ -156,7 +352,13 @@ impl SqliteStore {
                 .connect_with(opts)
                 .await?
         };
-        Ok(Self { write, read })
+        let (applier, jobs) = mpsc::channel(4 * MAX_BATCH);
+        tokio::spawn(run_writer(write.clone(), jobs));
+        Ok(Self {
+            write,
+            read,
+            applier,
+        })
     }
 
     async fn fetch_reminder(
@@ -293,121 +495,19 @@ impl Store for SqliteStore {
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError> {
-        let mut tx = self.write.begin().await?;
-        if let Some(ev) = event {
-            let inserted = sqlx::query(
-                "INSERT INTO events (webhook_id, reminder_id, attempt, event_type, occurred_at, \
-                 received_at, applied, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (webhook_id) DO NOTHING",
-            )
-            .bind(&ev.webhook_id)
-            .bind(ev.reminder_id.to_string())
-            .bind(ev.attempt.map(i64::from))
-            .bind(ev.event_type.as_str())
-            .bind(ms(ev.occurred_at))
-            .bind(ms(ev.received_at))
-            .bind(ev.applied)
-            .bind(&ev.payload)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                tx.rollback().await?;
-                return Ok(Applied::Duplicate);
-            }
-        }
-
-        let id = change.reminder_id.to_string();
-        let guarded = match &change.reminder {
-            Some(u) => sqlx::query(
-                "UPDATE reminders SET status = ?, attempt_count = ?, next_attempt_at = ?, \
-                 last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ? \
-                 WHERE id = ? AND status = ? AND attempt_count = ?",
-            )
-            .bind(u.status.as_str())
-            .bind(i64::from(u.attempt_count))
-            .bind(u.next_attempt_at.map(ms))
-            .bind(u.last_attempt_at.map(ms))
-            .bind(&u.skip_reason)
-            .bind(u.outcome.as_ref().map(to_json))
-            .bind(ms(change.at))
-            .bind(&id)
-            .bind(change.expect_status.as_str())
-            .bind(i64::from(change.expect_attempt))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            None => sqlx::query(
-                "SELECT 1 FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?",
-            )
-            .bind(&id)
-            .bind(change.expect_status.as_str())
-            .bind(i64::from(change.expect_attempt))
-            .fetch_optional(&mut *tx)
-            .await?
-            .map_or(0, |_| 1),
+        let (reply, answer) = oneshot::channel();
+        let job = ApplyJob {
+            change: change.clone(),
+            event: event.cloned(),
+            reply,
         };
-        if guarded == 0 {
-            tx.rollback().await?;
-            return Ok(match self.get_reminder(change.reminder_id).await? {
-                Some(_) => Applied::Stale,
-                None => Applied::NotFound,
-            });
-        }
-
-        let attempt_written = match &change.attempt {
-            None => 1,
-            Some(AttemptWrite::Start { attempt, room_name }) => sqlx::query(
-                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) \
-                 VALUES (?, ?, 'in_progress', ?, ?, ?) ON CONFLICT DO NOTHING",
-            )
-            .bind(&id)
-            .bind(i64::from(*attempt))
-            .bind(room_name)
-            .bind(ms(change.at))
-            .bind(ms(change.at))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            Some(AttemptWrite::Update {
-                attempt,
-                expect_status,
-                status,
-                answered_at,
-                ended_at,
-                outcome,
-                failure,
-            }) => sqlx::query(
-                "UPDATE attempts SET status = ?, answered_at = COALESCE(answered_at, ?), \
-                 ended_at = COALESCE(ended_at, ?), outcome = COALESCE(outcome, ?), \
-                 failure = COALESCE(failure, ?), updated_at = ? \
-                 WHERE reminder_id = ? AND attempt = ? AND status = ?",
-            )
-            .bind(status.as_str())
-            .bind(answered_at.map(ms))
-            .bind(ended_at.map(ms))
-            .bind(outcome.as_ref().map(to_json))
-            .bind(failure.as_ref().map(to_json))
-            .bind(ms(change.at))
-            .bind(&id)
-            .bind(i64::from(*attempt))
-            .bind(expect_status.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-        };
-        if attempt_written == 0 {
-            tx.rollback().await?;
-            return Ok(Applied::Stale);
-        }
-
-        let now = Self::fetch_reminder(&mut tx, change.reminder_id)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Corrupt("reminder vanished inside its transaction".into())
-            })?;
-        tx.commit().await?;
-        Ok(Applied::Done(Box::new(now)))
+        self.applier
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Commit("the SQLite writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Commit("the SQLite writer has stopped".into()))?
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError> {
