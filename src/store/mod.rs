@@ -32,6 +32,9 @@ pub enum StoreError {
     /// and each caller hears this).
     #[error("database commit failed: {0}")]
     Commit(String),
+    /// The database did not answer in time.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// What `create_reminder` did.

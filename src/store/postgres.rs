@@ -25,6 +25,9 @@ const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timez
      amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
      last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at";
 
+/// How long a request waits for a connection (see `connect`).
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// The advisory lock claimers take, one at a time ("duecall" in ASCII).
 const CLAIM_LOCK: i64 = 0x0064_7565_6361_6c6c;
 
@@ -106,7 +109,10 @@ impl PgStore {
         let opts = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(10))
+            // While PostgreSQL is down sqlx keeps trying until this deadline:
+            // keep it short, so a request answers 500 (and the agent retries)
+            // well before the agent's own 5 s timeout, instead of hanging.
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;

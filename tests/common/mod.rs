@@ -2,6 +2,7 @@
 //! dir, or a PostgreSQL schema of its own), and the real app spawned on port 0.
 #![allow(dead_code)]
 pub mod fake_livekit;
+pub mod load;
 
 use std::sync::Arc;
 
