@@ -195,12 +195,13 @@ async fn apply_in(
         }
 
         let id = change.reminder_id.to_string();
+        // The guard, returning the reminder as it now is (no read-back later).
         let guarded = match &change.reminder {
-            Some(u) => sqlx::query(
+            Some(u) => sqlx::query(&format!(
                 "UPDATE reminders SET status = ?, attempt_count = ?, next_attempt_at = ?, \
                  last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ? \
-                 WHERE id = ? AND status = ? AND attempt_count = ?",
-            )
+                 WHERE id = ? AND status = ? AND attempt_count = ? RETURNING {REMINDER_COLS}"
+            ))
             .bind(u.status.as_str())
             .bind(i64::from(u.attempt_count))
             .bind(u.next_attempt_at.map(ms))
@@ -211,20 +212,18 @@ async fn apply_in(
             .bind(&id)
             .bind(change.expect_status.as_str())
             .bind(i64::from(change.expect_attempt))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            None => sqlx::query(
-                "SELECT 1 FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?",
-            )
+            .fetch_optional(&mut *tx)
+            .await?,
+            None => sqlx::query(&format!(
+                "SELECT {REMINDER_COLS} FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?"
+            ))
             .bind(&id)
             .bind(change.expect_status.as_str())
             .bind(i64::from(change.expect_attempt))
             .fetch_optional(&mut *tx)
-            .await?
-            .map_or(0, |_| 1),
+            .await?,
         };
-        if guarded == 0 {
+        let Some(row) = guarded else {
             let exists = sqlx::query("SELECT 1 FROM reminders WHERE id = ?")
                 .bind(&id)
                 .fetch_optional(&mut *tx)
@@ -235,7 +234,8 @@ async fn apply_in(
             } else {
                 Applied::NotFound
             });
-        }
+        };
+        let now = reminder_from_row(&row)?;
 
         let attempt_written = match &change.attempt {
             None => 1,
@@ -281,12 +281,6 @@ async fn apply_in(
         if attempt_written == 0 {
             return Ok(Applied::Stale);
         }
-
-        let now = SqliteStore::fetch_reminder(&mut *tx, change.reminder_id)
-            .await?
-            .ok_or_else(|| {
-                StoreError::Corrupt("reminder vanished inside its transaction".into())
-            })?;
         Ok(Applied::Done(Box::new(now)))
     }
 }
