@@ -83,17 +83,17 @@ fn due_sql() -> String {
 }
 
 fn overdue_sql() -> String {
-    let cols = REMINDER_COLS
-        .split(", ")
-        .map(|c| format!("r.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    // The answer time is looked up per live row (a correlated subquery on the
+    // attempts' primary key): a join lets the planner, short of statistics
+    // (after a bulk load), hash the whole attempts table instead.
     format!(
-        "SELECT {cols} FROM reminders r \
-         LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = r.attempt_count \
-         WHERE (r.status = 'in_progress' AND r.last_attempt_at <= $1) \
-            OR (r.status = 'processing' AND r.last_attempt_at <= $2 \
-                AND COALESCE(a.answered_at, r.last_attempt_at) <= $2) \
+        "SELECT {REMINDER_COLS} FROM reminders r \
+         WHERE r.{LIVE} AND ( \
+           (r.status = 'in_progress' AND r.last_attempt_at <= $1) \
+           OR (r.status = 'processing' AND r.last_attempt_at <= $2 \
+               AND COALESCE((SELECT a.answered_at FROM attempts a \
+                             WHERE a.reminder_id = r.id AND a.attempt = r.attempt_count), \
+                            r.last_attempt_at) <= $2)) \
          ORDER BY r.last_attempt_at, r.id LIMIT $3"
     )
 }
