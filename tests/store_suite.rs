@@ -721,3 +721,43 @@ both_backends!(
     concurrent_applies_commit_each_event_once,
     many_concurrent_applies_each_commit_once
 );
+
+async fn get_for_event_reads_the_named_attempt(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 1, "2026-11-24T15:00:00Z", json!({})).await;
+    let id = ids[0];
+    let (r, att) = store.get_for_event(id, None).await.unwrap().unwrap();
+    assert_eq!((r.attempt_count, att), (0, None), "no attempt yet");
+    store
+        .claim(&ids, t("2026-11-24T15:00:00Z"), 10)
+        .await
+        .unwrap();
+    let (r, att) = store.get_for_event(id, None).await.unwrap().unwrap();
+    assert_eq!(r, store.get_reminder(id).await.unwrap().unwrap());
+    assert_eq!(
+        att,
+        store.get_attempt(id, 1).await.unwrap(),
+        "the current one"
+    );
+    assert_eq!(
+        store.get_for_event(id, Some(1)).await.unwrap().unwrap().1,
+        att
+    );
+    assert_eq!(
+        store.get_for_event(id, Some(2)).await.unwrap().unwrap().1,
+        None
+    );
+    assert!(store
+        .get_for_event(ReminderId::new(), None)
+        .await
+        .unwrap()
+        .is_none());
+    db.cleanup().await;
+}
+
+both_backends!(
+    get_for_event_reads_reminder_and_attempt_at_once,
+    get_for_event_reads_the_named_attempt
+);

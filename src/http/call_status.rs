@@ -63,17 +63,13 @@ pub async fn receive(
     let payload = String::from_utf8_lossy(&bytes).into_owned();
 
     for _ in 0..MAX_DECISIONS {
-        let r = state
+        // The reminder and the attempt the event names, in one read.
+        let (r, attempt) = state
             .store
-            .get_reminder(id)
+            .get_for_event(id, event.attempt)
             .await?
             .ok_or_else(|| ApiError::NotFound(format!("no reminder with id {id}")))?;
         let target = event.attempt.unwrap_or(r.attempt_count);
-        let attempt = if target == 0 {
-            None
-        } else {
-            state.store.get_attempt(id, target).await?
-        };
         let now = state.clock.now();
         let ctx = Ctx {
             now,

@@ -176,6 +176,14 @@ pub trait Store: Send + Sync + 'static {
         attempt: u32,
     ) -> Result<Option<Attempt>, StoreError>;
 
+    /// A reminder and, in the same read, one of its attempts: `attempt`, or
+    /// the current one when `None` (what an event needs to be decided).
+    async fn get_for_event(
+        &self,
+        id: ReminderId,
+        attempt: Option<u32>,
+    ) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError>;
+
     /// A reminder's attempts, oldest first.
     async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError>;
 
@@ -259,6 +267,13 @@ pub fn redact_url(url: &str) -> String {
         None => url.to_owned(),
     }
 }
+
+/// The attempt columns of `get_for_event`'s join, prefixed so they cannot
+/// collide with the reminder's.
+pub(crate) const JOINED_ATTEMPT_COLS: &str = "a.attempt AS a_attempt, a.status AS a_status, \
+     a.room_name AS a_room_name, a.dispatched_at AS a_dispatched_at, \
+     a.answered_at AS a_answered_at, a.ended_at AS a_ended_at, a.outcome AS a_outcome, \
+     a.failure AS a_failure";
 
 /// A reminder row as the database hands it over, before the domain checks it.
 /// Each backend fills it from its own column types; `into_reminder` is shared.

@@ -11,7 +11,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
     Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store,
-    StoreError, DUE, LIVE,
+    StoreError, DUE, JOINED_ATTEMPT_COLS, LIVE,
 };
 use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
 use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
@@ -61,15 +61,21 @@ fn reminder_from_row(row: &PgRow) -> Result<Reminder, StoreError> {
 }
 
 fn attempt_from_row(row: &PgRow) -> Result<Attempt, StoreError> {
+    attempt_cols(row, "")
+}
+
+/// An attempt from columns named with `prefix` (`""`, or `"a_"` in a join).
+fn attempt_cols(row: &PgRow, prefix: &str) -> Result<Attempt, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
     RawAttempt {
-        attempt: i64::from(row.try_get::<i32, _>("attempt")?),
-        status: row.try_get("status")?,
-        room_name: row.try_get("room_name")?,
-        dispatched_at: row.try_get("dispatched_at")?,
-        answered_at: row.try_get("answered_at")?,
-        ended_at: row.try_get("ended_at")?,
-        outcome: row.try_get("outcome")?,
-        failure: row.try_get("failure")?,
+        attempt: i64::from(row.try_get::<i32, _>(col("attempt").as_str())?),
+        status: row.try_get(col("status").as_str())?,
+        room_name: row.try_get(col("room_name").as_str())?,
+        dispatched_at: row.try_get(col("dispatched_at").as_str())?,
+        answered_at: row.try_get(col("answered_at").as_str())?,
+        ended_at: row.try_get(col("ended_at").as_str())?,
+        outcome: row.try_get(col("outcome").as_str())?,
+        failure: row.try_get(col("failure").as_str())?,
     }
     .into_attempt()
 }
@@ -209,6 +215,34 @@ impl Store for PgStore {
         .fetch_optional(&self.pool)
         .await?;
         row.as_ref().map(attempt_from_row).transpose()
+    }
+
+    async fn get_for_event(
+        &self,
+        id: ReminderId,
+        attempt: Option<u32>,
+    ) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError> {
+        let cols = REMINDER_COLS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = sqlx::query(&format!(
+            "SELECT {cols}, {JOINED_ATTEMPT_COLS} FROM reminders r \
+             LEFT JOIN attempts a ON a.reminder_id = r.id \
+               AND a.attempt = COALESCE($1, r.attempt_count) \
+             WHERE r.id = $2"
+        ))
+        .bind(attempt.map(|a| a as i32))
+        .bind(id.as_uuid())
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let found: Option<i32> = row.try_get("a_attempt")?;
+        let attempt = found.map(|_| attempt_cols(&row, "a_")).transpose()?;
+        Ok(Some((reminder_from_row(&row)?, attempt)))
     }
 
     async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError> {

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::{
     Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store,
-    StoreError, DUE, LIVE,
+    StoreError, DUE, JOINED_ATTEMPT_COLS, LIVE,
 };
 use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
 use crate::reminder::{
@@ -85,15 +85,21 @@ fn reminder_from_row(row: &SqliteRow) -> Result<Reminder, StoreError> {
 }
 
 fn attempt_from_row(row: &SqliteRow) -> Result<Attempt, StoreError> {
+    attempt_cols(row, "")
+}
+
+/// An attempt from columns named with `prefix` (`""`, or `"a_"` in a join).
+fn attempt_cols(row: &SqliteRow, prefix: &str) -> Result<Attempt, StoreError> {
+    let col = |name: &str| format!("{prefix}{name}");
     RawAttempt {
-        attempt: row.try_get("attempt")?,
-        status: row.try_get("status")?,
-        room_name: row.try_get("room_name")?,
-        dispatched_at: from_ms(row.try_get("dispatched_at")?)?,
-        answered_at: opt_from_ms(row.try_get("answered_at")?)?,
-        ended_at: opt_from_ms(row.try_get("ended_at")?)?,
-        outcome: json_col(row, "outcome")?,
-        failure: json_col(row, "failure")?,
+        attempt: row.try_get(col("attempt").as_str())?,
+        status: row.try_get(col("status").as_str())?,
+        room_name: row.try_get(col("room_name").as_str())?,
+        dispatched_at: from_ms(row.try_get(col("dispatched_at").as_str())?)?,
+        answered_at: opt_from_ms(row.try_get(col("answered_at").as_str())?)?,
+        ended_at: opt_from_ms(row.try_get(col("ended_at").as_str())?)?,
+        outcome: json_col(row, &col("outcome"))?,
+        failure: json_col(row, &col("failure"))?,
     }
     .into_attempt()
 }
@@ -448,6 +454,33 @@ impl Store for SqliteStore {
         .fetch_optional(&self.read)
         .await?;
         row.as_ref().map(attempt_from_row).transpose()
+    }
+
+    async fn get_for_event(
+        &self,
+        id: ReminderId,
+        attempt: Option<u32>,
+    ) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError> {
+        let cols = REMINDER_COLS
+            .split(", ")
+            .map(|c| format!("r.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let row = sqlx::query(&format!(
+            "SELECT {cols}, {JOINED_ATTEMPT_COLS} FROM reminders r \
+             LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(?, r.attempt_count) \
+             WHERE r.id = ?"
+        ))
+        .bind(attempt.map(i64::from))
+        .bind(id.to_string())
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let found: Option<i64> = row.try_get("a_attempt")?;
+        let attempt = found.map(|_| attempt_cols(&row, "a_")).transpose()?;
+        Ok(Some((reminder_from_row(&row)?, attempt)))
     }
 
     async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError> {
