@@ -5,7 +5,8 @@
 //! the same events without the kill reaches. On SQLite and on PostgreSQL.
 //!
 //! PostgreSQL stopped and started under load needs a server the test may stop:
-//! tests/faults_pg.rs, run by scripts/faults.
+//! tests/faults_pg.rs, run by scripts/faults. Also here: the schedulers race of
+//! the scheduler issue (4 instances, one database) under the same load.
 
 mod common;
 
@@ -206,3 +207,134 @@ async fn kill_9_mid_load(backend: Backend) {
 }
 
 both_backends!(kill_9_mid_load_loses_nothing, kill_9_mid_load);
+
+// --- The schedulers' race, under the same load --------------------------------
+
+/// Four scheduler instances claim 1,000 due reminders against one database
+/// while a crowd of agents delivers signed events to `duecall serve` on the
+/// same database: every attempt is dispatched exactly once (counted at the
+/// fake LiveKit server), and every event is answered and stored.
+async fn schedulers_race_under_load(backend: Backend) {
+    use std::sync::Arc;
+
+    use common::fake_livekit::FakeLiveKit;
+    use duecall::clock::{Clock, SystemClock};
+
+    const DUE: usize = 1_000;
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let lk = FakeLiveKit::start().await;
+    let store = duecall::store::connect(&db.url, 4).await.expect("store");
+    let defaults = duecall::reminder::CreateDefaults {
+        timezone: duecall::reminder::TimeZone::parse("America/New_York").unwrap(),
+        language: duecall::reminder::Language::parse("en").unwrap(),
+        max_attempts: 3,
+    };
+    let body = common::reminder_body(serde_json::json!({}));
+    let new = duecall::reminder::NewReminder::parse(body.as_object().unwrap(), &defaults).unwrap();
+    let mut due = Vec::new();
+    for _ in 0..DUE {
+        let id = ReminderId::new();
+        store
+            .create_reminder(&new, id, SystemClock.now() - chrono::Duration::hours(1))
+            .await
+            .unwrap();
+        due.push(id);
+    }
+    let live: Vec<ReminderId> = (0..REMINDERS).map(|_| ReminderId::new()).collect();
+    load::seed_live(&db.url, &live).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path(), &db.url, load::free_port());
+    server.wait_ready(Duration::from_secs(20)).await;
+    let started = Instant::now();
+    let agents = Load::new(&server.base, started + RUN_LIMIT, Duration::ZERO)
+        .spawn(load::plan(&live), AGENTS);
+
+    let vars = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("WEBHOOK_SECRET", common::WEBHOOK_SECRET),
+        ("LIVEKIT_URL", lk.url()),
+        ("LIVEKIT_API_KEY", lk.api_key()),
+        ("LIVEKIT_API_SECRET", lk.api_secret()),
+        ("MAX_CONCURRENT_CALLS", "100000"),
+        ("CALLING_WINDOW", "00:00-23:59"),
+        ("CALLING_DAYS", "Mon-Sun"),
+    ];
+    let mut tickers = Vec::new();
+    for _ in 0..4 {
+        let config = duecall::config::Config::from_lookup(|k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        })
+        .unwrap();
+        let state = duecall::state_with(
+            duecall::store::connect(&db.url, 4).await.unwrap(),
+            Arc::new(SystemClock),
+            config,
+        );
+        tickers.push(tokio::spawn(async move {
+            let mut dispatched = 0;
+            loop {
+                let r = state.scheduler.tick().await.expect("tick");
+                dispatched += r.dispatched;
+                assert_eq!(r.dispatch_failed, 0);
+                if r.dispatched == 0
+                    && state
+                        .store
+                        .due(state.clock.now(), 1)
+                        .await
+                        .unwrap()
+                        .is_empty()
+                {
+                    return dispatched;
+                }
+            }
+        }));
+    }
+    let mut dispatched = 0;
+    for t in tickers {
+        dispatched += tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("the schedulers finish")
+            .unwrap();
+    }
+    let deliveries = tokio::time::timeout(RUN_LIMIT + Duration::from_secs(10), agents)
+        .await
+        .expect("the agents finish")
+        .unwrap();
+
+    assert_eq!(dispatched, DUE as u64, "the reports add up");
+    let rooms: HashSet<String> = lk.dispatches().into_iter().map(|d| d.room).collect();
+    assert_eq!(lk.dispatches().len(), DUE, "each attempt dispatched once");
+    let expected: HashSet<String> = due.iter().map(|id| format!("reminder-{id}-1")).collect();
+    assert_eq!(rooms, expected);
+    for id in &due {
+        let r = store.get_reminder(*id).await.unwrap().unwrap();
+        assert_eq!((r.status.as_str(), r.attempt_count), ("in_progress", 1));
+    }
+    let stored = load::recorded_events(&db.url).await;
+    for d in &deliveries {
+        assert!(d.answered.is_some(), "every event answered: {d:?}");
+        assert!(
+            stored.contains_key(&d.webhook_id),
+            "and stored: {}",
+            d.webhook_id
+        );
+    }
+    assert!(!server.log().contains("panicked"), "{}", server.log());
+    eprintln!(
+        "{backend:?}: {DUE} claimed by 4 schedulers and {} events delivered, in {:.1} s",
+        deliveries.len(),
+        started.elapsed().as_secs_f64()
+    );
+    drop(server);
+    db.cleanup().await;
+}
+
+both_backends!(
+    schedulers_race_under_webhook_load,
+    schedulers_race_under_load
+);
