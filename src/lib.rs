@@ -10,10 +10,12 @@ pub mod config;
 pub mod demo;
 pub mod dialer;
 pub mod http;
+pub mod import;
 pub mod policy;
 pub mod reminder;
 pub mod scheduler;
 pub mod store;
+pub mod telemetry;
 pub mod webhook;
 
 use clock::Clock;
@@ -28,6 +30,16 @@ use store::{Store, StoreError};
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StoreError> {
     let store = store::connect(&config.database_url, config.database_max_connections).await?;
     Ok(state_with(store, clock, config))
+}
+
+/// The defaults a new reminder takes from the configuration (the API and the
+/// CSV import share them).
+pub fn create_defaults(config: &Config) -> CreateDefaults {
+    CreateDefaults {
+        timezone: config.default_timezone,
+        language: Language::parse("en").expect("'en' is a language tag"),
+        max_attempts: config.default_max_attempts,
+    }
 }
 
 /// Install rustls's ring provider as the process default (once; later calls
@@ -84,11 +96,8 @@ pub fn state_with_dialer(
     dialer: Option<Arc<dyn Dialer>>,
 ) -> AppState {
     install_crypto();
-    let defaults = CreateDefaults {
-        timezone: config.default_timezone,
-        language: Language::parse("en").expect("'en' is a language tag"),
-        max_attempts: config.default_max_attempts,
-    };
+    telemetry::install();
+    let defaults = create_defaults(&config);
     let retry = policy::RetryPolicy {
         base_delay: chrono::Duration::from_std(config.retry_delay)
             .unwrap_or(chrono::Duration::hours(2)),

@@ -34,6 +34,13 @@ enum Command {
     Serve,
     /// Run one scheduler tick (timeouts, then claims and calls) and print its counts.
     Tick,
+    /// Import reminders from a CSV file whose header names the API's fields:
+    /// bad rows are reported by line and skipped, rows whose external_id is
+    /// already stored are skipped, a summary is printed.
+    Import {
+        /// The CSV file (UTF-8; first line: customer_name,phone_number,…).
+        path: PathBuf,
+    },
     /// Write a .env with freshly generated secrets, for a first run.
     Init {
         /// Where to write it.
@@ -56,18 +63,29 @@ fn main() -> ExitCode {
         }
     }
     // Logs go to stderr: stdout carries what a command prints (`tick`'s counts).
-    tracing_subscriber::fmt()
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        // The demo prints its own story; its service only speaks up when something is wrong.
+        EnvFilter::new(match cli.command {
+            Command::Demo { .. } => "error",
+            _ => "info",
+        })
+    });
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match std::env::var("LOG_FORMAT").ok().as_deref() {
+        // One JSON object per line, for log collectors.
+        Some("json") => logs.json().with_current_span(false).init(),
         // Colours for a person at a terminal; plain text for files and journald.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-            // The demo prints its own story; its service only speaks up when something is wrong.
-            EnvFilter::new(match cli.command {
-                Command::Demo { .. } => "error",
-                _ => "info",
-            })
-        }))
-        .init();
+        None | Some("" | "text") => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        Some(other) => {
+            return fail(format!(
+                "invalid configuration: LOG_FORMAT: must be text or json, not {other:?}"
+            ))
+        }
+    }
 
     match cli.command {
         Command::Init { path } => init(&path),
@@ -96,6 +114,17 @@ fn main() -> ExitCode {
                 Err(e) => return fail(format!("cannot start the runtime: {e}")),
             };
             runtime.block_on(serve(config))
+        }
+        Command::Import { path } => {
+            let config = match Config::from_env() {
+                Ok(c) => c,
+                Err(e) => return fail(format!("invalid configuration: {e}")),
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(rt) => rt,
+                Err(e) => return fail(format!("cannot start the runtime: {e}")),
+            };
+            runtime.block_on(duecall::import::command(config, &path))
         }
         Command::Tick => {
             let config = match Config::from_env() {

@@ -108,6 +108,7 @@ impl Scheduler {
         }
         let elapsed = started.elapsed();
         metrics::histogram!("duecall_tick_duration_seconds").record(elapsed.as_secs_f64());
+        metrics::gauge!("duecall_live_attempts").set(self.store.count_live().await? as f64);
         if !report.is_quiet() {
             tracing::info!(
                 timed_out = report.timed_out,
@@ -164,6 +165,7 @@ impl Scheduler {
         };
         match self.store.apply(&change, None).await? {
             Applied::Done(after) => {
+                crate::telemetry::transition(r.status, after.status);
                 let since = match r.status {
                     Status::Processing => attempt.as_ref().and_then(|a| a.answered_at),
                     _ => None,
@@ -247,6 +249,11 @@ impl Scheduler {
                 .store
                 .claim(&eligible, now, self.settings.max_live)
                 .await?;
+            for c in &claimed {
+                if let Some(was) = due.iter().find(|r| r.id == c.id) {
+                    crate::telemetry::transition(was.status, c.status);
+                }
+            }
             let progressed = deferred > 0 || !claimed.is_empty();
             self.dial_all(dialer, claimed, report).await?;
             if (due.len() as u32) < BATCH || !progressed {
@@ -341,6 +348,7 @@ impl Scheduler {
             };
             match self.store.apply(&change, None).await? {
                 Applied::Done(after) => {
+                    crate::telemetry::transition(r.status, after.status);
                     tracing::warn!(
                         reminder_id = %r.id,
                         attempt = call.attempt,

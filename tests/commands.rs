@@ -196,3 +196,50 @@ async fn a_timeout_is_one_structured_log_line() {
     }
     assert!(!logs.contains("+14155550100"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_object_per_line() {
+    let (dir, url, id) = db_with_one_due().await;
+    let store = duecall::store::connect(&url, 2).await.unwrap();
+    let dispatched = chrono::Utc::now() - chrono::Duration::minutes(11);
+    assert_eq!(store.claim(&[id], dispatched, 10).await.unwrap().len(), 1);
+    drop(store);
+
+    let out = command(
+        "tick",
+        &dir,
+        &[("DATABASE_URL", &url), ("LOG_FORMAT", "json")],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let logs = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let timeout = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("call timed out"))
+        })
+        .expect("the timeout line");
+    assert_eq!(timeout["level"], "WARN");
+    assert_eq!(timeout["fields"]["reminder_id"], id.to_string());
+    assert_eq!(timeout["fields"]["was"], "in_progress");
+    assert!(timeout["timestamp"].is_string());
+
+    let out = command(
+        "tick",
+        &dir,
+        &[("DATABASE_URL", &url), ("LOG_FORMAT", "xml")],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LOG_FORMAT"));
+}

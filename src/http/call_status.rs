@@ -88,7 +88,10 @@ pub async fn receive(
             payload: payload.clone(),
         };
         let stored = match state.store.apply(&decision.change, Some(&record)).await? {
-            Applied::Done(after) => after,
+            Applied::Done(after) => {
+                crate::telemetry::transition(r.status, after.status);
+                after
+            }
             Applied::Stale => continue,
             Applied::NotFound => {
                 return Err(ApiError::NotFound(format!("no reminder with id {id}")))

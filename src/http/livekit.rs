@@ -104,6 +104,7 @@ pub async fn receive(
         };
         match state.store.apply(&change, None).await? {
             Applied::Done(after) => {
+                crate::telemetry::transition(r.status, after.status);
                 tracing::warn!(
                     reminder_id = %id,
                     attempt,

@@ -61,6 +61,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .route("/api/webhooks/call-status", post(call_status::receive))
         .route("/api/webhooks/livekit", post(livekit::receive))
         .route(
@@ -141,6 +142,13 @@ async fn log_requests(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "(unmatched)".to_owned());
     let response = next.run(req).await;
     let status = response.status().as_u16();
+    metrics::counter!(
+        "duecall_http_requests_total",
+        "method" => method.to_string(),
+        "route" => route.clone(),
+        "status" => status.to_string()
+    )
+    .increment(1);
     let micros = started.elapsed().as_micros() as u64;
     if status >= 500 {
         tracing::warn!(%method, %route, status, micros, "request");

@@ -162,6 +162,7 @@ pub async fn cancel(
         };
         match state.store.apply(&change, None).await? {
             Applied::Done(r) => {
+                crate::telemetry::transition(change.expect_status, r.status);
                 tracing::info!(reminder_id = %id, from = %change.expect_status, "reminder cancelled by operator");
                 return with_attempts(&state, *r).await;
             }
