@@ -89,54 +89,33 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Init { path } => init(&path),
-        Command::Demo { dir } => {
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => return fail(format!("cannot start the runtime: {e}")),
-            };
+        Command::Demo { dir } => block_on(async move {
             let mut out = std::io::stdout();
-            match runtime.block_on(duecall::demo::run(
-                &dir,
-                std::time::Duration::from_secs(90),
-                &mut out,
-            )) {
+            match duecall::demo::run(&dir, std::time::Duration::from_secs(90), &mut out).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(format!("demo failed: {e:#}")),
             }
-        }
-        Command::Serve => {
-            let config = match Config::from_env().and_then(|c| c.check_serve().map(|()| c)) {
-                Ok(c) => c,
-                Err(e) => return fail(format!("invalid configuration: {e}")),
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => return fail(format!("cannot start the runtime: {e}")),
-            };
-            runtime.block_on(serve(config))
-        }
-        Command::Import { path } => {
-            let config = match Config::from_env() {
-                Ok(c) => c,
-                Err(e) => return fail(format!("invalid configuration: {e}")),
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => return fail(format!("cannot start the runtime: {e}")),
-            };
-            runtime.block_on(duecall::import::command(config, &path))
-        }
-        Command::Tick => {
-            let config = match Config::from_env() {
-                Ok(c) => c,
-                Err(e) => return fail(format!("invalid configuration: {e}")),
-            };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt,
-                Err(e) => return fail(format!("cannot start the runtime: {e}")),
-            };
-            runtime.block_on(tick(config))
-        }
+        }),
+        Command::Serve => match Config::from_env().and_then(|c| c.check_serve().map(|()| c)) {
+            Ok(config) => block_on(serve(config)),
+            Err(e) => fail(format!("invalid configuration: {e}")),
+        },
+        Command::Import { path } => match Config::from_env() {
+            Ok(config) => block_on(async move { duecall::import::command(config, &path).await }),
+            Err(e) => fail(format!("invalid configuration: {e}")),
+        },
+        Command::Tick => match Config::from_env() {
+            Ok(config) => block_on(tick(config)),
+            Err(e) => fail(format!("invalid configuration: {e}")),
+        },
+    }
+}
+
+/// Run a command's future on a fresh multi-threaded runtime.
+fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => fail(format!("cannot start the runtime: {e}")),
     }
 }
 

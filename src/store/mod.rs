@@ -13,6 +13,21 @@ use crate::reminder::{Attempt, Change, EventType, NewReminder, Reminder, Reminde
 pub mod postgres;
 pub mod sqlite;
 
+/// Every column of a reminder row, in the order both backends read them.
+pub(crate) const REMINDER_COLS: &str =
+    "id, external_id, customer_name, phone_number, timezone, language, \
+     amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
+     last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at";
+
+/// `REMINDER_COLS` qualified by a table alias (`r.id, r.external_id, …`).
+pub(crate) fn reminder_cols_of(alias: &str) -> String {
+    REMINDER_COLS
+        .split(", ")
+        .map(|c| format!("{alias}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The rows the scheduler may claim (matches the `reminders_due` index).
 pub(crate) const DUE: &str = "status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL";
 /// The rows with a live attempt (matches the `reminders_live` index).

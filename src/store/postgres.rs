@@ -10,8 +10,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::{
-    Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store,
-    StoreError, DUE, JOINED_ATTEMPT_COLS, LIVE,
+    reminder_cols_of, Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt,
+    RawReminder, Store, StoreError, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
 use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
 use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
@@ -20,10 +20,6 @@ use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, Remi
 fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
     serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
 }
-
-const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
-     amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
-     last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at";
 
 /// How long a request waits for a connection (see `connect`).
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -222,11 +218,7 @@ impl Store for PgStore {
         id: ReminderId,
         attempt: Option<u32>,
     ) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError> {
-        let cols = REMINDER_COLS
-            .split(", ")
-            .map(|c| format!("r.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = reminder_cols_of("r");
         let row = sqlx::query(&format!(
             "SELECT {cols}, {JOINED_ATTEMPT_COLS} FROM reminders r \
              LEFT JOIN attempts a ON a.reminder_id = r.id \

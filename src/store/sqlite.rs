@@ -14,17 +14,13 @@ use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt, RawReminder, Store,
-    StoreError, DUE, JOINED_ATTEMPT_COLS, LIVE,
+    reminder_cols_of, Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt,
+    RawReminder, Store, StoreError, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
 use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
 use crate::reminder::{
     room_name, Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId,
 };
-
-const REMINDER_COLS: &str = "id, external_id, customer_name, phone_number, timezone, language, \
-     amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
-     last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at";
 
 pub struct SqliteStore {
     write: SqlitePool,
@@ -302,11 +298,7 @@ fn due_sql() -> String {
 }
 
 fn overdue_sql() -> String {
-    let cols = REMINDER_COLS
-        .split(", ")
-        .map(|c| format!("r.{c}"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let cols = reminder_cols_of("r");
     // One indexed range per live status (an OR would not use the index); each
     // repeats the partial index's own condition so SQLite can prove it applies.
     format!(
@@ -461,11 +453,7 @@ impl Store for SqliteStore {
         id: ReminderId,
         attempt: Option<u32>,
     ) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError> {
-        let cols = REMINDER_COLS
-            .split(", ")
-            .map(|c| format!("r.{c}"))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let cols = reminder_cols_of("r");
         let row = sqlx::query(&format!(
             "SELECT {cols}, {JOINED_ATTEMPT_COLS} FROM reminders r \
              LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(?, r.attempt_count) \
