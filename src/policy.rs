@@ -6,8 +6,8 @@
 use std::collections::BTreeSet;
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDateTime, NaiveTime, TimeZone as _, Utc,
-    Weekday,
+    DateTime, Datelike, Duration, LocalResult, NaiveDateTime, NaiveTime, Offset as _,
+    TimeZone as _, Utc, Weekday,
 };
 
 use crate::reminder::TimeZone;
@@ -70,6 +70,7 @@ impl CallingWindow {
         }
         let local = t.with_timezone(&tz.tz());
         let today = local.date_naive();
+        let mut by_start = None;
         for offset in 0..=8 {
             let day = today + Duration::days(offset);
             if !self.allows_day(day.weekday()) {
@@ -79,13 +80,53 @@ impl CallingWindow {
                 .into_iter()
                 .flatten()
                 .find(|opening| *opening > t && self.is_open(*opening, tz));
-            if let Some(opening) = found {
-                return opening;
+            if found.is_some() {
+                by_start = found;
+                break;
             }
+        }
+        // A fall-back can also carry the local clock back into the window
+        // without passing its start: the window opens at that transition.
+        let horizon = by_start.unwrap_or(t + Duration::days(9));
+        let by_transition = transitions(tz, t, horizon)
+            .into_iter()
+            .find(|at| *at > t && self.is_open(*at, tz));
+        match (by_start, by_transition) {
+            (Some(a), Some(b)) => return a.min(b),
+            (Some(a), None) | (None, Some(a)) => return a,
+            (None, None) => {}
         }
         // Unreachable with a non-empty day set; stay safe rather than panic.
         t + Duration::days(1)
     }
+}
+
+/// The instants in `[from, to]` at which `tz`'s offset from UTC changes (its
+/// daylight-saving transitions), found hour by hour, then to the second.
+fn transitions(tz: TimeZone, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    let offset = |t: DateTime<Utc>| t.with_timezone(&tz.tz()).offset().fix().local_minus_utc();
+    let mut out = Vec::new();
+    let mut a = from;
+    while a < to {
+        let b = (a + Duration::hours(1)).min(to);
+        if offset(a) != offset(b) {
+            // Invariant: offset(lo) is the old one, offset(hi) the new one (whole seconds).
+            let at = |secs: i64| DateTime::from_timestamp(secs, 0).unwrap_or(a);
+            let (mut lo, mut hi) = (a.timestamp(), b.timestamp());
+            while hi - lo > 1 {
+                let mid = lo + (hi - lo) / 2;
+                if offset(at(mid)) == offset(a) {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            let hi = at(hi);
+            out.push(hi);
+        }
+        a = b;
+    }
+    out
 }
 
 /// The instants that read as local `naive` in `tz`, earliest first: one, two
