@@ -345,6 +345,18 @@ both_backends!(
 
 // --- The scheduler's operations ----------------------------------------------
 
+/// A retry policy with `base_delay` and a window open all day, every day.
+fn open_all_day(base_delay: Duration) -> duecall::policy::RetryPolicy {
+    duecall::policy::RetryPolicy {
+        base_delay,
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            days: (0..7).collect(),
+        },
+    }
+}
+
 /// Store `n` reminders due at `at` (created then), returning their ids in creation order.
 async fn due_reminders(
     store: &Arc<dyn Store>,
@@ -503,14 +515,7 @@ async fn overdue_finds_attempts_past_their_deadline(backend: Backend) {
         occurred_at: answered,
         kind: reminder::EventKind::Answered,
     };
-    let retry = duecall::policy::RetryPolicy {
-        base_delay: Duration::hours(2),
-        window: duecall::policy::CallingWindow {
-            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
-            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
-            days: (0..7).collect(),
-        },
-    };
+    let retry = open_all_day(Duration::hours(2));
     let ctx = reminder::Ctx {
         now: answered,
         retry: &retry,
@@ -561,14 +566,7 @@ async fn weekly_cap_is_enforced_by_the_claim(backend: Backend) {
     .await;
     let id = ids[0];
     // Seven attempts, each ending unreached, a day apart from Nov 16.
-    let retry = duecall::policy::RetryPolicy {
-        base_delay: Duration::seconds(1),
-        window: duecall::policy::CallingWindow {
-            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
-            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
-            days: (0..7).collect(),
-        },
-    };
+    let retry = open_all_day(Duration::seconds(1));
     let mut now = t("2026-11-16T15:00:00Z");
     for n in 1..=7u32 {
         assert_eq!(
@@ -640,14 +638,7 @@ async fn many_concurrent_applies_each_commit_once(backend: Backend) {
     let ids = due_reminders(&store, 64, "2026-11-24T15:00:00Z", json!({})).await;
     let now = t("2026-11-24T15:01:00Z");
     assert_eq!(store.claim(&ids, now, 1000).await.unwrap().len(), 64);
-    let retry = duecall::policy::RetryPolicy {
-        base_delay: Duration::hours(2),
-        window: duecall::policy::CallingWindow {
-            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
-            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
-            days: (0..7).collect(),
-        },
-    };
+    let retry = open_all_day(Duration::hours(2));
     // Each reminder's completion, sent twice at once (as a retrying agent might):
     // 128 applies in flight together, which SQLite's writer groups into shared commits.
     let mut tasks = Vec::new();
