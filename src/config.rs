@@ -28,6 +28,9 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The dashboard's password is at least this long.
+pub const DASHBOARD_PASSWORD_MIN: usize = 12;
+
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
@@ -62,6 +65,10 @@ pub struct Config {
     pub webhook_secrets: Option<WebhookSecrets>,
     pub api_key: Option<SecretString>,
     pub cron_secret: Option<SecretString>,
+    /// The dashboard's sign-in password; `None` switches the dashboard off.
+    pub dashboard_password: Option<SecretString>,
+    /// Mark the dashboard's session cookie `Secure` (set when served over HTTPS).
+    pub dashboard_cookie_secure: bool,
     pub dialer: DialerKind,
     pub livekit: Option<LiveKitConfig>,
     pub agent_name: String,
@@ -113,6 +120,28 @@ impl Config {
             .transpose()?;
         let api_key = get("DUECALL_API_KEY").map(SecretString::from);
         let cron_secret = get("CRON_SECRET").map(SecretString::from);
+        let dashboard_password = match get("DASHBOARD_PASSWORD") {
+            None => None,
+            Some(p) if p.chars().count() < DASHBOARD_PASSWORD_MIN => {
+                return Err(err(
+                    "DASHBOARD_PASSWORD",
+                    format!(
+                        "must be at least {DASHBOARD_PASSWORD_MIN} characters (the dashboard shows phone numbers and amounts)"
+                    ),
+                ))
+            }
+            Some(p) => Some(SecretString::from(p)),
+        };
+        let dashboard_cookie_secure = match get("DASHBOARD_COOKIE_SECURE").as_deref() {
+            None | Some("false") | Some("0") => false,
+            Some("true") | Some("1") => true,
+            Some(other) => {
+                return Err(err(
+                    "DASHBOARD_COOKIE_SECURE",
+                    format!("must be true or false, got {other:?}"),
+                ))
+            }
+        };
 
         let livekit = match get("LIVEKIT_URL") {
             None => None,
@@ -214,6 +243,8 @@ impl Config {
             webhook_secrets,
             api_key,
             cron_secret,
+            dashboard_password,
+            dashboard_cookie_secure,
             dialer,
             livekit,
             agent_name,
@@ -381,6 +412,8 @@ mod tests {
             ("CALLING_WINDOW", "8-21"),
             ("CALLING_DAYS", "Weekdays"),
             ("DEFAULT_TIMEZONE", "EST5EDT-ish"),
+            ("DASHBOARD_PASSWORD", "short"),
+            ("DASHBOARD_COOKIE_SECURE", "yes please"),
         ] {
             let e = cfg(&[(var, value)]).expect_err(var);
             assert_eq!(e.var, var, "{value}");
@@ -398,7 +431,27 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let c = cfg(&[("DUECALL_API_KEY", "super-secret-key-123")]).unwrap();
-        assert!(!format!("{c:?}").contains("super-secret-key-123"));
+        let c = cfg(&[
+            ("DUECALL_API_KEY", "super-secret-key-123"),
+            ("DASHBOARD_PASSWORD", "dashboard-pass-456"),
+        ])
+        .unwrap();
+        let printed = format!("{c:?}");
+        assert!(!printed.contains("super-secret-key-123"));
+        assert!(!printed.contains("dashboard-pass-456"));
+    }
+
+    #[test]
+    fn the_dashboard_is_off_without_a_password() {
+        let c = cfg(&[]).unwrap();
+        assert!(c.dashboard_password.is_none());
+        assert!(!c.dashboard_cookie_secure);
+        let c = cfg(&[
+            ("DASHBOARD_PASSWORD", "twelve-chars"),
+            ("DASHBOARD_COOKIE_SECURE", "true"),
+        ])
+        .unwrap();
+        assert!(c.dashboard_password.is_some());
+        assert!(c.dashboard_cookie_secure);
     }
 }

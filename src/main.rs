@@ -176,6 +176,13 @@ async fn serve(config: Config) -> ExitCode {
         tick_secs = every.as_secs(),
         "duecall is serving"
     );
+    if state.config.dashboard_password.is_some() {
+        tracing::info!("dashboard at http://{bind}/ (sign in with DASHBOARD_PASSWORD)");
+    } else {
+        tracing::warn!(
+            "the dashboard is off: set DASHBOARD_PASSWORD (12 characters or more) to turn it on"
+        );
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let ticker = (!every.is_zero())
         .then(|| tokio::spawn(std::sync::Arc::clone(&state.scheduler).run(every, stop_rx)));
@@ -242,16 +249,18 @@ fn init(path: &std::path::Path) -> ExitCode {
          BIND_ADDR=127.0.0.1:8080\n\
          WEBHOOK_SECRET=whsec_{}\n\
          DUECALL_API_KEY=dk_{}\n\
-         CRON_SECRET=cron_{}\n",
+         CRON_SECRET=cron_{}\n\
+         DASHBOARD_PASSWORD={}\n",
         b64.encode(random_bytes(32)),
         url.encode(random_bytes(24)),
         url.encode(random_bytes(24)),
+        url.encode(random_bytes(15)),
     );
     if let Err(e) = std::fs::write(path, text) {
         return fail(format!("cannot write {}: {e}", path.display()));
     }
     println!(
-        "wrote {} with new WEBHOOK_SECRET, DUECALL_API_KEY and CRON_SECRET; now run: duecall serve",
+        "wrote {} with new WEBHOOK_SECRET, DUECALL_API_KEY, CRON_SECRET and DASHBOARD_PASSWORD (the dashboard's sign-in, at http://127.0.0.1:8080/); now run: duecall serve",
         path.display()
     );
     ExitCode::SUCCESS

@@ -214,6 +214,36 @@ impl Currency {
     pub fn as_str(&self) -> &'static str {
         self.0
     }
+
+    /// Digits after the decimal point of the currency's minor unit (ISO 4217):
+    /// 2 for most, 0 for JPY and friends, 3 for the dinars, 4 for the unidades.
+    pub fn minor_digits(&self) -> u32 {
+        match self.0 {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            "CLF" | "UYW" => 4,
+            _ => 2,
+        }
+    }
+
+    /// An amount in minor units as people read it: `USD 123.45`, `JPY 500`.
+    pub fn format_minor(&self, minor: i64) -> String {
+        let digits = self.minor_digits();
+        let sign = if minor < 0 { "-" } else { "" };
+        let abs = minor.unsigned_abs();
+        if digits == 0 {
+            return format!("{} {sign}{abs}", self.0);
+        }
+        let unit = 10u64.pow(digits);
+        format!(
+            "{} {sign}{}.{:0width$}",
+            self.0,
+            abs / unit,
+            abs % unit,
+            width = digits as usize
+        )
+    }
 }
 
 /// An IANA time zone, like `America/New_York`.
@@ -1249,6 +1279,17 @@ mod tests {
     fn valid() -> Value {
         json!({"customer_name": "Ada Lovelace", "phone_number": "+14155550100",
                "amount_due_minor": 12345, "currency": "usd", "due_date": "2026-12-01"})
+    }
+
+    #[test]
+    fn amounts_read_in_their_currency_minor_unit() {
+        let fmt = |c: &str, n| Currency::parse(c).unwrap().format_minor(n);
+        assert_eq!(fmt("USD", 12345), "USD 123.45");
+        assert_eq!(fmt("EUR", 5), "EUR 0.05");
+        assert_eq!(fmt("JPY", 500), "JPY 500");
+        assert_eq!(fmt("KWD", 1234), "KWD 1.234");
+        assert_eq!(fmt("USD", -250), "USD -2.50");
+        assert_eq!(fmt("USD", i64::MIN), "USD -92233720368547758.08");
     }
 
     #[test]

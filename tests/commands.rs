@@ -243,3 +243,34 @@ async fn log_format_json_writes_one_object_per_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("LOG_FORMAT"));
 }
+
+#[tokio::test]
+async fn init_writes_every_secret_once_and_serve_accepts_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command("init", &dir, &[]).output().await.unwrap();
+    assert!(out.status.success());
+    let env_file = dir.path().join(".env");
+    let text = std::fs::read_to_string(&env_file).unwrap();
+    let vars: std::collections::HashMap<String, String> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    for name in [
+        "WEBHOOK_SECRET",
+        "DUECALL_API_KEY",
+        "CRON_SECRET",
+        "DASHBOARD_PASSWORD",
+    ] {
+        assert!(vars.get(name).is_some_and(|v| v.len() >= 12), "{name}");
+    }
+    // What init wrote is a configuration `serve` accepts as it is.
+    let config = duecall::config::Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    config.check_serve().unwrap();
+    assert!(config.dashboard_password.is_some());
+    // A second run keeps the secrets.
+    let out = command("init", &dir, &[]).output().await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read_to_string(&env_file).unwrap(), text);
+}

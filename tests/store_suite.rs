@@ -752,3 +752,40 @@ both_backends!(
     get_for_event_reads_reminder_and_attempt_at_once,
     get_for_event_reads_the_named_attempt
 );
+
+async fn count_by_status_counts_every_status(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let zeros: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+    assert_eq!(store.count_by_status().await.unwrap(), zeros, "empty");
+
+    let ids = due_reminders(&store, 5, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:05:00Z");
+    // Two live, one cancelled, two left pending.
+    assert_eq!(store.claim(&ids[..2], now, 10).await.unwrap().len(), 2);
+    let r = store.get_reminder(ids[4]).await.unwrap().unwrap();
+    let change = reminder::cancel(&r, now).unwrap().unwrap();
+    assert!(matches!(
+        store.apply(&change, None).await.unwrap(),
+        Applied::Done(_)
+    ));
+
+    let counts = store.count_by_status().await.unwrap();
+    let of = |s: Status| counts.iter().find(|(st, _)| *st == s).unwrap().1;
+    assert_eq!(
+        counts.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        Status::ALL.to_vec(),
+        "every status, in order"
+    );
+    assert_eq!(of(Status::InProgress), 2);
+    assert_eq!(of(Status::Cancelled), 1);
+    assert_eq!(of(Status::Pending), 2);
+    assert_eq!(counts.iter().map(|(_, n)| n).sum::<u64>(), 5);
+    db.cleanup().await;
+}
+
+both_backends!(
+    count_by_status_counts_every_status_with_zeros,
+    count_by_status_counts_every_status
+);

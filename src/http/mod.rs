@@ -24,10 +24,12 @@ use crate::store::Store;
 
 pub mod call_status;
 pub mod cron;
+pub mod dashboard;
 pub mod error;
 pub mod livekit;
 pub mod ops;
 pub mod reminders;
+pub mod session;
 
 use error::ApiError;
 
@@ -58,7 +60,17 @@ pub fn router(state: AppState) -> Router {
             require_api_key,
         ));
 
+    let pages = Router::new()
+        .route("/", get(dashboard::home))
+        .route("/reminders/{id}", get(dashboard::reminder))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            dashboard::require_session,
+        ));
+
     Router::new()
+        .route("/login", get(dashboard::login_form).post(dashboard::login))
+        .route("/logout", post(dashboard::logout))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -69,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             get(cron::process).post(cron::process),
         )
         .merge(api)
+        .merge(pages)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn(log_requests))

@@ -249,6 +249,10 @@ pub trait Store: Send + Sync + 'static {
     /// How many attempts are live (`in_progress` or `processing`).
     async fn count_live(&self) -> Result<u64, StoreError>;
 
+    /// How many reminders there are in each status (every status, zeros included),
+    /// in the order of [`Status::ALL`]: the dashboard's counts.
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError>;
+
     /// The database's plans for the scheduler's scans (`due`, `overdue`,
     /// `count_live`) at `now`: to show they use their indexes (docs/PERFORMANCE.md).
     async fn query_plans(
@@ -261,6 +265,23 @@ pub trait Store: Send + Sync + 'static {
 }
 
 /// Open the store that `url` names, running its migrations.
+/// The counts of `SELECT status, COUNT(*) … GROUP BY status`, every status
+/// present in [`Status::ALL`]'s order; a status the code does not know is corrupt data.
+pub fn status_counts(rows: Vec<(String, i64)>) -> Result<Vec<(Status, u64)>, StoreError> {
+    let mut counts: Vec<(Status, u64)> = Status::ALL.iter().map(|s| (*s, 0)).collect();
+    for (name, n) in rows {
+        let status: Status = name
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("unknown reminder status {name:?}")))?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+            slot.1 = n.max(0) as u64;
+        }
+    }
+    Ok(counts)
+}
+
+pub const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM reminders GROUP BY status";
+
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(

@@ -9,11 +9,13 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
+use super::status_counts;
 use super::{
     reminder_cols_of, Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt,
-    RawReminder, Store, StoreError, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
+    RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
 use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
+use crate::reminder::Status;
 use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
 
 /// JSON for a JSONB parameter.
@@ -546,6 +548,13 @@ impl Store for PgStore {
             .fetch_one(&self.pool)
             .await?;
         Ok(n as u64)
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(COUNT_BY_STATUS)
+            .fetch_all(&self.pool)
+            .await?;
+        status_counts(rows)
     }
 
     async fn query_plans(

@@ -13,11 +13,13 @@ use sqlx::sqlite::{
 use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
 use tokio::sync::{mpsc, oneshot};
 
+use super::status_counts;
 use super::{
     reminder_cols_of, Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt,
-    RawReminder, Store, StoreError, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
+    RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
 use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
+use crate::reminder::Status;
 use crate::reminder::{
     room_name, Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId,
 };
@@ -640,6 +642,13 @@ impl Store for SqliteStore {
             .fetch_one(&self.read)
             .await?;
         Ok(n as u64)
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(COUNT_BY_STATUS)
+            .fetch_all(&self.read)
+            .await?;
+        status_counts(rows)
     }
 
     async fn query_plans(

@@ -1,0 +1,616 @@
+//! The operators' dashboard: server-rendered HTML (askama templates in
+//! `templates/`), no JavaScript, behind the sign-in of [`super::session`].
+//!
+//! - `GET /` — counts by status, a status filter, the reminders newest first, a page at a time;
+//! - `GET /reminders/{id}` — one reminder and its attempt timeline;
+//! - `GET`/`POST /login`, `POST /logout`.
+//!
+//! Pages refresh themselves (`<meta http-equiv="refresh">`) and are never cached.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use askama::Template;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Form;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+
+use super::session::{self, SessionKey};
+use super::AppState;
+use crate::reminder::{Attempt, Currency, Outcome, Reminder, ReminderId, Status};
+use crate::store::{Cursor, ListQuery};
+
+/// How often the signed-in pages reload themselves.
+pub const REFRESH_SECS: u32 = 15;
+/// Rows on one page of the list.
+pub const PAGE_ROWS: u32 = 50;
+/// A wrong password waits this long before it is answered (slows guessing).
+const WRONG_PASSWORD_DELAY: Duration = Duration::from_millis(400);
+
+const NONE: &str = "—";
+
+// --- Responses -----------------------------------------------------------------
+
+/// An HTML page with the headers every dashboard answer carries: never cached
+/// (it holds personal data), never framed, no scripts at all.
+fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "dashboard template failed to render");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the page could not be rendered",
+            )
+                .into_response();
+        }
+    };
+    let mut res = (status, body).into_response();
+    let h = res.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    res
+}
+
+fn see_other(location: &str) -> Response {
+    let mut res = StatusCode::SEE_OTHER.into_response();
+    if let Ok(v) = HeaderValue::from_str(location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+    class: &'a str,
+}
+
+fn message(status: StatusCode, title: &str, text: &str) -> Response {
+    let class = if status.is_server_error() || status.is_client_error() {
+        "error"
+    } else {
+        "notice"
+    };
+    html(
+        status,
+        MessagePage {
+            title,
+            message: text,
+            class,
+        }
+        .render(),
+    )
+}
+
+fn storage_failed(e: impl std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "dashboard could not read the database");
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Database unavailable",
+        "The database did not answer. This page will work again once it does; try reloading.",
+    )
+}
+
+// --- Sign-in -------------------------------------------------------------------
+
+fn session_key(state: &AppState) -> Option<SessionKey> {
+    state
+        .config
+        .dashboard_password
+        .as_ref()
+        .map(SessionKey::from_password)
+}
+
+fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(key) = session_key(state) else {
+        return false;
+    };
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| session::cookie_value(v, session::COOKIE))
+        .any(|token| key.verify(token, state.clock.now()))
+}
+
+/// Route layer of the signed-in pages: no valid session, no page — a redirect
+/// to the sign-in form that comes back here afterwards.
+pub async fn require_session(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if signed_in(&state, req.headers()) {
+        return next.run(req).await;
+    }
+    let back = req
+        .uri()
+        .path_and_query()
+        .map_or("/", |pq| pq.as_str())
+        .to_owned();
+    let query = serde_urlencoded::to_string([("next", back.as_str())]).unwrap_or_default();
+    see_other(&format!("/login?{query}"))
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    enabled: bool,
+    next: &'a str,
+    error: Option<&'a str>,
+}
+
+fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<&str>) -> Response {
+    let enabled = state.config.dashboard_password.is_some();
+    html(
+        status,
+        LoginPage {
+            enabled,
+            next,
+            error,
+        }
+        .render(),
+    )
+}
+
+/// `GET /login`
+pub async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let next = session::safe_next(q.get("next").map(String::as_str));
+    if signed_in(&state, &headers) {
+        return see_other(next);
+    }
+    login_page(&state, StatusCode::OK, next, None)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `POST /login`: the password, answered with a session cookie and a redirect
+/// to where the operator was going; a wrong one is a 401 with the form again.
+pub async fn login(
+    State(state): State<AppState>,
+    form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(Form(form)) = form else {
+        return login_page(
+            &state,
+            StatusCode::BAD_REQUEST,
+            "/",
+            Some("The sign-in form was not sent as a form."),
+        );
+    };
+    let next = session::safe_next(form.next.as_deref());
+    let Some(password) = state.config.dashboard_password.as_ref() else {
+        return login_page(&state, StatusCode::FORBIDDEN, next, None);
+    };
+    if !session::password_matches(&form.password, password) {
+        metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "refused").increment(1);
+        tracing::warn!("dashboard sign-in refused: wrong password");
+        tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
+        return login_page(
+            &state,
+            StatusCode::UNAUTHORIZED,
+            next,
+            Some("Wrong password."),
+        );
+    }
+    metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "accepted").increment(1);
+    tracing::info!("dashboard sign-in");
+    let token = SessionKey::from_password(password).issue(state.clock.now());
+    let secure = if state.config.dashboard_cookie_secure {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        session::COOKIE,
+        session::LIFETIME_SECS
+    );
+    let mut res = see_other(next);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+/// `POST /logout`: forget the session cookie.
+pub async fn logout() -> Response {
+    let mut res = see_other("/login");
+    let cookie = format!(
+        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        session::COOKIE
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        res.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    res
+}
+
+// --- Formatting ------------------------------------------------------------------
+
+fn time(t: Option<DateTime<Utc>>) -> String {
+    t.map_or_else(
+        || NONE.to_owned(),
+        |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    )
+}
+
+fn or_none(s: Option<&str>) -> String {
+    s.filter(|s| !s.is_empty()).unwrap_or(NONE).to_owned()
+}
+
+fn status_label(s: &str) -> String {
+    s.replace('_', " ")
+}
+
+struct OutcomeView {
+    result: String,
+    promised_amount: String,
+    promised_date: String,
+    summary: String,
+    duration: String,
+    transcript: Option<String>,
+}
+
+impl OutcomeView {
+    fn of(outcome: Option<&Outcome>, currency: Currency) -> Self {
+        Self {
+            result: outcome.map_or(NONE.to_owned(), |o| o.result.as_str().to_owned()),
+            promised_amount: outcome
+                .and_then(|o| o.promised_amount_minor)
+                .map_or(NONE.to_owned(), |m| currency.format_minor(m)),
+            promised_date: outcome
+                .and_then(|o| o.promised_date)
+                .map_or(NONE.to_owned(), |d| d.to_string()),
+            summary: or_none(outcome.and_then(|o| o.summary.as_deref())),
+            duration: outcome
+                .and_then(|o| o.duration_seconds)
+                .map_or(NONE.to_owned(), |s| format!("{}:{:02}", s / 60, s % 60)),
+            transcript: outcome
+                .and_then(|o| o.transcript.clone())
+                .filter(|t| !t.is_empty()),
+        }
+    }
+}
+
+struct ReminderView {
+    id: String,
+    customer_name: String,
+    external_id: String,
+    phone_number: String,
+    timezone: String,
+    language: String,
+    amount_due: String,
+    due_date: String,
+    status: &'static str,
+    status_label: String,
+    attempts: String,
+    next_attempt_at: String,
+    skip_reason: String,
+    outcome: OutcomeView,
+    created_at: String,
+    updated_at: String,
+}
+
+impl ReminderView {
+    fn of(r: &Reminder) -> Self {
+        Self {
+            id: r.id.to_string(),
+            customer_name: r.customer_name.clone(),
+            external_id: or_none(r.external_id.as_deref()),
+            phone_number: r.phone_number.as_str().to_owned(),
+            timezone: r.timezone.name().to_owned(),
+            language: r.language.as_str().to_owned(),
+            amount_due: r.currency.format_minor(r.amount_due_minor),
+            due_date: r.due_date.to_string(),
+            status: r.status.as_str(),
+            status_label: status_label(r.status.as_str()),
+            attempts: format!("{} of {}", r.attempt_count, r.max_attempts),
+            next_attempt_at: match r.next_attempt_at {
+                None => NONE.to_owned(),
+                Some(t) => format!(
+                    "{} ({} for the customer)",
+                    time(Some(t)),
+                    t.with_timezone(&r.timezone.tz()).format("%a %H:%M %Z")
+                ),
+            },
+            skip_reason: or_none(r.skip_reason.as_deref()),
+            outcome: OutcomeView::of(r.outcome.as_ref(), r.currency),
+            created_at: time(Some(r.created_at)),
+            updated_at: time(Some(r.updated_at)),
+        }
+    }
+}
+
+struct RowView {
+    id: String,
+    customer_name: String,
+    external_id: String,
+    phone_number: String,
+    amount_due: String,
+    due_date: String,
+    status: &'static str,
+    status_label: String,
+    attempts: String,
+    next_attempt_at: String,
+    outcome: String,
+}
+
+impl RowView {
+    fn of(r: &Reminder) -> Self {
+        Self {
+            id: r.id.to_string(),
+            customer_name: r.customer_name.clone(),
+            external_id: or_none(r.external_id.as_deref()),
+            phone_number: r.phone_number.as_str().to_owned(),
+            amount_due: r.currency.format_minor(r.amount_due_minor),
+            due_date: r.due_date.to_string(),
+            status: r.status.as_str(),
+            status_label: status_label(r.status.as_str()),
+            attempts: format!("{}/{}", r.attempt_count, r.max_attempts),
+            next_attempt_at: time(r.next_attempt_at),
+            outcome: r
+                .outcome
+                .as_ref()
+                .map_or(NONE.to_owned(), |o| o.result.as_str().to_owned()),
+        }
+    }
+}
+
+struct AttemptView {
+    attempt: u32,
+    status: &'static str,
+    status_label: String,
+    room_name: String,
+    dispatched_at: String,
+    answered_at: String,
+    ended_at: String,
+    outcome: OutcomeView,
+    failure: String,
+}
+
+impl AttemptView {
+    fn of(a: &Attempt, currency: Currency) -> Self {
+        let failure = a.failure.as_ref().map_or(NONE.to_owned(), |f| {
+            let mut text = f.reason.clone().unwrap_or_else(|| "failed".to_owned());
+            if let Some(sip) = f.sip_status {
+                text.push_str(&format!(" (SIP {sip})"));
+            }
+            if f.retryable == Some(false) {
+                text.push_str(", not retryable");
+            }
+            text
+        });
+        Self {
+            attempt: a.attempt,
+            status: a.status.as_str(),
+            status_label: status_label(a.status.as_str()),
+            room_name: a.room_name.clone(),
+            dispatched_at: time(Some(a.dispatched_at)),
+            answered_at: time(a.answered_at),
+            ended_at: time(a.ended_at),
+            outcome: OutcomeView::of(a.outcome.as_ref(), currency),
+            failure,
+        }
+    }
+}
+
+// --- Pages ---------------------------------------------------------------------
+
+struct CountView {
+    status: &'static str,
+    label: String,
+    count: u64,
+    href: String,
+    current: bool,
+}
+
+struct OptionView {
+    value: &'static str,
+    label: String,
+    selected: bool,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    refresh_secs: u32,
+    now: String,
+    counts: Vec<CountView>,
+    options: Vec<OptionView>,
+    filter: String,
+    heading: String,
+    rows: Vec<RowView>,
+    first_page: Option<String>,
+    next_page: Option<String>,
+}
+
+fn list_href(status: &str, cursor: Option<&str>) -> String {
+    let mut params = Vec::new();
+    if !status.is_empty() {
+        params.push(("status", status));
+    }
+    if let Some(c) = cursor {
+        params.push(("cursor", c));
+    }
+    if params.is_empty() {
+        return "/".to_owned();
+    }
+    format!(
+        "/?{}",
+        serde_urlencoded::to_string(params).unwrap_or_default()
+    )
+}
+
+/// `GET /?status=&cursor=`
+pub async fn home(
+    State(state): State<AppState>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(q)) = query else {
+        return message(
+            StatusCode::BAD_REQUEST,
+            "Bad address",
+            "The address has a malformed query string.",
+        );
+    };
+    let filter = q.get("status").map(String::as_str).unwrap_or("").trim();
+    let status = match filter {
+        "" => None,
+        s => match s.parse::<Status>() {
+            Ok(s) => Some(s),
+            Err(e) => return message(StatusCode::BAD_REQUEST, "Unknown status", &e.message),
+        },
+    };
+    let cursor = q
+        .get("cursor")
+        .map(String::as_str)
+        .filter(|c| !c.is_empty());
+    let after =
+        match cursor.map(Cursor::decode) {
+            None => None,
+            Some(Some(c)) => Some(c),
+            Some(None) => return message(
+                StatusCode::BAD_REQUEST,
+                "Bad page link",
+                "This page link is not one the dashboard made; start again from the first page.",
+            ),
+        };
+    let counts = match state.store.count_by_status().await {
+        Ok(c) => c,
+        Err(e) => return storage_failed(e),
+    };
+    let page = match state
+        .store
+        .list_reminders(&ListQuery {
+            status,
+            limit: PAGE_ROWS,
+            after,
+        })
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return storage_failed(e),
+    };
+
+    let filter = status.map_or("", |s| s.as_str());
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    let mut count_views: Vec<CountView> = counts
+        .iter()
+        .map(|(s, n)| CountView {
+            status: s.as_str(),
+            label: status_label(s.as_str()),
+            count: *n,
+            href: list_href(s.as_str(), None),
+            current: filter == s.as_str(),
+        })
+        .collect();
+    count_views.push(CountView {
+        status: "all",
+        label: "all".to_owned(),
+        count: total,
+        href: "/".to_owned(),
+        current: filter.is_empty(),
+    });
+    let mut options = vec![OptionView {
+        value: "",
+        label: "all".to_owned(),
+        selected: filter.is_empty(),
+    }];
+    options.extend(Status::ALL.iter().map(|s| OptionView {
+        value: s.as_str(),
+        label: status_label(s.as_str()),
+        selected: filter == s.as_str(),
+    }));
+    let heading = match status {
+        None => "All reminders, newest first".to_owned(),
+        Some(s) => format!("Reminders {}, newest first", status_label(s.as_str())),
+    };
+    let next_cursor = page.next.map(|c| c.encode());
+    html(
+        StatusCode::OK,
+        DashboardPage {
+            refresh_secs: REFRESH_SECS,
+            now: time(Some(state.clock.now())),
+            counts: count_views,
+            options,
+            filter: filter.to_owned(),
+            heading,
+            rows: page.reminders.iter().map(RowView::of).collect(),
+            first_page: cursor.map(|_| list_href(filter, None)),
+            next_page: next_cursor.map(|c| list_href(filter, Some(&c))),
+        }
+        .render(),
+    )
+}
+
+#[derive(Template)]
+#[template(path = "reminder.html")]
+struct ReminderPage {
+    refresh_secs: u32,
+    now: String,
+    r: ReminderView,
+    attempts: Vec<AttemptView>,
+}
+
+/// `GET /reminders/{id}`
+pub async fn reminder(State(state): State<AppState>, Path(raw): Path<String>) -> Response {
+    let not_found = || {
+        message(
+            StatusCode::NOT_FOUND,
+            "No such reminder",
+            "There is no reminder with this id.",
+        )
+    };
+    let Some(id) = ReminderId::parse(&raw) else {
+        return not_found();
+    };
+    let r = match state.store.get_reminder(id).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return not_found(),
+        Err(e) => return storage_failed(e),
+    };
+    let attempts = match state.store.list_attempts(id).await {
+        Ok(a) => a,
+        Err(e) => return storage_failed(e),
+    };
+    html(
+        StatusCode::OK,
+        ReminderPage {
+            refresh_secs: REFRESH_SECS,
+            now: time(Some(state.clock.now())),
+            attempts: attempts
+                .iter()
+                .map(|a| AttemptView::of(a, r.currency))
+                .collect(),
+            r: ReminderView::of(&r),
+        }
+        .render(),
+    )
+}

@@ -1,0 +1,424 @@
+//! The dashboard through HTTP: the sign-in wall, the counts, the list and its
+//! filter, a reminder's timeline, and that nothing personal leaks without a session.
+//! (The browser tests in `browser/` look at the same pages in Chromium.)
+
+mod common;
+
+use common::{completed, event, msg_id, Backend, TestApp};
+use duecall::reminder::ReminderId;
+use serde_json::json;
+
+const PASSWORD: &str = "dashboard-password-0123";
+
+/// A client that shows redirects instead of following them.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+async fn spawn() -> TestApp {
+    TestApp::spawn_with(Backend::Sqlite, &[("DASHBOARD_PASSWORD", PASSWORD)])
+        .await
+        .expect("SQLite is always there")
+}
+
+/// Sign in; the session cookie's `name=value`.
+async fn sign_in(app: &TestApp) -> String {
+    let resp = client()
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("password", PASSWORD), ("next", "/")]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = resp
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attr in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
+    let resp = client()
+        .get(app.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.text().await.unwrap())
+}
+
+/// The text of the first element with `marker` in its opening tag, up to the next `<`.
+fn text_after<'a>(html: &'a str, marker: &str) -> &'a str {
+    let at = html
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in page"));
+    let rest = &html[at..];
+    let start = rest.find('>').unwrap() + 1;
+    let end = rest[start..].find('<').unwrap();
+    rest[start..start + end].trim()
+}
+
+fn count_of(html: &str, status: &str) -> u64 {
+    let li = &html[html
+        .find(&format!("<li data-status=\"{status}\""))
+        .unwrap_or_else(|| panic!("no count for {status}"))..];
+    text_after(li, "class=\"count\"").parse().unwrap()
+}
+
+/// Four reminders: one completed with a promise, one failed, one cancelled, one pending.
+async fn seed(app: &TestApp) -> (ReminderId, ReminderId) {
+    let promised = app
+        .live_reminder(
+            json!({"customer_name": "Grace Hopper", "phone_number": "+14155550111",
+                               "amount_due_minor": 98765, "external_id": "inv-77"}),
+        )
+        .await;
+    let body = event(
+        "call_completed",
+        promised,
+        json!({"outcome": {"result": "payment_promised", "promised_amount_minor": 50000,
+                           "promised_date": "2026-12-05", "summary": "Will pay half on Friday."}}),
+    );
+    assert_eq!(app.send_event(&msg_id(), &body).await.status(), 200);
+
+    let failed = app
+        .live_reminder(
+            json!({"customer_name": "Alan Turing", "phone_number": "+14155550112",
+                               "max_attempts": 1}),
+        )
+        .await;
+    let body = event(
+        "call_failed",
+        failed,
+        json!({"failure": {"reason": "trunk_error", "sip_status": 503, "retryable": true}}),
+    );
+    assert_eq!(app.send_event(&msg_id(), &body).await.status(), 200);
+
+    let cancelled = app
+        .create(common::reminder_body(
+            json!({"customer_name": "Cancelled Person"}),
+        ))
+        .await
+        .json::<serde_json::Value>()
+        .await
+        .unwrap();
+    let resp = app
+        .api(
+            reqwest::Method::POST,
+            &format!(
+                "/api/reminders/{}/cancel",
+                cancelled["id"].as_str().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        app.create(common::reminder_body(
+            json!({"customer_name": "Pending Person"})
+        ))
+        .await
+        .status(),
+        201
+    );
+    (promised, failed)
+}
+
+#[tokio::test]
+async fn pages_are_behind_the_sign_in() {
+    let app = spawn().await;
+    let (promised, _) = seed(&app).await;
+    for path in ["/", "/?status=completed", &format!("/reminders/{promised}")] {
+        let resp = client().get(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 303, "{path}");
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        let expected = format!(
+            "/login?{}",
+            serde_urlencoded::to_string([("next", path)]).unwrap()
+        );
+        assert_eq!(location, expected);
+        let body = resp.text().await.unwrap();
+        assert!(!body.contains("Grace") && !body.contains("+1415"), "{body}");
+    }
+    // A forged or foreign cookie is no session either.
+    for cookie in [
+        "duecall_session=v1.99999999999.AAAA",
+        "duecall_session=",
+        "other=1",
+    ] {
+        let (status, body) = page(&app, cookie, "/").await;
+        assert_eq!(status, 303, "{cookie}");
+        assert!(!body.contains("Grace"));
+    }
+    // The login page itself shows nothing but the form.
+    let (status, body) = page(&app, "", "/login?next=%2F").await;
+    assert_eq!(status, 200);
+    assert!(body.contains("id=\"login\""));
+    assert!(!body.contains("Grace") && !body.contains("+1415"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_and_a_right_one_goes_where_it_was_going() {
+    let app = spawn().await;
+    let resp = client()
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(
+            serde_urlencoded::to_string([("password", "not-the-password"), ("next", "/")]).unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers().get("set-cookie").is_none());
+    assert!(resp.text().await.unwrap().contains("Wrong password."));
+
+    for (next, expected) in [
+        ("/?status=failed", "/?status=failed"),
+        ("//evil.example/", "/"),
+        ("https://evil.example/", "/"),
+    ] {
+        let resp = client()
+            .post(app.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(serde_urlencoded::to_string([("password", PASSWORD), ("next", next)]).unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 303);
+        assert_eq!(resp.headers()["location"], expected, "{next}");
+    }
+
+    // Signed in, the login page sends you on; signing out clears the cookie.
+    let cookie = sign_in(&app).await;
+    let (status, _) = page(&app, &cookie, "/login?next=%2F%3Fstatus%3Dpending").await;
+    assert_eq!(status, 303);
+    let resp = client()
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(resp.headers()["location"], "/login");
+    let cleared = resp.headers()["set-cookie"].to_str().unwrap();
+    assert!(
+        cleared.starts_with("duecall_session=;") && cleared.contains("Max-Age=0"),
+        "{cleared}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_expires() {
+    let app = spawn().await;
+    let cookie = sign_in(&app).await;
+    assert_eq!(page(&app, &cookie, "/").await.0, 200);
+    app.clock.advance(chrono::Duration::seconds(
+        duecall::http::session::LIFETIME_SECS,
+    ));
+    assert_eq!(page(&app, &cookie, "/").await.0, 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_counts_lists_and_filters() {
+    let app = spawn().await;
+    let (promised, failed) = seed(&app).await;
+    let cookie = sign_in(&app).await;
+    let (status, html) = page(&app, &cookie, "/").await;
+    assert_eq!(status, 200);
+    for (s, n) in [
+        ("pending", 1),
+        ("in_progress", 0),
+        ("processing", 0),
+        ("completed", 1),
+        ("failed", 1),
+        ("cancelled", 1),
+        ("all", 4),
+    ] {
+        assert_eq!(count_of(&html, s), n, "{s}");
+    }
+    assert!(html.contains("http-equiv=\"refresh\""));
+    assert_eq!(html.matches("<tr data-id=").count(), 4);
+    let row = &html[html.find(&format!("<tr data-id=\"{promised}\"")).unwrap()..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    for text in [
+        "Grace Hopper",
+        "inv-77",
+        "+14155550111",
+        "USD 987.65",
+        "payment_promised",
+        "data-status=\"completed\"",
+    ] {
+        assert!(row.contains(text), "{text} in {row}");
+    }
+
+    let (_, html) = page(&app, &cookie, "/?status=failed").await;
+    assert_eq!(html.matches("<tr data-id=").count(), 1);
+    assert!(html.contains(&format!("<tr data-id=\"{failed}\" data-status=\"failed\"")));
+    assert!(html.contains("<option value=\"failed\" selected>"));
+    // Counts stay whole under a filter.
+    assert_eq!(count_of(&html, "all"), 4);
+
+    let (status, html) = page(&app, &cookie, "/?status=bogus").await;
+    assert_eq!(status, 400);
+    assert!(html.contains("must be one of"));
+    let (status, _) = page(&app, &cookie, "/?cursor=not-a-cursor").await;
+    assert_eq!(status, 400);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_list_pages_newest_first() {
+    let app = spawn().await;
+    for i in 0..53 {
+        let body = common::reminder_body(json!({"customer_name": format!("Customer {i:02}")}));
+        assert_eq!(app.create(body).await.status(), 201);
+        app.clock.advance(chrono::Duration::seconds(1));
+    }
+    let cookie = sign_in(&app).await;
+    let (_, first) = page(&app, &cookie, "/").await;
+    assert_eq!(first.matches("<tr data-id=").count(), 50);
+    assert!(first.contains("Customer 52") && !first.contains("Customer 02<"));
+    assert!(!first.contains("id=\"first-page\""));
+    let href = first
+        .split("id=\"next-page\" href=\"")
+        .nth(1)
+        .expect("a next page")
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let (status, second) = page(&app, &cookie, &href).await;
+    assert_eq!(status, 200);
+    assert_eq!(second.matches("<tr data-id=").count(), 3);
+    for i in ["00", "01", "02"] {
+        assert!(second.contains(&format!("Customer {i}<")), "{i}");
+    }
+    assert!(!second.contains("id=\"next-page\""));
+    assert!(second.contains("id=\"first-page\""));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_reminder_page_shows_its_attempt_timeline() {
+    let app = spawn().await;
+    // Two attempts: no answer, then a promise.
+    let id = app
+        .live_reminder(
+            json!({"customer_name": "Retried Customer", "amount_due_minor": 1500,
+                               "currency": "JPY"}),
+        )
+        .await;
+    let no_answer = completed(id, "no_answer");
+    assert_eq!(app.send_event(&msg_id(), &no_answer).await.status(), 200);
+    app.clock.advance(chrono::Duration::hours(5));
+    app.start_attempt(id).await;
+    let body = event(
+        "call_completed",
+        id,
+        json!({"outcome": {"result": "payment_promised", "promised_amount_minor": 1500,
+                           "promised_date": "2026-12-01", "summary": "Pays <b>Monday</b>.",
+                           "transcript": "agent: hello\ncustomer: hi"}}),
+    );
+    assert_eq!(app.send_event(&msg_id(), &body).await.status(), 200);
+
+    let cookie = sign_in(&app).await;
+    let (status, html) = page(&app, &cookie, &format!("/reminders/{id}")).await;
+    assert_eq!(status, 200);
+    assert!(text_after(&html, "<h1").starts_with("Retried Customer"));
+    let field = |name: &str| text_after(&html, &format!("data-field=\"{name}\"")).to_owned();
+    assert_eq!(field("status"), "completed");
+    assert_eq!(field("outcome"), "payment_promised");
+    assert_eq!(field("amount_due"), "JPY 1500");
+    assert_eq!(field("promised_amount"), "JPY 1500");
+    assert_eq!(field("promised_date"), "2026-12-01");
+    assert_eq!(field("attempts"), "2 of 3");
+    // What an agent sends is shown as text, never as markup.
+    assert_eq!(field("summary"), "Pays &#60;b&#62;Monday&#60;/b&#62;.");
+    assert!(!html.contains("<b>Monday"));
+
+    let first = &html[html.find("<li data-attempt=\"1\"").expect("attempt 1")..];
+    let second_at = first
+        .find("<li data-attempt=\"2\"")
+        .expect("attempt 2, after 1");
+    let (first, second) = first.split_at(second_at);
+    assert!(first.contains("data-status=\"completed\""));
+    assert_eq!(
+        text_after(first, "data-field=\"outcome\""),
+        "no_answer",
+        "the first attempt's own outcome"
+    );
+    assert_eq!(
+        text_after(second, "data-field=\"outcome\""),
+        "payment_promised"
+    );
+    assert_eq!(
+        text_after(second, "data-field=\"dispatched_at\""),
+        "2026-11-24 20:00:00 UTC"
+    );
+    assert_eq!(
+        text_after(second, "data-field=\"answered_at\""),
+        "—",
+        "no call_answered was sent"
+    );
+    assert!(second.contains("customer: hi"));
+
+    let (status, _) = page(&app, &cookie, &format!("/reminders/{}", ReminderId::new())).await;
+    assert_eq!(status, 404);
+    let (status, _) = page(&app, &cookie, "/reminders/not-an-id").await;
+    assert_eq!(status, 404);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_failed_attempt_shows_why() {
+    let app = spawn().await;
+    let (_, failed) = seed(&app).await;
+    let cookie = sign_in(&app).await;
+    let (_, html) = page(&app, &cookie, &format!("/reminders/{failed}")).await;
+    let li = &html[html
+        .find("<li data-attempt=\"1\" data-status=\"failed\"")
+        .unwrap()..];
+    assert_eq!(
+        text_after(li, "data-field=\"failure\""),
+        "trunk_error (SIP 503)"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_a_password_the_dashboard_is_off() {
+    let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
+    let resp = client().get(app.url("/")).send().await.unwrap();
+    assert_eq!(resp.status(), 303);
+    let (status, html) = page(&app, "", "/login").await;
+    assert_eq!(status, 200);
+    assert!(html.contains("DASHBOARD_PASSWORD"));
+    assert!(!html.contains("id=\"login\""), "no form to fill in");
+    let resp = client()
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("password", "")]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(resp.headers().get("set-cookie").is_none());
+    app.stop().await;
+}
