@@ -81,7 +81,7 @@ impl fmt::Display for ReminderId {
 // Status
 
 /// A reminder's one status at a time (SPEC §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pending,
@@ -302,7 +302,7 @@ impl Language {
 // Outcomes and failures, as reported by the agent (SPEC §2)
 
 /// What a conversation came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeResult {
     PaymentPromised,
@@ -370,12 +370,14 @@ impl FromStr for OutcomeResult {
 }
 
 /// The outcome object of SPEC §2, stored and read back as sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Outcome {
     pub result: OutcomeResult,
     #[serde(default)]
+    #[schema(minimum = 0)]
     pub promised_amount_minor: Option<i64>,
     #[serde(default)]
+    #[schema(value_type = Option<String>, format = Date)]
     pub promised_date: Option<NaiveDate>,
     #[serde(default)]
     pub summary: Option<String>,
@@ -386,11 +388,12 @@ pub struct Outcome {
 }
 
 /// Why an attempt failed: what the agent said, or what the service saw.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Failure {
     #[serde(default)]
     pub reason: Option<String>,
     #[serde(default)]
+    #[schema(minimum = 100, maximum = 699)]
     pub sip_status: Option<u16>,
     #[serde(default)]
     pub retryable: Option<bool>,
@@ -425,35 +428,49 @@ fn ser_display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::
 }
 
 /// One debt to remind one person about (SPEC §5 is its JSON form).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Reminder {
+    #[schema(value_type = String, format = "uuid")]
     pub id: ReminderId,
+    #[schema(required = true)]
     pub external_id: Option<String>,
     pub customer_name: String,
     #[serde(serialize_with = "ser_phone")]
+    #[schema(value_type = String, example = "+14155550100")]
     pub phone_number: PhoneNumber,
     #[serde(serialize_with = "ser_tz")]
+    #[schema(value_type = String, example = "America/New_York")]
     pub timezone: TimeZone,
     #[serde(serialize_with = "ser_language")]
+    #[schema(value_type = String, example = "en")]
     pub language: Language,
     pub amount_due_minor: i64,
     #[serde(serialize_with = "ser_currency")]
+    #[schema(value_type = String, example = "USD")]
     pub currency: Currency,
     #[serde(serialize_with = "ser_display")]
+    #[schema(value_type = String, format = Date)]
     pub due_date: NaiveDate,
     pub status: Status,
     pub attempt_count: u32,
     pub max_attempts: u32,
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub next_attempt_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub last_attempt_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub skip_reason: Option<String>,
+    #[schema(required = true)]
     pub outcome: Option<Outcome>,
+    #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub created_at: DateTime<Utc>,
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -478,7 +495,7 @@ impl Reminder {
 }
 
 /// Where one attempt stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AttemptStatus {
     /// Room created and agent dispatched (or being dispatched); nothing heard yet.
@@ -521,18 +538,23 @@ impl FromStr for AttemptStatus {
 }
 
 /// One try to reach the customer, with everything that was heard of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Attempt {
     pub attempt: u32,
     pub status: AttemptStatus,
     pub room_name: String,
     #[serde(serialize_with = "ser_time")]
+    #[schema(value_type = String, format = DateTime)]
     pub dispatched_at: DateTime<Utc>,
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub answered_at: Option<DateTime<Utc>>,
     #[serde(serialize_with = "ser_opt_time")]
+    #[schema(value_type = Option<String>, format = DateTime, required = true)]
     pub ended_at: Option<DateTime<Utc>>,
+    #[schema(required = true)]
     pub outcome: Option<Outcome>,
+    #[schema(required = true)]
     pub failure: Option<Failure>,
 }
 
@@ -563,8 +585,8 @@ pub struct CreateDefaults {
 
 pub const MAX_ATTEMPTS_LIMIT: u32 = 10;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
-const MAX_NAME_CHARS: usize = 200;
-const MAX_EXTERNAL_ID_CHARS: usize = 255;
+pub const MAX_NAME_CHARS: usize = 200;
+pub const MAX_EXTERNAL_ID_CHARS: usize = 255;
 
 /// A validated request to create a reminder.
 #[derive(Debug, Clone, PartialEq)]
@@ -583,7 +605,8 @@ pub struct NewReminder {
     pub metadata: Map<String, Value>,
 }
 
-const CREATE_FIELDS: &[&str] = &[
+/// The fields of a create body (anything else is refused).
+pub const CREATE_FIELDS: &[&str] = &[
     "external_id",
     "customer_name",
     "phone_number",
@@ -610,11 +633,13 @@ impl NewReminder {
         }
         let present = |name: &str| body.get(name).filter(|v| !v.is_null());
 
-        let customer_name = required_str(body, "customer_name")?.trim().to_owned();
+        let raw_name = required_str(body, "customer_name")?;
+        let customer_name = raw_name.trim().to_owned();
         if customer_name.is_empty() {
             return Err(FieldError::new("customer_name", "must not be empty"));
         }
-        if customer_name.chars().count() > MAX_NAME_CHARS {
+        // Counted as sent (surrounding spaces included), as the published schema's maxLength is.
+        if raw_name.chars().count() > MAX_NAME_CHARS {
             return Err(FieldError::new(
                 "customer_name",
                 format!("must be at most {MAX_NAME_CHARS} characters"),
@@ -1343,6 +1368,8 @@ mod tests {
             ("metadata", json!([1, 2])),
             ("customer_name", json!("   ")),
             ("customer_name", json!(42)),
+            // Counted as sent: the published maxLength is 200 (found by schemathesis).
+            ("customer_name", json!(format!(" {} ", "a".repeat(199)))),
             ("external_id", json!("")),
             ("external_id", json!(7)),
             ("metadata", json!({"a": "nul\u{0}here"})),

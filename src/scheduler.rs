@@ -43,7 +43,7 @@ pub struct Settings {
 }
 
 /// What one tick did; the cron route answers it.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct TickReport {
     /// Live attempts failed with `call_timeout`.
     pub timed_out: u64,

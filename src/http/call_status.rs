@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use super::error::ApiError;
 use super::{read_body, AppState, BODY_LIMIT};
@@ -23,6 +22,24 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A call-status event from the voice agent, signed per Standard Webhooks.
+#[utoipa::path(post, path = "/api/webhooks/call-status", tag = "webhooks",
+    security(("webhookSignature" = [])),
+    params(
+        ("webhook-id" = String, Header, description = "The event's idempotency key: 1–255 visible ASCII characters"),
+        ("webhook-timestamp" = String, Header, description = "Unix seconds; within ±300 s of the service's clock"),
+    ),
+    request_body(content = super::openapi::CallStatusEvent, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored; `applied` says whether it changed anything", body = CallStatusAnswer),
+        (status = 400, description = "Not JSON, or a missing or invalid field (named)", body = super::error::ErrorBody),
+        (status = 401, description = "Missing, malformed or wrong signature, or a timestamp outside ±300 s", body = super::error::ErrorBody),
+        (status = 404, description = "No reminder with that id", body = super::error::ErrorBody),
+        (status = 409, description = "Not the current attempt (`stale_attempt`), or a reminder with no live attempt (`no_attempt`); recorded all the same", body = super::error::ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = super::error::ErrorBody),
+        (status = 500, description = "Storage failing: retry with the same `webhook-id`", body = super::error::ErrorBody),
+        (status = 503, description = "The reminder kept changing: retry with the same `webhook-id`", body = super::error::ErrorBody),
+    ))]
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -136,6 +153,18 @@ pub async fn receive(
     ))
 }
 
+/// What the call-status webhook answers once the event is stored.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct CallStatusAnswer {
+    #[schema(value_type = String, format = "uuid")]
+    pub reminder_id: reminder::ReminderId,
+    /// The reminder's status after the event.
+    pub status: reminder::Status,
+    /// Whether this event changed anything (`false`: a repeated `webhook-id`, or
+    /// news the attempt has already moved past).
+    pub applied: bool,
+}
+
 fn answer(
     code: StatusCode,
     id: reminder::ReminderId,
@@ -144,7 +173,11 @@ fn answer(
 ) -> Response {
     (
         code,
-        Json(json!({"reminder_id": id, "status": status, "applied": applied})),
+        Json(CallStatusAnswer {
+            reminder_id: id,
+            status,
+            applied,
+        }),
     )
         .into_response()
 }

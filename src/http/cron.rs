@@ -10,6 +10,16 @@ use super::error::ApiError;
 use super::{bearer, token_matches, AppState};
 use crate::scheduler::TickReport;
 
+/// One scheduler tick on demand: time out stale calls, defer what is outside its
+/// window, claim and dispatch what is due.
+#[utoipa::path(method(get, post), path = "/api/cron/process-reminders", tag = "scheduling",
+    security(("cronSecret" = [])),
+    responses(
+        (status = 200, description = "What the tick did", body = TickReport),
+        (status = 401, description = "Missing or wrong `Bearer $CRON_SECRET`", body = super::error::ErrorBody),
+        (status = 404, description = "No `CRON_SECRET` is configured: the route does not exist", body = super::error::ErrorBody),
+        (status = 500, description = "Storage failing; retry", body = super::error::ErrorBody),
+    ))]
 pub async fn process(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -169,7 +169,13 @@ fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<&s
     )
 }
 
-/// `GET /login`
+/// The sign-in form.
+#[utoipa::path(get, path = "/login", tag = "dashboard",
+    params(("next" = Option<String>, Query, description = "Where to go after signing in (a path on this site)")),
+    responses(
+        (status = 200, description = "The sign-in form (or a notice that the dashboard is off)", body = String, content_type = "text/html"),
+        (status = 303, description = "Already signed in: on to `next`"),
+    ))]
 pub async fn login_form(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -182,7 +188,7 @@ pub async fn login_form(
     login_page(&state, StatusCode::OK, next, None)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginForm {
     #[serde(default)]
     password: String,
@@ -192,6 +198,14 @@ pub struct LoginForm {
 
 /// `POST /login`: the password, answered with a session cookie and a redirect
 /// to where the operator was going; a wrong one is a 401 with the form again.
+#[utoipa::path(post, path = "/login", tag = "dashboard",
+    request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Signed in: a `duecall_session` cookie, and on to `next`"),
+        (status = 400, description = "Not a form", body = String, content_type = "text/html"),
+        (status = 401, description = "Wrong password: the form again", body = String, content_type = "text/html"),
+        (status = 403, description = "The dashboard is off (`DASHBOARD_PASSWORD` unset)", body = String, content_type = "text/html"),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
@@ -239,7 +253,9 @@ pub async fn login(
     res
 }
 
-/// `POST /logout`: forget the session cookie.
+/// Forget the session cookie.
+#[utoipa::path(post, path = "/logout", tag = "dashboard",
+    responses((status = 303, description = "Signed out: on to `/login`")))]
 pub async fn logout() -> Response {
     let mut res = see_other("/login");
     let cookie = format!(
@@ -468,7 +484,21 @@ fn list_href(status: &str, cursor: Option<&str>) -> String {
     )
 }
 
-/// `GET /?status=&cursor=`
+/// Counts by status and the reminders, newest first.
+// Without a session the answer is a redirect, not a refusal: the session is optional
+// as far as the description goes.
+#[utoipa::path(get, path = "/", tag = "dashboard",
+    security(("session" = []), ()),
+    params(
+        ("status" = Option<String>, Query, description = "Only reminders in this status"),
+        ("cursor" = Option<String>, Query, description = "A page link's cursor"),
+    ),
+    responses(
+        (status = 200, description = "The dashboard", body = String, content_type = "text/html"),
+        (status = 303, description = "Not signed in: to `/login?next=…`"),
+        (status = 400, description = "Unknown status or a cursor the dashboard did not make", body = String, content_type = "text/html"),
+        (status = 503, description = "The database did not answer", body = String, content_type = "text/html"),
+    ))]
 pub async fn home(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
@@ -579,7 +609,16 @@ struct ReminderPage {
     attempts: Vec<AttemptView>,
 }
 
-/// `GET /reminders/{id}`
+/// One reminder and its attempt timeline.
+#[utoipa::path(get, path = "/reminders/{id}", tag = "dashboard",
+    security(("session" = []), ()),
+    params(("id" = String, Path, description = "The reminder's id")),
+    responses(
+        (status = 200, description = "The reminder's page", body = String, content_type = "text/html"),
+        (status = 303, description = "Not signed in: to `/login?next=…`"),
+        (status = 404, description = "No such reminder", body = String, content_type = "text/html"),
+        (status = 503, description = "The database did not answer", body = String, content_type = "text/html"),
+    ))]
 pub async fn reminder(State(state): State<AppState>, Path(raw): Path<String>) -> Response {
     let not_found = || {
         message(

@@ -4,7 +4,6 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::json;
 
 use crate::reminder::FieldError;
 use crate::store::StoreError;
@@ -74,46 +73,69 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let body = match &self {
-            ApiError::Field(e) => json!({"error": {
-                "code": "invalid_field",
-                "message": e.to_string(),
-                "field": e.field,
-            }}),
+/// Every error answer: `{"error": {"code", "message"}}`, with `field` for a bad field.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `invalid_field`, `invalid_json`, `unauthorized`, `invalid_signature`,
+    /// `not_found`, `invalid_transition`, `stale_attempt`, `payload_too_large`, `storage_error`, …
+    pub code: String,
+    /// For people; never contains a payload.
+    pub message: String,
+    /// The field at fault, for `invalid_field`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// The `code` and `message` of the answer (and the field, for a bad field).
+    fn detail(&self) -> ErrorDetail {
+        let (code, message, field) = match self {
+            ApiError::Field(e) => ("invalid_field", e.to_string(), Some(e.field.to_string())),
             ApiError::BadRequest { code, message } | ApiError::Conflict { code, message } => {
-                json!({"error": {"code": code, "message": message}})
+                (*code, message.clone(), None)
             }
-            ApiError::Unauthorized(message) => {
-                json!({"error": {"code": "unauthorized", "message": message}})
-            }
-            ApiError::UnauthorizedReason(message) => {
-                json!({"error": {"code": "invalid_signature", "message": message}})
-            }
-            ApiError::NotFound(message) => {
-                json!({"error": {"code": "not_found", "message": message}})
-            }
-            ApiError::MethodNotAllowed => json!({"error": {
-                "code": "method_not_allowed",
-                "message": "this route does not accept that method",
-            }}),
-            ApiError::PayloadTooLarge(limit) => json!({"error": {
-                "code": "payload_too_large",
-                "message": format!("the body must be at most {} KiB", limit / 1024),
-            }}),
+            ApiError::Unauthorized(message) => ("unauthorized", (*message).to_owned(), None),
+            ApiError::UnauthorizedReason(message) => ("invalid_signature", message.clone(), None),
+            ApiError::NotFound(message) => ("not_found", message.clone(), None),
+            ApiError::MethodNotAllowed => (
+                "method_not_allowed",
+                "this route does not accept that method".to_owned(),
+                None,
+            ),
+            ApiError::PayloadTooLarge(limit) => (
+                "payload_too_large",
+                format!("the body must be at most {} KiB", limit / 1024),
+                None,
+            ),
             ApiError::Storage(e) => {
                 // The details go to the log (no payloads there), not to the client.
                 tracing::error!(error = %e, "storage failure");
-                json!({"error": {
-                    "code": "storage_error",
-                    "message": "storage is failing; nothing was changed, retry later",
-                }})
+                (
+                    "storage_error",
+                    "storage is failing; nothing was changed, retry later".to_owned(),
+                    None,
+                )
             }
-            ApiError::Unavailable(message) => {
-                json!({"error": {"code": "unavailable", "message": message}})
-            }
+            ApiError::Unavailable(message) => ("unavailable", message.clone(), None),
+        };
+        ErrorDetail {
+            code: code.to_owned(),
+            message,
+            field,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = ErrorBody {
+            error: self.detail(),
         };
         let mut response = (status, Json(body)).into_response();
         if matches!(self, ApiError::Unauthorized(_)) {

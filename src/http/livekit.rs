@@ -21,8 +21,9 @@ use crate::store::Applied;
 
 const MAX_DECISIONS: usize = 8;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Answer {
+    /// The LiveKit event's name (`room_finished`, …).
     event: String,
     /// Did it fail a live attempt.
     applied: bool,
@@ -35,6 +36,18 @@ fn ignored(event: &str) -> Json<Answer> {
     })
 }
 
+/// LiveKit's own server webhooks; `room_finished` for a live attempt fails it.
+#[utoipa::path(post, path = "/api/webhooks/livekit", tag = "webhooks",
+    security(("livekitToken" = [])),
+    request_body(content = Object, description = "LiveKit's `WebhookEvent` as JSON", content_type = "application/webhook+json"),
+    responses(
+        (status = 200, description = "Acknowledged; `applied` says whether it failed a live attempt", body = Answer),
+        (status = 400, description = "Not a LiveKit webhook event", body = super::error::ErrorBody),
+        (status = 401, description = "Missing or invalid token (signed with `LIVEKIT_API_SECRET`, covering the body)", body = super::error::ErrorBody),
+        (status = 404, description = "LiveKit is not configured (`LIVEKIT_URL` unset)", body = super::error::ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = super::error::ErrorBody),
+        (status = 500, description = "Storage failing; LiveKit retries", body = super::error::ErrorBody),
+    ))]
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -6,10 +6,11 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderMap};
+use axum::handler::Handler;
+use axum::http::{header, HeaderMap, Method};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{on, MethodFilter};
 use axum::Router;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use secrecy::{ExposeSecret, SecretString};
@@ -27,6 +28,7 @@ pub mod cron;
 pub mod dashboard;
 pub mod error;
 pub mod livekit;
+pub mod openapi;
 pub mod ops;
 pub mod reminders;
 pub mod session;
@@ -47,39 +49,86 @@ pub struct AppState {
 /// Bodies larger than this are refused with 413 (SPEC §2; the reminders API uses the same).
 pub const BODY_LIMIT: usize = 64 * 1024;
 
+/// One group of routes being built, with the `(method, path)` of each as it is
+/// added: the router and the list of what it serves cannot disagree.
+struct Routes {
+    router: Router<AppState>,
+    served: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            served: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).expect("a routable method");
+        self.router = self.router.route(path, on(filter, handler));
+        self.served.push((method, path));
+        self
+    }
+}
+
+/// The routes in their three groups: open, the API's (bearer `DUECALL_API_KEY`),
+/// and the dashboard's pages (a signed-in session).
+fn routes() -> [Routes; 3] {
+    let open = Routes::new()
+        .add(Method::GET, "/healthz", ops::healthz)
+        .add(Method::GET, "/readyz", ops::readyz)
+        .add(Method::GET, "/metrics", ops::metrics)
+        .add(Method::GET, "/api/openapi.json", openapi::openapi_json)
+        .add(
+            Method::POST,
+            "/api/webhooks/call-status",
+            call_status::receive,
+        )
+        .add(Method::POST, "/api/webhooks/livekit", livekit::receive)
+        .add(Method::GET, "/api/cron/process-reminders", cron::process)
+        .add(Method::POST, "/api/cron/process-reminders", cron::process)
+        .add(Method::GET, "/login", dashboard::login_form)
+        .add(Method::POST, "/login", dashboard::login)
+        .add(Method::POST, "/logout", dashboard::logout);
+    let api = Routes::new()
+        .add(Method::POST, "/api/reminders", reminders::create)
+        .add(Method::GET, "/api/reminders", reminders::list)
+        .add(Method::GET, "/api/reminders/{id}", reminders::get_one)
+        .add(
+            Method::POST,
+            "/api/reminders/{id}/cancel",
+            reminders::cancel,
+        );
+    let pages = Routes::new().add(Method::GET, "/", dashboard::home).add(
+        Method::GET,
+        "/reminders/{id}",
+        dashboard::reminder,
+    );
+    [open, api, pages]
+}
+
+/// Every `(method, path)` the router serves (`tests/openapi.rs` holds the
+/// OpenAPI description to it).
+pub fn served_routes() -> Vec<(Method, &'static str)> {
+    routes().into_iter().flat_map(|r| r.served).collect()
+}
+
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route(
-            "/api/reminders",
-            post(reminders::create).get(reminders::list),
-        )
-        .route("/api/reminders/{id}", get(reminders::get_one))
-        .route("/api/reminders/{id}/cancel", post(reminders::cancel))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            require_api_key,
-        ));
-
-    let pages = Router::new()
-        .route("/", get(dashboard::home))
-        .route("/reminders/{id}", get(dashboard::reminder))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            dashboard::require_session,
-        ));
-
-    Router::new()
-        .route("/login", get(dashboard::login_form).post(dashboard::login))
-        .route("/logout", post(dashboard::logout))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/api/webhooks/call-status", post(call_status::receive))
-        .route("/api/webhooks/livekit", post(livekit::receive))
-        .route(
-            "/api/cron/process-reminders",
-            get(cron::process).post(cron::process),
-        )
+    let [open, api, pages] = routes();
+    let api = api.router.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        require_api_key,
+    ));
+    let pages = pages.router.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        dashboard::require_session,
+    ));
+    open.router
         .merge(api)
         .merge(pages)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })

@@ -2,7 +2,6 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde_json::{json, Value};
 
 use std::time::Duration;
 
@@ -10,16 +9,37 @@ use super::error::ApiError;
 use super::AppState;
 use crate::store::StoreError;
 
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// Always `ready` (a database that does not answer is a 503).
+    pub status: &'static str,
+    /// `sqlite` or `postgres`.
+    pub database: &'static str,
+}
+
 /// The process is up.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(get, path = "/healthz", tag = "operating",
+    responses((status = 200, description = "The process is up", body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// A readiness probe waits this long for the database, then says no.
 const READY_WITHIN: Duration = Duration::from_secs(1);
 
 /// The database answers (within a second).
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/readyz", tag = "operating",
+    responses(
+        (status = 200, description = "The database answered within a second", body = Ready),
+        (status = 503, description = "The database did not answer", body = super::error::ErrorBody),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     let pinged = tokio::time::timeout(READY_WITHIN, state.store.ping())
         .await
         .unwrap_or_else(|_| {
@@ -29,9 +49,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
             )))
         });
     match pinged {
-        Ok(()) => Ok(Json(
-            json!({"status": "ready", "database": state.store.backend()}),
-        )),
+        Ok(()) => Ok(Json(Ready {
+            status: "ready",
+            database: state.store.backend(),
+        })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: database unreachable");
             Err(ApiError::Unavailable(format!(
@@ -43,6 +64,9 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 /// Prometheus text exposition of the service's metrics.
+#[utoipa::path(get, path = "/metrics", tag = "operating",
+    responses((status = 200, description = "Prometheus text exposition format; no personal data",
+        body = String, content_type = "text/plain")))]
 pub async fn metrics() -> impl axum::response::IntoResponse {
     (
         [(

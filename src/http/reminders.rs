@@ -7,12 +7,31 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::error::ApiError;
 use super::{read_body, AppState, BODY_LIMIT};
 use crate::reminder::{self, NewReminder, ReminderId, Status};
 use crate::store::{Applied, Created, Cursor, ListQuery};
+
+/// `GET /api/reminders/{id}` and the cancel answer: the reminder with its attempts.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReminderWithAttempts {
+    #[serde(flatten)]
+    pub reminder: reminder::Reminder,
+    /// Oldest first.
+    pub attempts: Vec<reminder::Attempt>,
+}
+
+/// One page of `GET /api/reminders`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReminderList {
+    /// Newest first.
+    pub reminders: Vec<reminder::Reminder>,
+    /// Pass as `cursor` for the next page; `null` on the last.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+}
 
 pub const DEFAULT_PAGE: u32 = 50;
 pub const MAX_PAGE: u32 = 200;
@@ -42,6 +61,19 @@ pub fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiEr
 
 /// `POST /api/reminders`: 201 with the new reminder, or 200 with the existing one
 /// when its `external_id` is already known.
+#[utoipa::path(post, path = "/api/reminders", tag = "reminders",
+    security(("apiKey" = [])),
+    request_body(content = super::openapi::CreateReminder, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created", body = reminder::Reminder,
+            headers(("location" = String, description = "`/api/reminders/{id}`"))),
+        (status = 200, description = "Its `external_id` is already known: the existing reminder",
+            body = reminder::Reminder),
+        (status = 400, description = "Not JSON, not an object, or a missing, unknown or invalid field (named)", body = super::error::ErrorBody),
+        (status = 401, description = "Missing or wrong `Bearer $DUECALL_API_KEY`", body = super::error::ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = super::error::ErrorBody),
+        (status = 500, description = "Storage failing; nothing was changed, retry", body = super::error::ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -69,18 +101,32 @@ pub async fn create(
 }
 
 /// `GET /api/reminders?status=&limit=&cursor=`: newest first, one page at a time.
+#[utoipa::path(get, path = "/api/reminders", tag = "reminders",
+    security(("apiKey" = [])),
+    params(
+        ("status" = Option<reminder::Status>, Query, description = "Only reminders in this status"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page, newest first", body = ReminderList),
+        (status = 400, description = "Bad `status`, `limit` or `cursor`", body = super::error::ErrorBody),
+        (status = 401, description = "Missing or wrong `Bearer $DUECALL_API_KEY`", body = super::error::ErrorBody),
+        (status = 500, description = "Storage failing; retry", body = super::error::ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReminderList>, ApiError> {
     let Query(params) = query
         .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query string: {e}")))?;
+    // An empty `status=` or `limit=` is refused like any other value that is not
+    // one (the published description says so; leave the parameter out instead).
     let status = params
         .get("status")
-        .filter(|s| !s.is_empty())
         .map(|s| s.parse::<Status>())
         .transpose()?;
-    let limit = match params.get("limit").filter(|s| !s.is_empty()) {
+    let limit = match params.get("limit") {
         None => DEFAULT_PAGE,
         Some(s) => s
             .parse::<u32>()
@@ -110,27 +156,38 @@ pub async fn list(
             after,
         })
         .await?;
-    Ok(Json(json!({
-        "reminders": page.reminders,
-        "next_cursor": page.next.map(|c| c.encode()),
-    })))
+    Ok(Json(ReminderList {
+        reminders: page.reminders,
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
 }
 
 /// The reminder with its attempts, oldest first.
-async fn with_attempts(state: &AppState, r: reminder::Reminder) -> Result<Json<Value>, ApiError> {
+async fn with_attempts(
+    state: &AppState,
+    r: reminder::Reminder,
+) -> Result<Json<ReminderWithAttempts>, ApiError> {
     let attempts = state.store.list_attempts(r.id).await?;
-    let mut body = serde_json::to_value(&r).map_err(|e| {
-        ApiError::Storage(crate::store::StoreError::Corrupt(format!("serialise: {e}")))
-    })?;
-    body["attempts"] = json!(attempts);
-    Ok(Json(body))
+    Ok(Json(ReminderWithAttempts {
+        reminder: r,
+        attempts,
+    }))
 }
 
 /// `GET /api/reminders/{id}`
+#[utoipa::path(get, path = "/api/reminders/{id}", tag = "reminders",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The reminder's id (anything else is a 404)")),
+    responses(
+        (status = 200, description = "The reminder with its attempts, oldest first", body = ReminderWithAttempts),
+        (status = 401, description = "Missing or wrong `Bearer $DUECALL_API_KEY`", body = super::error::ErrorBody),
+        (status = 404, description = "No reminder with that id", body = super::error::ErrorBody),
+        (status = 500, description = "Storage failing; retry", body = super::error::ErrorBody),
+    ))]
 pub async fn get_one(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReminderWithAttempts>, ApiError> {
     let id = parse_id(&raw)?;
     let r = state
         .store
@@ -142,10 +199,20 @@ pub async fn get_one(
 
 /// `POST /api/reminders/{id}/cancel`: from `pending` or `failed`; cancelling a
 /// cancelled reminder answers it as it is; a live or completed one is a 409.
+#[utoipa::path(post, path = "/api/reminders/{id}/cancel", tag = "reminders",
+    security(("apiKey" = [])),
+    params(("id" = String, Path, description = "The reminder's id (anything else is a 404)")),
+    responses(
+        (status = 200, description = "Cancelled (or already cancelled): the reminder with its attempts", body = ReminderWithAttempts),
+        (status = 401, description = "Missing or wrong `Bearer $DUECALL_API_KEY`", body = super::error::ErrorBody),
+        (status = 404, description = "No reminder with that id", body = super::error::ErrorBody),
+        (status = 409, description = "A live call or a completed reminder cannot be cancelled (`invalid_transition`)", body = super::error::ErrorBody),
+        (status = 500, description = "Storage failing; nothing was changed, retry", body = super::error::ErrorBody),
+    ))]
 pub async fn cancel(
     State(state): State<AppState>,
     Path(raw): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ReminderWithAttempts>, ApiError> {
     let id = parse_id(&raw)?;
     // The decision is made on what was read and applied only if nothing moved
     // in between; if something did, decide again on the fresh row.
