@@ -155,8 +155,15 @@ const BATCH: &[Sample] = &[
 
 /// The demo's settings: the simulated dialer, a tick a second, a call given
 /// up after 3 s of silence, retries after 1 s (doubling), calls at any hour.
-fn demo_config(db: &Path, bind: &str, secret: &str, api_key: &str) -> anyhow::Result<Config> {
+fn demo_config(
+    db: &Path,
+    bind: &str,
+    secret: &str,
+    api_key: &str,
+    dashboard_password: &str,
+) -> anyhow::Result<Config> {
     let vars: HashMap<&str, String> = HashMap::from([
+        ("DASHBOARD_PASSWORD", dashboard_password.to_owned()),
         ("DATABASE_URL", format!("sqlite://{}", db.display())),
         ("BIND_ADDR", bind.to_owned()),
         ("WEBHOOK_SECRET", secret.to_owned()),
@@ -217,7 +224,15 @@ fn result_of(r: &Value) -> String {
 
 /// Run the demo in `dir` (its database is replaced), printing to `out`.
 /// Fails if the batch has not settled within `deadline`.
-pub async fn run(dir: &Path, deadline: Duration, out: &mut impl Write) -> anyhow::Result<()> {
+/// Run the demo, printing to `out`. With `serve_until`, the service stays up after
+/// the summary (its dashboard open with a password printed for the purpose) until
+/// that future completes.
+pub async fn run(
+    dir: &Path,
+    deadline: Duration,
+    out: &mut impl Write,
+    serve_until: Option<impl std::future::Future<Output = ()>>,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let db: PathBuf = dir.join("duecall.db");
     for suffix in ["", "-wal", "-shm"] {
@@ -231,11 +246,14 @@ pub async fn run(dir: &Path, deadline: Duration, out: &mut impl Write) -> anyhow
         .context("cannot listen on 127.0.0.1")?;
     let addr = listener.local_addr()?;
     let api_key = random_token(24);
+    // URL-safe: it is printed for a person to type (and only with --serve).
+    let dashboard_password = format!("demo-{}", random_token(12).replace(['+', '/', '='], "x"));
     let config = demo_config(
         &db,
         &addr.to_string(),
         &format!("whsec_{}", random_token(32)),
         &api_key,
+        &dashboard_password,
     )?;
     let every = config.scheduler_interval;
     let state = crate::build_state(config, Arc::new(SystemClock))
@@ -415,6 +433,19 @@ pub async fn run(dir: &Path, deadline: Duration, out: &mut impl Write) -> anyhow
         db.display(),
         db.display()
     )?;
+    if let Some(until) = serve_until {
+        writeln!(
+            out,
+            "\nThe dashboard: http://{addr}/  password: {dashboard_password}\n             (this demo's own; the service stays up until Ctrl-C)"
+        )?;
+        out.flush()?;
+        until.await;
+    } else {
+        writeln!(
+            out,
+            "See it in the dashboard: cargo run --release -- demo --serve"
+        )?;
+    }
 
     let _ = stop_tx.send(true);
     let _ = ticker.await;

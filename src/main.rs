@@ -29,6 +29,9 @@ enum Command {
         /// Where the demo's database goes (replaced on each run).
         #[arg(long, default_value = "duecall-demo")]
         dir: PathBuf,
+        /// After the summary, keep the service up with its dashboard open (until Ctrl-C).
+        #[arg(long)]
+        serve: bool,
     },
     /// Run the HTTP service (configuration from the environment and .env).
     Serve,
@@ -89,9 +92,12 @@ fn main() -> ExitCode {
 
     match cli.command {
         Command::Init { path } => init(&path),
-        Command::Demo { dir } => block_on(async move {
+        Command::Demo { dir, serve } => block_on(async move {
             let mut out = std::io::stdout();
-            match duecall::demo::run(&dir, std::time::Duration::from_secs(90), &mut out).await {
+            let until = serve.then(shutdown_signal);
+            match duecall::demo::run(&dir, std::time::Duration::from_secs(90), &mut out, until)
+                .await
+            {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(format!("demo failed: {e:#}")),
             }

@@ -106,3 +106,81 @@ async fn demo_settles_and_its_summary_matches_the_database() {
         "it says where the data lives"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_serve_keeps_its_dashboard_open_until_interrupted() {
+    use tokio::io::AsyncBufReadExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_duecall"))
+        .args(["demo", "--serve", "--dir", "data"])
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .env_remove("DATABASE_URL")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let dashboard = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.strip_prefix("The dashboard: ") {
+                return rest.to_owned();
+            }
+        }
+        panic!("the demo ended without offering its dashboard");
+    })
+    .await
+    .expect("the demo settles within a minute");
+    duecall::install_crypto();
+    // "http://127.0.0.1:PORT/  password: demo-…"
+    let (url, password) = dashboard.split_once("  password: ").unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let login = client
+        .post(format!("{url}login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("password", password.trim())]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = client
+        .get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.unwrap();
+    let all = html
+        .split("<li data-status=\"all\"")
+        .nth(1)
+        .and_then(|li| li.split("<span class=\"count\">").nth(1))
+        .and_then(|c| c.split('<').next())
+        .expect("the total");
+    assert_eq!(all, "12", "the demo's twelve reminders");
+    assert!(html.contains("demo-01"));
+
+    // Ctrl-C ends it cleanly.
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .expect("it stops on Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}

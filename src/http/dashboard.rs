@@ -328,6 +328,7 @@ struct ReminderView {
     status_label: String,
     attempts: String,
     next_attempt_at: String,
+    next_attempt_utc: String,
     skip_reason: String,
     outcome: OutcomeView,
     created_at: String,
@@ -356,45 +357,11 @@ impl ReminderView {
                     t.with_timezone(&r.timezone.tz()).format("%a %H:%M %Z")
                 ),
             },
+            next_attempt_utc: time(r.next_attempt_at),
             skip_reason: or_none(r.skip_reason.as_deref()),
             outcome: OutcomeView::of(r.outcome.as_ref(), r.currency),
             created_at: time(Some(r.created_at)),
             updated_at: time(Some(r.updated_at)),
-        }
-    }
-}
-
-struct RowView {
-    id: String,
-    customer_name: String,
-    external_id: String,
-    phone_number: String,
-    amount_due: String,
-    due_date: String,
-    status: &'static str,
-    status_label: String,
-    attempts: String,
-    next_attempt_at: String,
-    outcome: String,
-}
-
-impl RowView {
-    fn of(r: &Reminder) -> Self {
-        Self {
-            id: r.id.to_string(),
-            customer_name: r.customer_name.clone(),
-            external_id: or_none(r.external_id.as_deref()),
-            phone_number: r.phone_number.as_str().to_owned(),
-            amount_due: r.currency.format_minor(r.amount_due_minor),
-            due_date: r.due_date.to_string(),
-            status: r.status.as_str(),
-            status_label: status_label(r.status.as_str()),
-            attempts: format!("{}/{}", r.attempt_count, r.max_attempts),
-            next_attempt_at: time(r.next_attempt_at),
-            outcome: r
-                .outcome
-                .as_ref()
-                .map_or(NONE.to_owned(), |o| o.result.as_str().to_owned()),
         }
     }
 }
@@ -462,7 +429,7 @@ struct DashboardPage {
     options: Vec<OptionView>,
     filter: String,
     heading: String,
-    rows: Vec<RowView>,
+    rows: Vec<ReminderView>,
     first_page: Option<String>,
     next_page: Option<String>,
 }
@@ -592,7 +559,7 @@ pub async fn home(
             options,
             filter: filter.to_owned(),
             heading,
-            rows: page.reminders.iter().map(RowView::of).collect(),
+            rows: page.reminders.iter().map(ReminderView::of).collect(),
             first_page: cursor.map(|_| list_href(filter, None)),
             next_page: next_cursor.map(|c| list_href(filter, Some(&c))),
         }
