@@ -339,6 +339,27 @@ async fn scale(database_url: &str, rows: usize) -> anyhow::Result<()> {
         idle.push(t.elapsed());
     }
     idle.sort();
+    // What one dashboard load asks of the database: the counts and the first page.
+    let mut dash = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        state.store.count_by_status().await?;
+        state
+            .store
+            .list_reminders(&duecall::store::ListQuery {
+                status: None,
+                limit: duecall::http::dashboard::PAGE_ROWS,
+                after: None,
+            })
+            .await?;
+        dash.push(t.elapsed());
+    }
+    dash.sort();
+    println!(
+        "scale {rows} rows: dashboard load (counts by status + first page) median {:.2} ms, max {:.2} ms",
+        dash[dash.len() / 2].as_secs_f64() * 1000.0,
+        dash[dash.len() - 1].as_secs_f64() * 1000.0,
+    );
     println!(
         "scale {rows} rows (seeded in {:.1} s): first tick {first_ms:.2} ms (timed out {}, dispatched {}); idle tick median {:.2} ms, max {:.2} ms",
         seeded.as_secs_f64(),
