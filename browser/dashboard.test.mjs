@@ -563,6 +563,22 @@ describe('dashboard', { timeout: 240_000 }, () => {
     await shot(page, 'filtered');
   });
 
+  test('searching a phone number as people type it finds its reminder', async () => {
+    const s = BATCH.find((b) => b.key === 'retried');
+    await page.goto(`${base}/`);
+    // +14155550104 typed the way it is read out: spaces, brackets, a dash.
+    const typed = `${s.phone_number.slice(0, 2)} (${s.phone_number.slice(2, 5)}) ${s.phone_number.slice(5, 8)}-${s.phone_number.slice(8)}`;
+    await page.fill('#filter input[name=q]', typed);
+    await Promise.all([
+      page.waitForURL((u) => u.searchParams.get('q') === typed),
+      page.click('#filter button[type=submit]'),
+    ]);
+    const rows = await readRows(page);
+    assert.deepEqual(rows.map((r) => r.id), [ids.retried], 'only the reminder with that number');
+    assert.equal(await page.inputValue('#filter input[name=q]'), s.phone_number, 'the box shows the number it searched');
+    await shot(page, 'searched');
+  });
+
   test('the promised reminder: completed, payment_promised, amount and date, one attempt', async () => {
     const s = BATCH.find((b) => b.key === 'promise');
     await page.goto(`${base}/`);

@@ -275,6 +275,20 @@ async fn the_dashboard_counts_lists_and_filters() {
     // Counts stay whole under a filter.
     assert_eq!(count_of(&html, "all"), 4);
 
+    // The search box: an external id, or a phone number as people type it.
+    let (_, html) = page(&app, &cookie, "/?q=inv-77").await;
+    assert_eq!(html.matches("<tr data-id=").count(), 1);
+    assert!(html.contains(&format!("<tr data-id=\"{promised}\"")));
+    let (_, html) = page(&app, &cookie, "/?q=%2B1%20(415)%20555-0112").await;
+    assert_eq!(html.matches("<tr data-id=").count(), 1);
+    assert!(html.contains(&format!("<tr data-id=\"{failed}\"")));
+    assert!(
+        html.contains("value=\"+14155550112\""),
+        "the box shows what was searched"
+    );
+    let (_, html) = page(&app, &cookie, "/?q=inv-77&status=failed").await;
+    assert!(html.contains("id=\"empty\""));
+
     let (status, html) = page(&app, &cookie, "/?status=bogus").await;
     assert_eq!(status, 400);
     assert!(html.contains("must be one of"));

@@ -58,6 +58,7 @@ async fn demo_settles_and_its_summary_matches_the_database() {
             status: None,
             limit: 100,
             after: None,
+            search: None,
         })
         .await
         .unwrap();

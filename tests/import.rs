@@ -136,6 +136,7 @@ async fn all_reminders(store: &dyn Store) -> Vec<Reminder> {
             status: None,
             limit: 200,
             after: None,
+            search: None,
         })
         .await
         .unwrap();

@@ -113,6 +113,7 @@ async fn idempotent_create(backend: Backend) {
             status: None,
             limit: 10,
             after: None,
+            search: None,
         })
         .await
         .unwrap();
@@ -156,6 +157,7 @@ async fn concurrent_creates_one_row(backend: Backend) {
             status: None,
             limit: 100,
             after: None,
+            search: None,
         })
         .await
         .unwrap();
@@ -192,6 +194,7 @@ async fn list_pages_newest_first(backend: Backend) {
                 status: None,
                 limit: 3,
                 after,
+                search: None,
             })
             .await
             .unwrap();
@@ -213,6 +216,7 @@ async fn list_pages_newest_first(backend: Backend) {
             status: None,
             limit: 7,
             after: None,
+            search: None,
         })
         .await
         .unwrap();
@@ -233,6 +237,7 @@ async fn list_pages_newest_first(backend: Backend) {
             status: Some(Status::Cancelled),
             limit: 50,
             after: None,
+            search: None,
         })
         .await
         .unwrap();
@@ -245,6 +250,7 @@ async fn list_pages_newest_first(backend: Backend) {
             status: Some(Status::Pending),
             limit: 50,
             after: None,
+            search: None,
         })
         .await
         .unwrap();
@@ -788,4 +794,78 @@ async fn count_by_status_counts_every_status(backend: Backend) {
 both_backends!(
     count_by_status_counts_every_status_with_zeros,
     count_by_status_counts_every_status
+);
+
+async fn list_searches_by_external_id_or_phone(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let now = t("2026-11-24T15:00:00Z");
+    let mut ids = Vec::new();
+    for (i, (external_id, phone)) in [
+        ("inv-1", "+14155550101"),
+        ("inv-2", "+14155550102"),
+        ("inv-3", "+14155550101"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let new = new_reminder(json!({"external_id": external_id, "phone_number": phone}));
+        let at = now + Duration::seconds(i as i64);
+        let Created::New(r) = store
+            .create_reminder(&new, ReminderId::new(), at)
+            .await
+            .unwrap()
+        else {
+            panic!("new")
+        };
+        ids.push(r.id);
+    }
+    let search = |text: &str, status: Option<Status>| ListQuery {
+        status,
+        limit: 10,
+        after: None,
+        search: Some(text.to_owned()),
+    };
+    let found =
+        |page: duecall::store::Page| page.reminders.iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        found(store.list_reminders(&search("inv-2", None)).await.unwrap()),
+        vec![ids[1]]
+    );
+    assert_eq!(
+        found(
+            store
+                .list_reminders(&search("+14155550101", None))
+                .await
+                .unwrap()
+        ),
+        vec![ids[2], ids[0]],
+        "both with that number, newest first"
+    );
+    assert!(found(store.list_reminders(&search("inv", None)).await.unwrap()).is_empty());
+    assert!(found(
+        store
+            .list_reminders(&search("inv-2", Some(Status::Cancelled)))
+            .await
+            .unwrap()
+    )
+    .is_empty());
+    // Searches page like any list.
+    let mut first = search("+14155550101", None);
+    first.limit = 1;
+    let page = store.list_reminders(&first).await.unwrap();
+    assert_eq!(found(page.clone()), vec![ids[2]]);
+    let mut second = first.clone();
+    second.after = page.next;
+    assert_eq!(
+        found(store.list_reminders(&second).await.unwrap()),
+        vec![ids[0]]
+    );
+    db.cleanup().await;
+}
+
+both_backends!(
+    list_searches_by_external_id_or_phone_number,
+    list_searches_by_external_id_or_phone
 );

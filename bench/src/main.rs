@@ -350,11 +350,38 @@ async fn scale(database_url: &str, rows: usize) -> anyhow::Result<()> {
                 status: None,
                 limit: duecall::http::dashboard::PAGE_ROWS,
                 after: None,
+                search: None,
             })
             .await?;
         dash.push(t.elapsed());
     }
     dash.sort();
+    // The dashboard's search: one number among all the rows.
+    let mut searched = Vec::new();
+    for i in 0..20u64 {
+        let phone = seed::seeded_phone(1 + i * (rows as u64 / 20).max(1));
+        let t = Instant::now();
+        let found = state
+            .store
+            .list_reminders(&duecall::store::ListQuery {
+                status: None,
+                limit: duecall::http::dashboard::PAGE_ROWS,
+                after: None,
+                search: Some(phone),
+            })
+            .await?;
+        searched.push(t.elapsed());
+        anyhow::ensure!(
+            found.reminders.len() == 1,
+            "the search finds its one reminder"
+        );
+    }
+    searched.sort();
+    println!(
+        "scale {rows} rows: dashboard search by phone number median {:.2} ms, max {:.2} ms",
+        searched[searched.len() / 2].as_secs_f64() * 1000.0,
+        searched[searched.len() - 1].as_secs_f64() * 1000.0,
+    );
     println!(
         "scale {rows} rows: dashboard load (counts by status + first page) median {:.2} ms, max {:.2} ms",
         dash[dash.len() / 2].as_secs_f64() * 1000.0,

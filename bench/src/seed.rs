@@ -92,12 +92,20 @@ pub async fn table(url: &str, rows: usize, now: DateTime<Utc>) -> anyhow::Result
     insert(url, &all).await
 }
 
+/// The phone number of the `n`th seeded reminder (from 1).
+pub fn seeded_phone(n: u64) -> String {
+    format!("+1{:010}", 2_000_000_000 + n)
+}
+
 /// Insert the rows (and an attempt row for each one that has made an attempt).
 async fn insert(url: &str, rows: &[Row]) -> anyhow::Result<()> {
     // Migrate through duecall itself, so the schema is exactly the service's.
     drop(duecall::store::connect(url, 2).await?);
     if url.starts_with("postgres") {
         let mut conn = sqlx::PgConnection::connect(url).await?;
+        // Every reminder its own number (`seeded_phone`), as in real life: the
+        // dashboard's search looks reminders up by number.
+        let mut n = 0u64;
         for chunk in rows.chunks(PER_STATEMENT) {
             let mut tx = conn.begin().await?;
             let mut qb: QueryBuilder<sqlx::Postgres> = QueryBuilder::new(
@@ -106,10 +114,11 @@ async fn insert(url: &str, rows: &[Row]) -> anyhow::Result<()> {
                  next_attempt_at, last_attempt_at, metadata, created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut b, r| {
+                n += 1;
                 let created = r.last_attempt_at.unwrap_or(Utc::now()) - Duration::hours(1);
                 b.push_bind(r.id)
                     .push_bind("Bench Customer")
-                    .push_bind("+14155550100")
+                    .push_bind(seeded_phone(n))
                     .push_bind("America/New_York")
                     .push_bind("en")
                     .push_bind(12_345i64)
@@ -147,6 +156,9 @@ async fn insert(url: &str, rows: &[Row]) -> anyhow::Result<()> {
     } else {
         let mut conn = sqlx::SqliteConnection::connect(url).await?;
         let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        // Every reminder its own number (`seeded_phone`), as in real life: the
+        // dashboard's search looks reminders up by number.
+        let mut n = 0u64;
         for chunk in rows.chunks(PER_STATEMENT) {
             let mut tx = conn.begin().await?;
             let mut qb: QueryBuilder<sqlx::Sqlite> = QueryBuilder::new(
@@ -155,10 +167,11 @@ async fn insert(url: &str, rows: &[Row]) -> anyhow::Result<()> {
                  next_attempt_at, last_attempt_at, metadata, created_at, updated_at) ",
             );
             qb.push_values(chunk, |mut b, r| {
+                n += 1;
                 let created = ms(r.last_attempt_at.unwrap_or(Utc::now()) - Duration::hours(1));
                 b.push_bind(r.id.to_string())
                     .push_bind("Bench Customer")
-                    .push_bind("+14155550100")
+                    .push_bind(seeded_phone(n))
                     .push_bind("America/New_York")
                     .push_bind("en")
                     .push_bind(12_345i64)

@@ -428,16 +428,37 @@ struct DashboardPage {
     counts: Vec<CountView>,
     options: Vec<OptionView>,
     filter: String,
+    search: String,
     heading: String,
     rows: Vec<ReminderView>,
     first_page: Option<String>,
     next_page: Option<String>,
 }
 
-fn list_href(status: &str, cursor: Option<&str>) -> String {
+/// What the search box was given, as the store compares it: trimmed, and a
+/// phone number typed with spaces, dashes, dots or brackets put back into E.164.
+fn search_text(raw: &str) -> Option<String> {
+    let text = raw.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let is_phone_like = text.starts_with('+')
+        && text[1..]
+            .chars()
+            .all(|c| c.is_ascii_digit() || " -.()".contains(c));
+    if is_phone_like {
+        return Some(text.chars().filter(|c| !" -.()".contains(*c)).collect());
+    }
+    Some(text.to_owned())
+}
+
+fn list_href(status: &str, search: &str, cursor: Option<&str>) -> String {
     let mut params = Vec::new();
     if !status.is_empty() {
         params.push(("status", status));
+    }
+    if !search.is_empty() {
+        params.push(("q", search));
     }
     if let Some(c) = cursor {
         params.push(("cursor", c));
@@ -458,6 +479,7 @@ fn list_href(status: &str, cursor: Option<&str>) -> String {
     security(("session" = []), ()),
     params(
         ("status" = Option<String>, Query, description = "Only reminders in this status"),
+        ("q" = Option<String>, Query, description = "Only reminders with this external id or phone number"),
         ("cursor" = Option<String>, Query, description = "A page link's cursor"),
     ),
     responses(
@@ -485,6 +507,7 @@ pub async fn home(
             Err(e) => return message(StatusCode::BAD_REQUEST, "Unknown status", &e.message),
         },
     };
+    let search = q.get("q").and_then(|s| search_text(s));
     let cursor = q
         .get("cursor")
         .map(String::as_str)
@@ -509,6 +532,7 @@ pub async fn home(
             status,
             limit: PAGE_ROWS,
             after,
+            search: search.clone(),
         })
         .await
     {
@@ -524,7 +548,7 @@ pub async fn home(
             status: s.as_str(),
             label: status_label(s.as_str()),
             count: *n,
-            href: list_href(s.as_str(), None),
+            href: list_href(s.as_str(), "", None),
             current: filter == s.as_str(),
         })
         .collect();
@@ -545,10 +569,15 @@ pub async fn home(
         label: status_label(s.as_str()),
         selected: filter == s.as_str(),
     }));
-    let heading = match status {
-        None => "All reminders, newest first".to_owned(),
-        Some(s) => format!("Reminders {}, newest first", status_label(s.as_str())),
+    let search = search.unwrap_or_default();
+    let mut heading = match status {
+        None => "All reminders".to_owned(),
+        Some(s) => format!("Reminders {}", status_label(s.as_str())),
     };
+    if !search.is_empty() {
+        heading.push_str(&format!(" with external id or phone number {search}"));
+    }
+    heading.push_str(", newest first");
     let next_cursor = page.next.map(|c| c.encode());
     html(
         StatusCode::OK,
@@ -560,8 +589,9 @@ pub async fn home(
             filter: filter.to_owned(),
             heading,
             rows: page.reminders.iter().map(ReminderView::of).collect(),
-            first_page: cursor.map(|_| list_href(filter, None)),
-            next_page: next_cursor.map(|c| list_href(filter, Some(&c))),
+            first_page: cursor.map(|_| list_href(filter, &search, None)),
+            next_page: next_cursor.map(|c| list_href(filter, &search, Some(&c))),
+            search,
         }
         .render(),
     )

@@ -154,6 +154,7 @@ pub async fn list(
             status,
             limit,
             after,
+            search: None,
         })
         .await?;
     Ok(Json(ReminderList {

@@ -134,12 +134,14 @@ pub struct Deferral {
     pub to: DateTime<Utc>,
 }
 
-/// A list request: optional status filter, page size, where to start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A list request: optional status filter, optional search, page size, where to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListQuery {
     pub status: Option<Status>,
     pub limit: u32,
     pub after: Option<Cursor>,
+    /// Only reminders whose `external_id` or `phone_number` is exactly this.
+    pub search: Option<String>,
 }
 
 /// One page of reminders, newest first, and where the next page starts.

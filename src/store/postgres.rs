@@ -251,12 +251,29 @@ impl Store for PgStore {
     }
 
     async fn list_reminders(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        let mut qb: QueryBuilder<Postgres> =
-            QueryBuilder::new(format!("SELECT {REMINDER_COLS} FROM reminders WHERE true"));
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new("");
+        match &query.search {
+            None => {
+                qb.push(format!("SELECT {REMINDER_COLS} FROM reminders WHERE true"));
+            }
+            // The search's matches first, each through its own index, then the
+            // rest of the list on those few rows. (As one `OR` beside the ORDER
+            // BY, a planner without fresh statistics walked the newest-first
+            // index over the whole table: 1.5 s at a million rows.)
+            Some(text) => {
+                qb.push("WITH found AS MATERIALIZED (SELECT * FROM reminders WHERE external_id = ")
+                    .push_bind(text.clone())
+                    .push(" UNION ALL SELECT * FROM reminders WHERE phone_number = ")
+                    .push_bind(text.clone())
+                    .push(" AND external_id IS DISTINCT FROM ")
+                    .push_bind(text.clone())
+                    .push(format!(") SELECT {REMINDER_COLS} FROM found WHERE true"));
+            }
+        }
         if let Some(status) = query.status {
             qb.push(" AND status = ").push_bind(status.as_str());
         }
-        if let Some(after) = query.after {
+        if let Some(after) = &query.after {
             qb.push(" AND (created_at, id) < (")
                 .push_bind(after.created_at)
                 .push(", ")

@@ -488,9 +488,23 @@ impl Store for SqliteStore {
         let mut qb: QueryBuilder<Sqlite> =
             QueryBuilder::new(format!("SELECT {REMINDER_COLS} FROM reminders WHERE 1 = 1"));
         if let Some(status) = query.status {
-            qb.push(" AND status = ").push_bind(status.as_str());
+            // With a search, the status is checked on what the search's indexes
+            // found (`+` keeps SQLite from scanning the status index instead).
+            let column = if query.search.is_some() {
+                " AND +status = "
+            } else {
+                " AND status = "
+            };
+            qb.push(column).push_bind(status.as_str());
         }
-        if let Some(after) = query.after {
+        if let Some(text) = &query.search {
+            qb.push(" AND (external_id = ")
+                .push_bind(text.clone())
+                .push(" OR phone_number = ")
+                .push_bind(text.clone())
+                .push(")");
+        }
+        if let Some(after) = &query.after {
             qb.push(" AND (created_at, id) < (")
                 .push_bind(ms(after.created_at))
                 .push(", ")
