@@ -436,3 +436,29 @@ async fn without_a_password_the_dashboard_is_off() {
     assert!(resp.headers().get("set-cookie").is_none());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_oversized_sign_in_is_refused() {
+    let app = spawn().await;
+    let body = format!("password={}", "x".repeat(100 * 1024));
+    let resp = client()
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    assert!(resp.headers().get("set-cookie").is_none());
+    // And a sign-in that is not a form at all.
+    let resp = client()
+        .post(app.url("/login"))
+        .header("content-type", "application/json")
+        .body(format!("{{\"password\": \"{PASSWORD}\"}}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 415);
+    assert!(resp.headers().get("set-cookie").is_none());
+    app.stop().await;
+}

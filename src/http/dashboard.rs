@@ -203,6 +203,8 @@ pub struct LoginForm {
     responses(
         (status = 303, description = "Signed in: a `duecall_session` cookie, and on to `next`"),
         (status = 400, description = "Not a form", body = String, content_type = "text/html"),
+        (status = 413, description = "Larger than 64 KiB", body = String, content_type = "text/html"),
+        (status = 415, description = "Not `application/x-www-form-urlencoded`", body = String, content_type = "text/html"),
         (status = 401, description = "Wrong password: the form again", body = String, content_type = "text/html"),
         (status = 403, description = "The dashboard is off (`DASHBOARD_PASSWORD` unset)", body = String, content_type = "text/html"),
     ))]
@@ -210,13 +212,17 @@ pub async fn login(
     State(state): State<AppState>,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
-        return login_page(
-            &state,
-            StatusCode::BAD_REQUEST,
-            "/",
-            Some("The sign-in form was not sent as a form."),
-        );
+    let form = match form {
+        Ok(Form(form)) => form,
+        Err(rejection) => {
+            let status = rejection.status();
+            let why = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                "The sign-in form was too large."
+            } else {
+                "The sign-in form was not sent as a form."
+            };
+            return login_page(&state, status, "/", Some(why));
+        }
     };
     let next = session::safe_next(form.next.as_deref());
     let Some(password) = state.config.dashboard_password.as_ref() else {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::handler::Handler;
 use axum::http::{header, HeaderMap, Method};
 use axum::middleware::{self, Next};
@@ -133,6 +133,9 @@ pub fn router(state: AppState) -> Router {
         .merge(pages)
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        // The sign-in form is read by axum's `Form`, which honours this (the
+        // JSON routes read their bodies through `read_body`, with the same limit).
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
 }
