@@ -25,15 +25,24 @@ async fn spawn() -> TestApp {
         .expect("SQLite is always there")
 }
 
-/// Sign in; the session cookie's `name=value`.
-async fn sign_in(app: &TestApp) -> String {
-    let resp = client()
+/// POST a sign-in form body to `/login`.
+async fn post_login(app: &TestApp, body: String) -> reqwest::Response {
+    client()
         .post(app.url("/login"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string([("password", PASSWORD), ("next", "/")]).unwrap())
+        .body(body)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    serde_urlencoded::to_string(pairs).unwrap()
+}
+
+/// Sign in; the session cookie's `name=value`.
+async fn sign_in(app: &TestApp) -> String {
+    let resp = post_login(app, form(&[("password", PASSWORD), ("next", "/")])).await;
     assert_eq!(resp.status(), 303);
     let cookie = resp
         .headers()
@@ -174,15 +183,11 @@ async fn pages_are_behind_the_sign_in() {
 #[tokio::test]
 async fn a_wrong_password_is_refused_and_a_right_one_goes_where_it_was_going() {
     let app = spawn().await;
-    let resp = client()
-        .post(app.url("/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(
-            serde_urlencoded::to_string([("password", "not-the-password"), ("next", "/")]).unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    let resp = post_login(
+        &app,
+        form(&[("password", "not-the-password"), ("next", "/")]),
+    )
+    .await;
     assert_eq!(resp.status(), 401);
     assert!(resp.headers().get("set-cookie").is_none());
     assert!(resp.text().await.unwrap().contains("Wrong password."));
@@ -192,13 +197,7 @@ async fn a_wrong_password_is_refused_and_a_right_one_goes_where_it_was_going() {
         ("//evil.example/", "/"),
         ("https://evil.example/", "/"),
     ] {
-        let resp = client()
-            .post(app.url("/login"))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(serde_urlencoded::to_string([("password", PASSWORD), ("next", next)]).unwrap())
-            .send()
-            .await
-            .unwrap();
+        let resp = post_login(&app, form(&[("password", PASSWORD), ("next", next)])).await;
         assert_eq!(resp.status(), 303);
         assert_eq!(resp.headers()["location"], expected, "{next}");
     }
@@ -425,13 +424,7 @@ async fn without_a_password_the_dashboard_is_off() {
     assert_eq!(status, 200);
     assert!(html.contains("DASHBOARD_PASSWORD"));
     assert!(!html.contains("id=\"login\""), "no form to fill in");
-    let resp = client()
-        .post(app.url("/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string([("password", "")]).unwrap())
-        .send()
-        .await
-        .unwrap();
+    let resp = post_login(&app, form(&[("password", "")])).await;
     assert_eq!(resp.status(), 403);
     assert!(resp.headers().get("set-cookie").is_none());
     app.stop().await;
@@ -441,13 +434,7 @@ async fn without_a_password_the_dashboard_is_off() {
 async fn an_oversized_sign_in_is_refused() {
     let app = spawn().await;
     let body = format!("password={}", "x".repeat(100 * 1024));
-    let resp = client()
-        .post(app.url("/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let resp = post_login(&app, body).await;
     assert_eq!(resp.status(), 413);
     assert!(resp.headers().get("set-cookie").is_none());
     // And a sign-in that is not a form at all.

@@ -9,6 +9,21 @@ use std::collections::BTreeSet;
 use common::{Backend, TestApp};
 use serde_json::Value;
 
+/// The description as an anonymous client gets it.
+async fn description(app: &TestApp) -> Value {
+    let resp = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let doc: Value = resp.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    doc
+}
+
 #[tokio::test]
 async fn every_route_served_is_described_and_nothing_else() {
     // Every optional route switched on (the cron and LiveKit routes are 404s without their secrets).
@@ -24,16 +39,7 @@ async fn every_route_served_is_described_and_nothing_else() {
     )
     .await
     .unwrap();
-    let resp = app
-        .client
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["content-type"], "application/json");
-    let doc: Value = resp.json().await.unwrap();
-    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let doc = description(&app).await;
 
     let described: BTreeSet<(String, String)> = doc["paths"]
         .as_object()
@@ -108,15 +114,7 @@ async fn every_route_served_is_described_and_nothing_else() {
 #[tokio::test]
 async fn the_description_names_its_security_schemes() {
     let app = TestApp::spawn(Backend::Sqlite).await.unwrap();
-    let doc: Value = app
-        .client
-        .get(app.url("/api/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = description(&app).await;
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
     for name in [
         "apiKey",
