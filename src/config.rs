@@ -75,6 +75,8 @@ pub struct Config {
     pub sip_outbound_trunk_id: Option<String>,
     pub scheduler_interval: Duration,
     pub dispatch_timeout: Duration,
+    /// One dial (room + agent dispatch) may take this long before it fails.
+    pub dial_timeout: Duration,
     pub call_timeout: Duration,
     pub max_concurrent_calls: u32,
     pub retry_delay: Duration,
@@ -195,6 +197,7 @@ impl Config {
             Duration::from_secs(parse_num(&get, "SCHEDULER_INTERVAL_SECS", 15, 0, 86_400)?);
         let dispatch_timeout =
             Duration::from_secs(parse_num(&get, "DISPATCH_TIMEOUT_SECS", 600, 1, 86_400)?);
+        let dial_timeout = Duration::from_secs(parse_num(&get, "DIAL_TIMEOUT_SECS", 30, 1, 600)?);
         let call_timeout =
             Duration::from_secs(parse_num(&get, "CALL_TIMEOUT_SECS", 1800, 1, 86_400)?);
         let max_concurrent_calls = parse_num(&get, "MAX_CONCURRENT_CALLS", 10, 1, 100_000)? as u32;
@@ -251,6 +254,7 @@ impl Config {
             sip_outbound_trunk_id,
             scheduler_interval,
             dispatch_timeout,
+            dial_timeout,
             call_timeout,
             max_concurrent_calls,
             retry_delay,

@@ -107,6 +107,7 @@ pub fn state_with_dialer(
         |d: std::time::Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
     let settings = scheduler::Settings {
         dispatch_timeout: to_chrono(config.dispatch_timeout),
+        dial_timeout: config.dial_timeout,
         call_timeout: to_chrono(config.call_timeout),
         max_live: config.max_concurrent_calls,
         window: config.calling_window.clone(),

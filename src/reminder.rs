@@ -728,15 +728,15 @@ impl NewReminder {
 
         let metadata = match present("metadata") {
             None => Map::new(),
-            Some(Value::Object(m)) => {
-                let text = serde_json::to_string(m).unwrap_or_default();
-                if text.contains("\\u0000") {
+            Some(v @ Value::Object(m)) => {
+                if holds_nul(v) {
                     // PostgreSQL cannot store a NUL character; refuse it on every backend alike.
                     return Err(FieldError::new(
                         "metadata",
                         "must not contain NUL characters",
                     ));
                 }
+                let text = serde_json::to_string(m).unwrap_or_default();
                 if text.len() > MAX_METADATA_BYTES {
                     return Err(FieldError::new(
                         "metadata",
@@ -814,11 +814,33 @@ pub fn parse_date(s: &str, field: &str) -> Result<NaiveDate, FieldError> {
         .map_err(|_| FieldError::new(field, "must be a date like 2026-12-01"))
 }
 
-/// An RFC 3339 time with an offset, returned in UTC.
+/// An RFC 3339 time with an offset, returned in UTC. Its UTC form must lie in
+/// years 0000–9999 (`9999-12-31T23:59:59-23:59` is in year 10000 in UTC): the
+/// service writes every time back in RFC 3339, which has four-digit years.
 pub fn parse_time(s: &str, field: &str) -> Result<DateTime<Utc>, FieldError> {
-    DateTime::parse_from_rfc3339(s)
+    let t = DateTime::parse_from_rfc3339(s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|_| FieldError::new(field, "must be an RFC 3339 time like 2026-11-24T10:15:00Z"))
+        .map_err(|_| {
+            FieldError::new(field, "must be an RFC 3339 time like 2026-11-24T10:15:00Z")
+        })?;
+    if !crate::clock::is_storable(t) {
+        return Err(FieldError::new(
+            field,
+            "must lie in years 0000 to 9999 once converted to UTC",
+        ));
+    }
+    Ok(t)
+}
+
+/// Whether a JSON value holds a NUL character in any string or key (the
+/// parsed text: `"\\u0000"`, a backslash and five characters, is fine).
+fn holds_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        Value::Object(m) => m.iter().any(|(k, v)| k.contains('\0') || holds_nul(v)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1064,6 +1086,29 @@ pub enum Verdict {
     NoAttempt,
 }
 
+impl Verdict {
+    pub const ALL: [Verdict; 4] = [
+        Verdict::Applied,
+        Verdict::Ignored,
+        Verdict::StaleAttempt,
+        Verdict::NoAttempt,
+    ];
+
+    /// As stored with the event.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Applied => "applied",
+            Verdict::Ignored => "ignored",
+            Verdict::StaleAttempt => "stale_attempt",
+            Verdict::NoAttempt => "no_attempt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+}
+
 /// The decision on one event: how it was taken, and what to write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -1150,8 +1195,16 @@ fn after_failure(r: &Reminder, failure: Option<&Failure>, ctx: &Ctx) -> Reminder
 
 /// The record an event leaves on its attempt. `guessed`: the attempt was failed
 /// by the service (timeout, room closed) rather than by the agent's word, so
-/// the agent's completion may still correct it.
-fn record_on_attempt(att: &Attempt, ev: &Event, guessed: bool) -> AttemptWrite {
+/// the agent's completion may still correct it. The attempt's times are the
+/// service's own (`received`, when the event reached it): they measure the
+/// call limit, and an agent's clock hours or years off must not stretch it.
+/// What the agent reported (`occurred_at`) stays on the stored event.
+fn record_on_attempt(
+    att: &Attempt,
+    ev: &Event,
+    guessed: bool,
+    received: DateTime<Utc>,
+) -> AttemptWrite {
     use AttemptStatus as A;
     let live = matches!(att.status, A::InProgress | A::Processing);
     let (status, answered_at, ended_at, outcome, failure) = match &ev.kind {
@@ -1161,7 +1214,7 @@ fn record_on_attempt(att: &Attempt, ev: &Event, guessed: bool) -> AttemptWrite {
             } else {
                 att.status
             };
-            (status, Some(ev.occurred_at), None, None, None)
+            (status, Some(received), None, None, None)
         }
         EventKind::Completed(o) => {
             let status = if live || (guessed && att.status == A::Failed) {
@@ -1169,7 +1222,7 @@ fn record_on_attempt(att: &Attempt, ev: &Event, guessed: bool) -> AttemptWrite {
             } else {
                 att.status
             };
-            (status, None, Some(ev.occurred_at), Some(o.clone()), None)
+            (status, None, Some(received), Some(o.clone()), None)
         }
         EventKind::Failed(f) => {
             let status = if live { A::Failed } else { att.status };
@@ -1178,7 +1231,7 @@ fn record_on_attempt(att: &Attempt, ev: &Event, guessed: bool) -> AttemptWrite {
                 sip_status: None,
                 retryable: None,
             });
-            (status, None, Some(ev.occurred_at), None, Some(failure))
+            (status, None, Some(received), None, Some(failure))
         }
     };
     AttemptWrite::Update {
@@ -1201,7 +1254,7 @@ pub fn transition(r: &Reminder, attempt: Option<&Attempt>, ev: &Event, ctx: &Ctx
     let guessed = r.status == Status::Failed && failed_by_guess(r.skip_reason.as_deref());
     change.attempt = attempt
         .filter(|a| a.attempt == target)
-        .map(|a| record_on_attempt(a, ev, guessed && target == r.attempt_count));
+        .map(|a| record_on_attempt(a, ev, guessed && target == r.attempt_count, ctx.now));
 
     let verdict = if r.attempt_count == 0 {
         Verdict::NoAttempt

@@ -30,11 +30,21 @@ pub const MAX_TIMEOUTS: u32 = 2_000;
 pub const DIAL_CONCURRENCY: usize = 16;
 /// One dial (room + dispatch) may take this long before it counts as failed.
 pub const DIAL_DEADLINE: StdDuration = StdDuration::from_secs(30);
+/// Closing what a failed dial left behind may take this long.
+pub const ABANDON_DEADLINE: StdDuration = StdDuration::from_secs(15);
+
+/// How one dial ended: dispatched, or failed with whether the failure was stored.
+enum DialOutcome {
+    Dispatched,
+    Failed(DialError, Result<(), StoreError>),
+}
 
 /// The scheduler's settings, from `Config`.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub dispatch_timeout: Duration,
+    /// One dial may take this long (`DIAL_TIMEOUT_SECS`, default [`DIAL_DEADLINE`]).
+    pub dial_timeout: StdDuration,
     pub call_timeout: Duration,
     pub max_live: u32,
     pub window: CallingWindow,
@@ -98,8 +108,22 @@ impl Scheduler {
         self.dialer.as_ref().map_or("none", |d| d.name())
     }
 
-    /// One tick: timeouts first, then claims and dials.
-    pub async fn tick(&self) -> Result<TickReport, StoreError> {
+    /// One tick: timeouts first, then claims and dials. The tick runs on a
+    /// task of its own, so it goes to its end whatever becomes of the caller:
+    /// a cron client that hangs up (and with it the request future) never
+    /// leaves a claimed attempt undialled or its failure unrecorded (SPEC §4).
+    pub async fn tick(self: &Arc<Self>) -> Result<TickReport, StoreError> {
+        let me = Arc::clone(self);
+        match tokio::spawn(async move { me.tick_to_the_end().await }).await {
+            Ok(report) => report,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(StoreError::Unavailable(
+                "the tick was cancelled by the runtime shutting down".into(),
+            )),
+        }
+    }
+
+    async fn tick_to_the_end(self: Arc<Self>) -> Result<TickReport, StoreError> {
         let started = std::time::Instant::now();
         let mut report = TickReport::default();
         self.time_out(&mut report).await?;
@@ -217,7 +241,7 @@ impl Scheduler {
     }
 
     async fn claim_and_dial(
-        &self,
+        self: &Arc<Self>,
         dialer: &Arc<dyn Dialer>,
         report: &mut TickReport,
     ) -> Result<(), StoreError> {
@@ -255,7 +279,7 @@ impl Scheduler {
                 }
             }
             let progressed = deferred > 0 || !claimed.is_empty();
-            self.dial_all(dialer, claimed, report).await?;
+            self.dial_all(dialer, claimed, report).await;
             if (due.len() as u32) < BATCH || !progressed {
                 break;
             }
@@ -263,34 +287,57 @@ impl Scheduler {
         Ok(())
     }
 
-    /// Start the claimed attempts, `DIAL_CONCURRENCY` at a time; a failed
-    /// start fails its attempt (`dispatch_failed: …`) with a retry scheduled.
+    /// Start the claimed attempts, `DIAL_CONCURRENCY` at a time. A failed
+    /// start (or one that ran out of time) fails its attempt
+    /// (`dispatch_failed: …`, retry scheduled) *before* the dialer closes
+    /// what it may have left behind, so LiveKit's `room_finished` for that
+    /// room finds the attempt already ended with its real reason. A storage
+    /// error on one attempt is logged and counted; the others go on.
     async fn dial_all(
-        &self,
+        self: &Arc<Self>,
         dialer: &Arc<dyn Dialer>,
         claimed: Vec<Reminder>,
         report: &mut TickReport,
-    ) -> Result<(), StoreError> {
+    ) {
         let gate = Arc::new(Semaphore::new(DIAL_CONCURRENCY));
         let mut dials = JoinSet::new();
         for r in claimed {
             let call = CallRequest::for_claimed(&r, self.settings.sip_trunk_id.as_deref());
             let dialer = Arc::clone(dialer);
             let gate = Arc::clone(&gate);
+            let me = Arc::clone(self);
             dials.spawn(async move {
                 let _permit = gate.acquire_owned().await;
-                let result = match tokio::time::timeout(DIAL_DEADLINE, dialer.dial(&call)).await {
+                let deadline = me.settings.dial_timeout;
+                let result = match tokio::time::timeout(deadline, dialer.dial(&call)).await {
                     Ok(result) => result,
+                    // The dial is dropped where it stood: recorded below, then
+                    // its room closed by `abandon` like any failed dial's.
                     Err(_) => Err(DialError::new(
                         "dispatch",
-                        format!("no answer in {} s", DIAL_DEADLINE.as_secs()),
+                        format!("no answer in {} s", deadline.as_secs()),
                     )),
                 };
-                (r, call, result)
+                let outcome = match result {
+                    Ok(()) => DialOutcome::Dispatched,
+                    Err(e) => {
+                        let recorded = me.fail_dispatch(r, &call, &e).await;
+                        match tokio::time::timeout(ABANDON_DEADLINE, dialer.abandon(&call)).await {
+                            Ok(()) => {}
+                            Err(_) => tracing::warn!(
+                                reminder_id = %call.reminder_id,
+                                attempt = call.attempt,
+                                "closing the room of a failed dial took too long; left to LiveKit's own timeouts"
+                            ),
+                        }
+                        DialOutcome::Failed(e, recorded)
+                    }
+                };
+                (call, outcome)
             });
         }
         while let Some(joined) = dials.join_next().await {
-            let Ok((r, call, result)) = joined else {
+            let Ok((call, outcome)) = joined else {
                 // A dial task panicked: its attempt stays in_progress and the
                 // dispatch timeout rescues it.
                 tracing::error!(
@@ -298,27 +345,36 @@ impl Scheduler {
                 );
                 continue;
             };
-            match result {
-                Ok(()) => {
+            match outcome {
+                DialOutcome::Dispatched => {
                     report.dispatched += 1;
                     metrics::counter!("duecall_dispatched_total").increment(1);
                     tracing::info!(
-                        reminder_id = %r.id,
+                        reminder_id = %call.reminder_id,
                         attempt = call.attempt,
                         room = %call.room_name,
                         dialer = dialer.name(),
                         "call dispatched"
                     );
                 }
-                Err(e) => {
+                DialOutcome::Failed(e, recorded) => {
                     report.dispatch_failed += 1;
                     metrics::counter!("duecall_dispatch_failures_total", "step" => e.step)
                         .increment(1);
-                    self.fail_dispatch(r, &call, &e).await?;
+                    if let Err(store) = recorded {
+                        metrics::counter!("duecall_dispatch_failures_unrecorded_total")
+                            .increment(1);
+                        tracing::error!(
+                            reminder_id = %call.reminder_id,
+                            attempt = call.attempt,
+                            error = %e,
+                            store_error = %store,
+                            "dispatch failed and the failure could not be stored; the dispatch timeout will fail the attempt"
+                        );
+                    }
                 }
             }
         }
-        Ok(())
     }
 
     async fn fail_dispatch(

@@ -14,7 +14,7 @@ use subtle::ConstantTimeEq;
 
 use crate::reminder::{
     parse_date, parse_time, Event, EventKind, EventType, Failure, FieldError, Outcome,
-    OutcomeResult, ReminderId,
+    OutcomeResult, ReminderId, MAX_ATTEMPTS_LIMIT,
 };
 
 /// A timestamp further than this from the server's clock, either way, is refused.
@@ -320,10 +320,16 @@ pub fn parse_event(body: &[u8], received_at: DateTime<Utc>) -> Result<Event, Pay
     let attempt = match m.get("attempt") {
         None | Some(Value::Null) => None,
         Some(v) => Some(
+            // No reminder ever has more attempts than MAX_ATTEMPTS_LIMIT.
             v.as_u64()
-                .filter(|a| *a >= 1)
-                .and_then(|a| u32::try_from(a).ok())
-                .ok_or_else(|| FieldError::new("attempt", "must be a whole number from 1"))?,
+                .filter(|a| (1..=u64::from(MAX_ATTEMPTS_LIMIT)).contains(a))
+                .map(|a| a as u32)
+                .ok_or_else(|| {
+                    FieldError::new(
+                        "attempt",
+                        format!("must be a whole number from 1 to {MAX_ATTEMPTS_LIMIT}"),
+                    )
+                })?,
         ),
     };
     let occurred_at = match text_field(&m, "occurred_at", "occurred_at")? {

@@ -544,3 +544,165 @@ both_backends!(
     storage_failure_answers_500_not_a_panic,
     storage_failure_is_a_500
 );
+
+// --- issue 12: client input never answers 500 or plain text --------------------
+
+async fn crafted_cursors(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    use base64::Engine;
+    let id = uuid::Uuid::new_v4();
+    // Times far outside what either database stores (PostgreSQL's range ends
+    // in year 294276; chrono's in 262143), and just outside 0000–9999.
+    for ms in [
+        8_210_266_876_799_999i64,
+        -8_334_601_228_800_000,
+        253_402_300_800_000,
+        -62_167_219_200_001,
+    ] {
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{ms}.{id}"));
+        let resp = app
+            .api(Method::GET, &format!("/api/reminders?cursor={cursor}"))
+            .send()
+            .await
+            .unwrap();
+        let body = error_of(resp, StatusCode::BAD_REQUEST).await;
+        assert_eq!(body["error"]["field"], "cursor", "{ms}");
+    }
+    // A cursor at the edge of the range is just a cursor.
+    let edge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{}.{id}", 253_402_300_799_999i64));
+    let resp = app
+        .api(Method::GET, &format!("/api/reminders?cursor={edge}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    app.stop().await;
+}
+
+both_backends!(
+    a_list_cursor_outside_the_storable_range_is_a_400,
+    crafted_cursors
+);
+
+async fn metadata_text_that_only_looks_like_nul(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    // The text `\u0000` (a backslash and five characters) is not a NUL.
+    let metadata = json!({"note": "\\u0000", "nested": [{"\\u0000": "x"}]});
+    let resp = app
+        .create(reminder_body(json!({ "metadata": metadata })))
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let body: Value = resp.json().await.unwrap();
+    let id = body["id"].as_str().unwrap();
+    let got: Value = app
+        .api(Method::GET, &format!("/api/reminders/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(got["metadata"], metadata, "stored exactly as sent");
+    // A real NUL, in a value or a key, at any depth, is still refused.
+    for bad in [
+        json!({"note": "a\u{0}b"}),
+        json!({"deep": {"list": ["ok", "\u{0}"]}}),
+        json!({"k\u{0}": 1}),
+    ] {
+        let resp = app.create(reminder_body(json!({ "metadata": bad }))).await;
+        let body = error_of(resp, StatusCode::BAD_REQUEST).await;
+        assert_eq!(body["error"]["field"], "metadata", "{bad}");
+    }
+    app.stop().await;
+}
+
+both_backends!(
+    metadata_with_the_text_backslash_u0000_is_accepted,
+    metadata_text_that_only_looks_like_nul
+);
+
+async fn scheduled_for_past_year_9999(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    for at in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+00:01"] {
+        let resp = app
+            .create(reminder_body(json!({ "scheduled_for": at })))
+            .await;
+        let body = error_of(resp, StatusCode::BAD_REQUEST).await;
+        assert_eq!(body["error"]["field"], "scheduled_for", "{at}");
+    }
+    let resp = app
+        .create(reminder_body(
+            json!({ "scheduled_for": "9999-12-31T23:59:59+00:00" }),
+        ))
+        .await;
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["next_attempt_at"], "9999-12-31T23:59:59Z");
+    app.stop().await;
+}
+
+both_backends!(
+    scheduled_for_outside_years_0000_to_9999_is_a_400,
+    scheduled_for_past_year_9999
+);
+
+async fn path_not_utf8(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    for path in ["/api/reminders/%FF%FE", "/api/reminders/%C3%28/cancel"] {
+        let method = if path.ends_with("cancel") {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let resp = app.api(method, path).send().await.unwrap();
+        let body = error_of(resp, StatusCode::NOT_FOUND).await;
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    app.stop().await;
+}
+
+both_backends!(an_id_path_that_is_not_utf8_answers_json, path_not_utf8);
+
+#[tokio::test]
+async fn made_up_method_names_do_not_grow_the_metrics() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else {
+        return;
+    };
+    let name = format!("XMADEUP{}", "Q".repeat(4_000));
+    for i in 0..20 {
+        let method = Method::from_bytes(format!("{name}{i}").as_bytes()).unwrap();
+        let resp = app
+            .client
+            .request(method, app.url("/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_client_error(), "{}", resp.status());
+    }
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("XMADEUP"), "a client named a metrics series");
+    assert!(
+        text.lines().any(
+            |l| l.starts_with("duecall_http_requests_total{") && l.contains("method=\"other\"")
+        ),
+        "made-up methods are counted as other"
+    );
+    app.stop().await;
+}

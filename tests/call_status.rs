@@ -425,9 +425,14 @@ async fn idempotency(backend: Backend) {
     assert_eq!(first["applied"], true);
     let before = app.reminder(id).await;
     app.clock.advance(Duration::seconds(30));
+    // The same event again (the same body, or the same event serialised anew).
     for repeat in [
         body.clone(),
-        event("call_failed", id, json!({"attempt": 1})),
+        event(
+            "call_completed",
+            id,
+            json!({"attempt": 1, "outcome": {"result": "payment_promised", "promised_amount_minor": 5000}, "occurred_at": "2026-11-24T15:00:00Z"}),
+        ),
     ] {
         let again = expect(app.send_event("msg_once", &repeat).await, StatusCode::OK).await;
         assert_eq!(
@@ -447,10 +452,13 @@ async fn to_processing(backend: Backend) {
         return;
     };
     let id = app.live_reminder(json!({})).await;
+    // Heard 3 s after the dispatch, from an agent whose clock is 5 s behind:
+    // the attempt keeps the service's time (SPEC §4).
+    app.clock.advance(Duration::seconds(3));
     let body = event(
         "call_answered",
         id,
-        json!({"attempt": 1, "occurred_at": "2026-11-24T15:00:03Z"}),
+        json!({"attempt": 1, "occurred_at": "2026-11-24T14:59:58Z"}),
     );
     let r = expect(app.send_event(&msg_id(), &body).await, StatusCode::OK).await;
     assert_eq!(
@@ -636,10 +644,11 @@ async fn outcome_persistence(backend: Backend) {
         "transcript": "Agent: Hello Ada…\nAda: Oui, je paierai le 1er décembre. 👍 \"quoted\" \\ back",
         "duration_seconds": 93
     });
+    app.clock.advance(Duration::seconds(93));
     let body = event(
         "call_completed",
         id,
-        json!({"attempt": 1, "occurred_at": "2026-11-24T15:01:33Z", "outcome": outcome, "extra": {"ignored": true}}),
+        json!({"attempt": 1, "occurred_at": "2026-11-24T15:01:31Z", "outcome": outcome, "extra": {"ignored": true}}),
     );
     expect(app.send_event(&msg_id(), &body).await, StatusCode::OK).await;
     let got = app.reminder(id).await;
@@ -986,3 +995,124 @@ both_backends!(
 );
 both_backends!(racing_events_end_in_one_consistent_state, racing_events);
 both_backends!(hostile_input_gets_a_clear_4xx, hostile_input);
+
+// --- issue 12: webhook-id reuse and repeats of refused deliveries -------------
+
+async fn webhook_id_reused(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let id = app.live_reminder(json!({})).await;
+    let other = app.live_reminder(json!({})).await;
+    let first = event("call_answered", id, json!({"attempt": 1}));
+    expect(app.send_event("msg_shared", &first).await, StatusCode::OK).await;
+    let before = (app.reminder(id).await, app.reminder(other).await);
+    // The same id for another event type, another attempt, another reminder.
+    for reused in [
+        completed(id, "paid"),
+        event("call_answered", id, json!({"attempt": 2})),
+        event("call_answered", other, json!({"attempt": 1})),
+    ] {
+        let resp = app.send_event("msg_shared", &reused).await;
+        assert_eq!(
+            error_code(resp, StatusCode::CONFLICT).await,
+            "webhook_id_reused",
+            "{reused}"
+        );
+        assert_eq!(
+            (app.reminder(id).await, app.reminder(other).await),
+            before,
+            "a reused id changes nothing"
+        );
+    }
+    assert_eq!(app.event_count(id).await, 1);
+    assert_eq!(app.event_count(other).await, 0);
+    // The event itself, repeated, is still a repeat.
+    let again = expect(app.send_event("msg_shared", &first).await, StatusCode::OK).await;
+    assert_eq!(again["applied"], false);
+    app.stop().await;
+}
+
+both_backends!(
+    a_reused_webhook_id_for_another_event_is_a_409_that_changes_nothing,
+    webhook_id_reused
+);
+
+async fn repeat_of_a_409(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    // A stale attempt's news: 409 the first time, and every time after.
+    let id = app.live_reminder(json!({})).await;
+    let stale = event("call_answered", id, json!({"attempt": 2}));
+    for _ in 0..2 {
+        let resp = app.send_event("msg_stale", &stale).await;
+        assert_eq!(
+            error_code(resp, StatusCode::CONFLICT).await,
+            "stale_attempt"
+        );
+    }
+    // News for a reminder never dispatched: 409 no_attempt, repeated the same,
+    // even after the reminder has been dispatched since.
+    let fresh: Value = app
+        .create(common::reminder_body(json!({})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let fresh_id = ReminderId::parse(fresh["id"].as_str().unwrap()).unwrap();
+    let early = event("call_answered", fresh_id, json!({}));
+    let resp = app.send_event("msg_early", &early).await;
+    assert_eq!(error_code(resp, StatusCode::CONFLICT).await, "no_attempt");
+    app.start_attempt(fresh_id).await;
+    let resp = app.send_event("msg_early", &early).await;
+    assert_eq!(error_code(resp, StatusCode::CONFLICT).await, "no_attempt");
+    assert_eq!(app.reminder(fresh_id).await["status"], "in_progress");
+    assert_eq!(app.event_count(fresh_id).await, 1);
+    app.stop().await;
+}
+
+both_backends!(
+    a_repeat_is_answered_what_the_first_delivery_was_answered,
+    repeat_of_a_409
+);
+
+async fn hostile_numbers_and_times(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let id = app.live_reminder(json!({})).await;
+    // Attempts no reminder can have: 400, never stored (or stored negative).
+    for attempt in [json!(2_147_483_648u64), json!(4_294_967_297u64), json!(11)] {
+        let body = event("call_answered", id, json!({ "attempt": attempt }));
+        let resp = app.send_event(&msg_id(), &body).await;
+        let got = expect(resp, StatusCode::BAD_REQUEST).await;
+        assert_eq!(got["error"]["field"], "attempt", "{attempt}");
+    }
+    // A time in year 10000 once in UTC, or before year 0.
+    for at in ["9999-12-31T23:59:59-23:59", "0000-01-01T00:00:00+00:01"] {
+        let body = event(
+            "call_answered",
+            id,
+            json!({"attempt": 1, "occurred_at": at}),
+        );
+        let resp = app.send_event(&msg_id(), &body).await;
+        let got = expect(resp, StatusCode::BAD_REQUEST).await;
+        assert_eq!(got["error"]["field"], "occurred_at", "{at}");
+    }
+    assert_eq!(app.event_count(id).await, 0);
+    assert_eq!(app.reminder(id).await["status"], "in_progress");
+    // The edges themselves are fine.
+    let body = event(
+        "call_answered",
+        id,
+        json!({"attempt": 1, "occurred_at": "9999-12-31T23:59:59Z"}),
+    );
+    expect(app.send_event(&msg_id(), &body).await, StatusCode::OK).await;
+    app.stop().await;
+}
+
+both_backends!(
+    attempts_past_the_largest_possible_and_times_past_year_9999_are_400,
+    hostile_numbers_and_times
+);

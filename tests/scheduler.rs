@@ -680,3 +680,306 @@ both_backends!(
     cron_and_livekit_routes_need_their_secrets,
     routes_without_their_secrets
 );
+
+// --- issue 12: a tick survives its caller, its clocks and its errors --------------
+
+/// Wait (at most 10 s) until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "not within 10 s: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn cron_caller_hangs_up(backend: Backend) {
+    let Some(rig) = Rig::start(backend, &[]).await else {
+        return;
+    };
+    let ids = [
+        rig.create(json!({})).await,
+        rig.create(json!({})).await,
+        rig.create(json!({})).await,
+    ];
+    // LiveKit is slow, and the cron client gives up long before it answers.
+    rig.lk
+        .delay("CreateRoom", std::time::Duration::from_secs(2));
+    let gave_up = rig
+        .app
+        .client
+        .post(rig.app.url("/api/cron/process-reminders"))
+        .bearer_auth(CRON)
+        .timeout(std::time::Duration::from_millis(500))
+        .send()
+        .await;
+    assert!(gave_up.is_err_and(|e| e.is_timeout()), "the client gave up");
+    // Every claimed attempt is still dialled: room and agent dispatch.
+    eventually("all three dispatched", || rig.lk.dispatches().len() == 3).await;
+    for id in ids {
+        let got = rig.app.reminder(id).await;
+        assert_eq!(got["status"], "in_progress");
+        assert_eq!(got["skip_reason"], Value::Null);
+        let room = format!("reminder-{id}-1");
+        assert!(rig.lk.dispatches().iter().any(|d| d.room == room), "{room}");
+    }
+    rig.stop().await;
+}
+
+both_backends!(
+    a_cron_caller_that_hangs_up_does_not_cancel_the_tick,
+    cron_caller_hangs_up
+);
+
+async fn agent_clock_off(backend: Backend) {
+    let Some(rig) = Rig::start(backend, &[("CALL_TIMEOUT_SECS", "1800")]).await else {
+        return;
+    };
+    // An agent whose clock runs five years fast: the call limit still counts
+    // from when the service heard of the answer.
+    let fast = rig.create(json!({})).await;
+    assert_eq!(rig.tick().await, counts(0, 1, 0));
+    let ahead = (rig.now() + Duration::days(5 * 365)).to_rfc3339();
+    rig.send(&event(
+        "call_answered",
+        fast,
+        json!({"attempt": 1, "occurred_at": ahead}),
+    ))
+    .await;
+    let got = rig.app.reminder(fast).await;
+    assert_eq!(got["status"], "processing");
+    assert_eq!(
+        time(&got["attempts"][0]["answered_at"]),
+        rig.now(),
+        "the attempt's times are the service's"
+    );
+    // An agent whose clock runs an hour slow: not timed out at once.
+    let slow = rig.create(json!({})).await;
+    assert_eq!(rig.tick().await, counts(0, 1, 0));
+    let behind = (rig.now() - Duration::hours(1)).to_rfc3339();
+    rig.send(&event(
+        "call_answered",
+        slow,
+        json!({"attempt": 1, "occurred_at": behind}),
+    ))
+    .await;
+    rig.app.clock.advance(Duration::seconds(60));
+    assert_eq!(
+        rig.tick().await,
+        counts(0, 0, 0),
+        "an hour-slow clock is no timeout"
+    );
+    // Past the limit by the service's clock, both time out.
+    rig.app.clock.advance(Duration::seconds(1800));
+    assert_eq!(rig.tick().await, counts(2, 0, 0));
+    for id in [fast, slow] {
+        let got = rig.app.reminder(id).await;
+        assert_eq!(got["skip_reason"], "call_timeout", "{id}");
+    }
+    rig.stop().await;
+}
+
+both_backends!(
+    an_agent_clock_ahead_or_behind_does_not_move_the_call_timeout,
+    agent_clock_off
+);
+
+async fn storage_error_recording_a_dispatch_failure(backend: Backend) {
+    let Some(rig) = Rig::start(backend, &[]).await else {
+        return;
+    };
+    let ids = [
+        rig.create(json!({})).await,
+        rig.create(json!({})).await,
+        rig.create(json!({})).await,
+    ];
+    // The real database refuses to record a dispatch failure.
+    rig.app
+        .db
+        .execute(match backend {
+            Backend::Sqlite => {
+                "CREATE TRIGGER refuse_dispatch_failure BEFORE UPDATE OF skip_reason ON reminders \
+                 WHEN NEW.skip_reason LIKE 'dispatch_failed%' \
+                 BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+            }
+            Backend::Postgres => {
+                "CREATE FUNCTION refuse_dispatch_failure() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+                 CREATE TRIGGER refuse_dispatch_failure BEFORE UPDATE ON reminders FOR EACH ROW \
+                 WHEN (NEW.skip_reason LIKE 'dispatch_failed%') \
+                 EXECUTE FUNCTION refuse_dispatch_failure();"
+            }
+        })
+        .await;
+    // One dial fails at once; the other two are still on their way to LiveKit.
+    rig.lk.fail_next("CreateRoom", 1, "invalid_argument");
+    rig.lk
+        .delay("CreateDispatch", std::time::Duration::from_millis(800));
+    assert_eq!(rig.tick().await, counts(0, 2, 1));
+    assert_eq!(rig.lk.dispatches().len(), 2, "the other dials went on");
+    let mut statuses = Vec::new();
+    for id in ids {
+        statuses.push(rig.app.reminder(id).await["status"].clone());
+    }
+    // The unrecorded failure stays in_progress: the dispatch timeout rescues it.
+    assert_eq!(statuses, vec!["in_progress"; 3]);
+    rig.stop().await;
+}
+
+both_backends!(
+    a_storage_error_recording_one_dispatch_failure_does_not_abandon_the_other_dials,
+    storage_error_recording_a_dispatch_failure
+);
+
+async fn dispatch_failure_beats_room_finished(backend: Backend) {
+    let Some(rig) = Rig::start(backend, &[]).await else {
+        return;
+    };
+    // LiveKit announces the deleted room before DeleteRoom even answers.
+    rig.lk
+        .post_room_finished_to(&rig.app.url("/api/webhooks/livekit"));
+    let id = rig.create(json!({})).await;
+    rig.lk.fail_next("CreateDispatch", 1, "unavailable");
+    assert_eq!(rig.tick().await, counts(0, 0, 1));
+    let room = format!("reminder-{id}-1");
+    assert_eq!(rig.lk.deleted_rooms(), vec![room], "the room is closed");
+    let got = rig.app.reminder(id).await;
+    let reason = got["skip_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("dispatch_failed: create_dispatch: unavailable"),
+        "the real reason, not room_finished's: {reason}"
+    );
+    assert_eq!(got["attempts"][0]["failure"]["reason"], reason);
+    rig.stop().await;
+}
+
+both_backends!(
+    a_dispatch_failure_keeps_its_reason_when_room_finished_races_it,
+    dispatch_failure_beats_room_finished
+);
+
+async fn dial_cut_short(backend: Backend) {
+    let Some(rig) = Rig::start(backend, &[("DIAL_TIMEOUT_SECS", "1")]).await else {
+        return;
+    };
+    let id = rig.create(json!({})).await;
+    // The room is made, then the agent dispatch hangs past the dial's bound.
+    rig.lk
+        .delay("CreateDispatch", std::time::Duration::from_secs(3));
+    assert_eq!(rig.tick().await, counts(0, 0, 1));
+    let got = rig.app.reminder(id).await;
+    assert_eq!(got["status"], "failed");
+    assert_eq!(
+        got["skip_reason"],
+        "dispatch_failed: dispatch: no answer in 1 s"
+    );
+    assert!(got["next_attempt_at"].is_string(), "a retry is scheduled");
+    assert_eq!(got["attempts"][0]["status"], "failed");
+    let room = format!("reminder-{id}-1");
+    assert_eq!(
+        rig.lk.deleted_rooms(),
+        vec![room.clone()],
+        "the room is closed"
+    );
+    assert!(rig.lk.room(&room).is_none());
+    rig.stop().await;
+}
+
+both_backends!(
+    a_dial_cut_short_by_its_bound_closes_its_room_and_records_why,
+    dial_cut_short
+);
+
+async fn head_runs_no_tick(backend: Backend) {
+    let Some(rig) = Rig::start(backend, &[]).await else {
+        return;
+    };
+    let id = rig.create(json!({})).await;
+    let resp = rig
+        .app
+        .client
+        .head(rig.app.url("/api/cron/process-reminders"))
+        .bearer_auth(CRON)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(rig.lk.calls("CreateRoom"), 0, "no tick ran");
+    assert_eq!(rig.app.reminder(id).await["status"], "pending");
+    rig.stop().await;
+}
+
+both_backends!(head_on_the_cron_route_runs_no_tick, head_runs_no_tick);
+
+async fn livekit_webhook_refusals(backend: Backend) {
+    let Some(rig) = Rig::start(backend, &[]).await else {
+        return;
+    };
+    let send = |body: Vec<u8>, auth: Option<String>| {
+        let mut req = rig
+            .app
+            .client
+            .post(rig.app.url("/api/webhooks/livekit"))
+            .header("content-type", "application/webhook+json")
+            .body(body);
+        if let Some(auth) = auth {
+            req = req.header("authorization", auth);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let body: Value = resp.json().await.expect("every answer is JSON");
+            (
+                status,
+                body["error"]["message"].as_str().unwrap_or("").to_owned(),
+            )
+        }
+    };
+    // A body that is not UTF-8, unsigned or signed with another secret: the
+    // signature is checked first, so these are 401s, not 400s.
+    let junk = vec![0xff, 0xfe, b'{', b'}'];
+    let (status, _) = send(junk.clone(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, good_auth) = rig.lk.webhook("room_finished", "reminder-x-1");
+    let (status, why) = send(junk.clone(), Some(good_auth)).await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the token covers another body"
+    );
+    assert!(
+        why.contains("sha256 claim does not match the body"),
+        "{why}"
+    );
+    // Signed by LiveKit but not an event: only then a 400.
+    let not_an_event = r#"{"event": 5}"#;
+    let signed =
+        common::fake_livekit::sign_webhook(rig.lk.api_key(), rig.lk.api_secret(), not_an_event);
+    let (status, _) = send(not_an_event.as_bytes().to_vec(), Some(signed)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Each refusal says what failed.
+    let (body, _) = rig.lk.webhook("room_finished", "reminder-x-1");
+    let (_, wrong_secret) = rig.lk.webhook_with(
+        "not-the-secret-0123456789abcdef",
+        "room_finished",
+        "reminder-x-1",
+    );
+    let (status, why) = send(body.clone().into_bytes(), Some(wrong_secret)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        why.contains("signature does not match LIVEKIT_API_SECRET"),
+        "{why}"
+    );
+    let (status, why) = send(body.clone().into_bytes(), Some("not.a.jwt".into())).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(why.contains("not a well-formed JWT"), "{why}");
+    let (status, why) = send(body.into_bytes(), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(why.contains("missing Authorization token"), "{why}");
+    rig.stop().await;
+}
+
+both_backends!(
+    livekit_webhook_checks_the_signature_first_and_says_what_failed,
+    livekit_webhook_refusals
+);

@@ -673,6 +673,7 @@ async fn many_concurrent_applies_each_commit_once(backend: Backend) {
             occurred_at: now,
             received_at: now,
             applied: true,
+            verdict: reminder::Verdict::Applied,
             payload: "{}".into(),
         };
         for _ in 0..2 {

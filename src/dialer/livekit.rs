@@ -84,19 +84,30 @@ impl Dialer for LiveKitDialer {
                 ..Default::default()
             })
             .await;
-        if let Err(e) = dispatched {
-            // No agent is coming: close the room so nothing lingers in it (if
-            // the dispatch did land despite the error, this also stops it).
-            if let Err(close) = self.api.room().delete_room(&call.room_name).await {
-                tracing::warn!(
-                    reminder_id = %call.reminder_id,
-                    attempt = call.attempt,
-                    error = %describe(&close),
-                    "could not close the room of a failed dispatch"
-                );
-            }
-            return Err(DialError::new("create_dispatch", describe(&e)));
-        }
+        // No agent is coming: the room is closed by `abandon`, once the
+        // scheduler has recorded the failure.
+        dispatched.map_err(|e| DialError::new("create_dispatch", describe(&e)))?;
         Ok(())
+    }
+
+    async fn abandon(&self, call: &CallRequest) {
+        // Deleting the room also stops a dispatch that landed despite its
+        // error; a room that was never created is no news.
+        match self.api.room().delete_room(&call.room_name).await {
+            Ok(()) => tracing::info!(
+                reminder_id = %call.reminder_id,
+                attempt = call.attempt,
+                "closed the room of a failed dial"
+            ),
+            Err(ServiceError::Twirp(ServerError::Twirp(code))) if code.code == "not_found" => {
+                tracing::debug!(reminder_id = %call.reminder_id, attempt = call.attempt, "the failed dial left no room");
+            }
+            Err(close) => tracing::warn!(
+                reminder_id = %call.reminder_id,
+                attempt = call.attempt,
+                error = %describe(&close),
+                "could not close the room of a failed dial"
+            ),
+        }
     }
 }

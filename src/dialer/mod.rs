@@ -101,7 +101,16 @@ pub trait Dialer: Send + Sync + 'static {
 
     /// Start the attempt: when this returns `Ok`, an agent is on its way to
     /// the room. Idempotent for one `room_name`, as far as the backend allows.
+    /// It may be dropped part-way (the scheduler bounds it in time); whatever
+    /// it left behind is closed by [`abandon`](Self::abandon).
     async fn dial(&self, call: &CallRequest) -> Result<(), DialError>;
+
+    /// Close whatever a dial that failed or was cut short may have left
+    /// behind (a room, an agent on its way), so no call connects to nobody.
+    /// The scheduler calls it *after* recording the failure, so the backend's
+    /// own news of the closing (LiveKit's `room_finished`) finds the attempt
+    /// already ended with its real reason. Errors are the dialer's to log.
+    async fn abandon(&self, _call: &CallRequest) {}
 
     /// Wait (at most `within`) for work the dialer still has in flight; a
     /// process about to exit calls it. Only the simulated dialer has any.

@@ -102,6 +102,7 @@ pub async fn receive(
             occurred_at: event.occurred_at,
             received_at: now,
             applied: decision.verdict == Verdict::Applied,
+            verdict: decision.verdict,
             payload: payload.clone(),
         };
         let stored = match state.store.apply(&decision.change, Some(&record)).await? {
@@ -113,12 +114,7 @@ pub async fn receive(
             Applied::NotFound => {
                 return Err(ApiError::NotFound(format!("no reminder with id {id}")))
             }
-            Applied::Duplicate => {
-                let current = state.store.get_reminder(id).await?;
-                let status = current.map(|c| c.status).unwrap_or(r.status);
-                tracing::info!(reminder_id = %id, attempt = target, event = event.event_type().as_str(), "call-status repeat ignored");
-                return Ok(answer(StatusCode::OK, id, status, false));
-            }
+            Applied::Duplicate => return repeat(&state, &webhook_id, &event, &payload).await,
         };
         tracing::info!(
             reminder_id = %id,
@@ -129,28 +125,91 @@ pub async fn receive(
             to = %stored.status,
             "call-status event"
         );
-        return match decision.verdict {
-            Verdict::Applied => Ok(answer(StatusCode::OK, id, stored.status, true)),
-            Verdict::Ignored => Ok(answer(StatusCode::OK, id, stored.status, false)),
-            Verdict::StaleAttempt => Err(ApiError::conflict(
-                "stale_attempt",
-                format!(
-                    "attempt {target} is not the current attempt ({}); the event is recorded on it and changes no status",
-                    r.attempt_count
-                ),
-            )),
-            Verdict::NoAttempt => Err(ApiError::conflict(
-                "no_attempt",
-                format!(
-                    "the reminder is {} with no attempt to apply the event to; it is recorded",
-                    r.status
-                ),
-            )),
-        };
+        return answer_verdict(
+            decision.verdict,
+            id,
+            stored.status,
+            true,
+            target,
+            r.attempt_count,
+        );
     }
     Err(ApiError::Unavailable(
         "the reminder kept changing while the event was applied; retry".into(),
     ))
+}
+
+/// What a stored event is answered: 200 (`applied` only the first time it
+/// changed something), or the 409 its verdict means.
+fn answer_verdict(
+    verdict: Verdict,
+    id: reminder::ReminderId,
+    status: reminder::Status,
+    first: bool,
+    target: u32,
+    current: u32,
+) -> Result<Response, ApiError> {
+    match verdict {
+        Verdict::Applied => Ok(answer(StatusCode::OK, id, status, first)),
+        Verdict::Ignored => Ok(answer(StatusCode::OK, id, status, false)),
+        Verdict::StaleAttempt => Err(ApiError::conflict(
+            "stale_attempt",
+            format!(
+                "attempt {target} is not the current attempt ({current}); the event is recorded on it and changes no status"
+            ),
+        )),
+        Verdict::NoAttempt => Err(ApiError::conflict(
+            "no_attempt",
+            format!("the reminder is {status} with no attempt to apply the event to; it is recorded"),
+        )),
+    }
+}
+
+/// A `webhook-id` already recorded (SPEC §2). For the same event (reminder,
+/// attempt, event type) it is a repeat: nothing changes, and it is answered
+/// what the first delivery was. For another event it is a 409
+/// `webhook_id_reused` that changes nothing: a sender bug, never silently eaten.
+async fn repeat(
+    state: &AppState,
+    webhook_id: &str,
+    event: &reminder::Event,
+    payload: &str,
+) -> Result<Response, ApiError> {
+    let id = event.reminder_id;
+    let first = state.store.get_event(webhook_id).await?;
+    let current = state.store.get_reminder(id).await?;
+    let (status, attempt_count) = match &current {
+        Some(c) => (c.status, c.attempt_count),
+        None => return Err(ApiError::NotFound(format!("no reminder with id {id}"))),
+    };
+    let Some(first) = first else {
+        // Recorded a moment ago but not readable here yet: a repeat all the same.
+        return Ok(answer(StatusCode::OK, id, status, false));
+    };
+    // The first delivery's own words: the attempt it named (or none), its type.
+    let sent = webhook::parse_event(first.payload.as_bytes(), first.received_at).ok();
+    let same = first.payload == payload
+        || (first.reminder_id == id
+            && first.event_type == event.event_type()
+            && sent.as_ref().map_or(first.attempt, |e| e.attempt) == event.attempt);
+    if !same {
+        tracing::warn!(
+            reminder_id = %id,
+            first_reminder_id = %first.reminder_id,
+            event = event.event_type().as_str(),
+            first_event = first.event_type.as_str(),
+            "call-status webhook-id reused for a different event; refused"
+        );
+        metrics::counter!("duecall_webhook_id_reused_total").increment(1);
+        return Err(ApiError::conflict(
+            "webhook_id_reused",
+            "this webhook-id was already used for a different event (reminder, attempt or event type); \
+             every event needs an id of its own, and its retries the same one",
+        ));
+    }
+    let target = first.attempt.unwrap_or(attempt_count);
+    tracing::info!(reminder_id = %id, attempt = target, event = event.event_type().as_str(), verdict = first.verdict.as_str(), "call-status repeat ignored");
+    answer_verdict(first.verdict, id, status, false, target, attempt_count)
 }
 
 /// What the call-status webhook answers once the event is stored.

@@ -3,7 +3,7 @@
 //! without one configured the route does not exist (404).
 
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::Json;
 
 use super::error::ApiError;
@@ -22,8 +22,14 @@ use crate::scheduler::TickReport;
     ))]
 pub async fn process(
     State(state): State<AppState>,
+    method: Method,
     headers: HeaderMap,
 ) -> Result<Json<TickReport>, ApiError> {
+    // axum answers HEAD with the GET handler; a HEAD (a link checker, a
+    // monitor's probe) must never run a tick.
+    if method == Method::HEAD {
+        return Err(ApiError::MethodNotAllowed);
+    }
     let Some(secret) = state.config.cron_secret.as_ref() else {
         return Err(ApiError::NotFound("no such route".into()));
     };
@@ -32,5 +38,7 @@ pub async fn process(
             "missing or invalid bearer token (Authorization: Bearer $CRON_SECRET)",
         ));
     }
+    // The tick runs on its own task (Scheduler::tick): if this caller hangs
+    // up, the tick still goes to its end.
     Ok(Json(state.scheduler.tick().await?))
 }

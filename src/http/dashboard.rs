@@ -622,7 +622,10 @@ struct ReminderPage {
         (status = 404, description = "No such reminder", body = String, content_type = "text/html"),
         (status = 503, description = "The database did not answer", body = String, content_type = "text/html"),
     ))]
-pub async fn reminder(State(state): State<AppState>, Path(raw): Path<String>) -> Response {
+pub async fn reminder(
+    State(state): State<AppState>,
+    path: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
     let not_found = || {
         message(
             StatusCode::NOT_FOUND,
@@ -630,7 +633,8 @@ pub async fn reminder(State(state): State<AppState>, Path(raw): Path<String>) ->
             "There is no reminder with this id.",
         )
     };
-    let Some(id) = ReminderId::parse(&raw) else {
+    // A path that does not decode (not UTF-8) names no reminder either.
+    let Some(id) = path.ok().and_then(|Path(raw)| ReminderId::parse(&raw)) else {
         return not_found();
     };
     let r = match state.store.get_reminder(id).await {

@@ -196,10 +196,30 @@ async fn require_api_key(State(state): State<AppState>, req: Request, next: Next
     }
 }
 
+/// The method as a metrics label and in logs: one of a fixed set, so a client
+/// cannot mint new series (hyper accepts made-up methods of any length, and
+/// the metrics registry never forgets a series).
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::HEAD => "HEAD",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// One log line per request: method, route pattern, status, time. Never bodies.
+/// Every label is from a bounded set: the method's ([`method_label`]), the
+/// route *pattern* (or `(unmatched)`), and the status code.
 async fn log_requests(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -209,7 +229,7 @@ async fn log_requests(req: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     metrics::counter!(
         "duecall_http_requests_total",
-        "method" => method.to_string(),
+        "method" => method,
         "route" => route.clone(),
         "status" => status.to_string()
     )

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +39,18 @@ pub const MAX_PAGE: u32 = 200;
 
 fn parse_id(raw: &str) -> Result<ReminderId, ApiError> {
     ReminderId::parse(raw).ok_or_else(|| ApiError::NotFound(format!("no reminder with id {raw:?}")))
+}
+
+/// The `{id}` of the path as a reminder id. A segment that does not decode
+/// (percent-escapes that are not UTF-8) names no reminder either: a JSON 404
+/// like any other unknown id, never axum's plain-text rejection.
+pub fn id_from_path(path: Result<Path<String>, PathRejection>) -> Result<ReminderId, ApiError> {
+    match path {
+        Ok(Path(raw)) => parse_id(&raw),
+        Err(_) => Err(ApiError::NotFound(
+            "no reminder with that id (the path is not UTF-8)".into(),
+        )),
+    }
 }
 
 fn not_found(id: ReminderId) -> ApiError {
@@ -187,9 +200,9 @@ async fn with_attempts(
     ))]
 pub async fn get_one(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ReminderWithAttempts>, ApiError> {
-    let id = parse_id(&raw)?;
+    let id = id_from_path(path)?;
     let r = state
         .store
         .get_reminder(id)
@@ -212,9 +225,9 @@ pub async fn get_one(
     ))]
 pub async fn cancel(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<ReminderWithAttempts>, ApiError> {
-    let id = parse_id(&raw)?;
+    let id = id_from_path(path)?;
     // The decision is made on what was read and applied only if nothing moved
     // in between; if something did, decide again on the fresh row.
     for _ in 0..5 {

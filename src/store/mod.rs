@@ -8,7 +8,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
-use crate::reminder::{Attempt, Change, EventType, NewReminder, Reminder, ReminderId, Status};
+use crate::reminder::{
+    Attempt, Change, EventType, NewReminder, Reminder, ReminderId, Status, Verdict,
+};
 
 pub mod postgres;
 pub mod sqlite;
@@ -86,8 +88,25 @@ pub struct EventRecord {
     pub received_at: DateTime<Utc>,
     /// Did it change the reminder's status.
     pub applied: bool,
+    /// How it was taken, and so answered (a repeat is answered the same).
+    pub verdict: Verdict,
     /// The raw body, as received.
     pub payload: String,
+}
+
+/// How a stored event was answered: its `verdict` column, or for rows from
+/// before that column, what its `applied` flag says.
+pub(crate) fn stored_verdict(verdict: Option<&str>, applied: bool) -> Result<Verdict, StoreError> {
+    match verdict {
+        Some(v) => Verdict::parse(v).ok_or_else(|| StoreError::Corrupt(format!("verdict {v:?}"))),
+        None if applied => Ok(Verdict::Applied),
+        None => Ok(Verdict::Ignored),
+    }
+}
+
+pub(crate) fn stored_event_type(t: &str) -> Result<EventType, StoreError> {
+    t.parse()
+        .map_err(|()| StoreError::Corrupt(format!("event type {t:?}")))
 }
 
 /// Where a page of the list starts: after this (created_at, id), newest first.
@@ -117,8 +136,12 @@ impl Cursor {
             .ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let (ms, id) = raw.split_once('.')?;
+        // Only times a reminder can have been created at (a crafted cursor
+        // outside PostgreSQL's range would otherwise be a 500 there).
+        let created_at = DateTime::from_timestamp_millis(ms.parse().ok()?)
+            .filter(|t| crate::clock::is_storable(*t))?;
         Some(Self {
-            created_at: DateTime::from_timestamp_millis(ms.parse().ok()?)?,
+            created_at,
             id: ReminderId::parse(id)?,
         })
     }
@@ -215,6 +238,9 @@ pub trait Store: Send + Sync + 'static {
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError>;
+
+    /// The event first recorded under `webhook_id`, if any.
+    async fn get_event(&self, webhook_id: &str) -> Result<Option<EventRecord>, StoreError>;
 
     /// Reminders that may be called at `now` as far as the database can tell:
     /// `pending` or retryable `failed`, `next_attempt_at <= now`, attempts

@@ -342,7 +342,7 @@ impl Store for PgStore {
             Some(ev) => {
                 q.push(
                     ", ev AS (INSERT INTO events (webhook_id, reminder_id, attempt, event_type, \
-                     occurred_at, received_at, applied, payload) SELECT ",
+                     occurred_at, received_at, applied, verdict, payload) SELECT ",
                 );
                 q.push_bind(&ev.webhook_id)
                     .push(", ")
@@ -357,6 +357,8 @@ impl Store for PgStore {
                     .push_bind(ev.received_at)
                     .push(", ")
                     .push_bind(ev.applied)
+                    .push(", ")
+                    .push_bind(ev.verdict.as_str())
                     .push(", ")
                     .push_bind(&ev.payload)
                     .push(
@@ -606,6 +608,32 @@ impl Store for PgStore {
             ("overdue", lines(overdue)?),
             ("count_live", lines(live)?),
         ])
+    }
+
+    async fn get_event(&self, webhook_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT webhook_id, reminder_id, attempt, event_type, occurred_at, received_at, \
+             applied, verdict, payload FROM events WHERE webhook_id = $1",
+        )
+        .bind(webhook_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let attempt: Option<i32> = row.try_get("attempt")?;
+        let event_type: String = row.try_get("event_type")?;
+        let applied: bool = row.try_get("applied")?;
+        let verdict: Option<String> = row.try_get("verdict")?;
+        Ok(Some(EventRecord {
+            webhook_id: row.try_get("webhook_id")?,
+            reminder_id: ReminderId::from_uuid(row.try_get("reminder_id")?),
+            attempt: attempt.map(|a| a as u32),
+            event_type: super::stored_event_type(&event_type)?,
+            occurred_at: row.try_get("occurred_at")?,
+            received_at: row.try_get("received_at")?,
+            applied,
+            verdict: super::stored_verdict(verdict.as_deref(), applied)?,
+            payload: row.try_get("payload")?,
+        }))
     }
 
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError> {

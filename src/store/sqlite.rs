@@ -179,7 +179,7 @@ async fn apply_in(
         if let Some(ev) = event {
             let inserted = sqlx::query(
                 "INSERT INTO events (webhook_id, reminder_id, attempt, event_type, occurred_at, \
-                 received_at, applied, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                 received_at, applied, verdict, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
                  ON CONFLICT (webhook_id) DO NOTHING",
             )
             .bind(&ev.webhook_id)
@@ -189,6 +189,7 @@ async fn apply_in(
             .bind(ms(ev.occurred_at))
             .bind(ms(ev.received_at))
             .bind(ev.applied)
+            .bind(ev.verdict.as_str())
             .bind(&ev.payload)
             .execute(&mut *tx)
             .await?
@@ -697,6 +698,34 @@ impl Store for SqliteStore {
             ("overdue", explain(overdue)?),
             ("count_live", explain(live)?),
         ])
+    }
+
+    async fn get_event(&self, webhook_id: &str) -> Result<Option<EventRecord>, StoreError> {
+        let row = sqlx::query(
+            "SELECT webhook_id, reminder_id, attempt, event_type, occurred_at, received_at, \
+             applied, verdict, payload FROM events WHERE webhook_id = ?",
+        )
+        .bind(webhook_id)
+        .fetch_optional(&self.read)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let reminder_id: String = row.try_get("reminder_id")?;
+        let attempt: Option<i64> = row.try_get("attempt")?;
+        let event_type: String = row.try_get("event_type")?;
+        let applied: bool = row.try_get("applied")?;
+        let verdict: Option<String> = row.try_get("verdict")?;
+        Ok(Some(EventRecord {
+            webhook_id: row.try_get("webhook_id")?,
+            reminder_id: ReminderId::parse(&reminder_id)
+                .ok_or_else(|| StoreError::Corrupt(format!("event reminder id {reminder_id:?}")))?,
+            attempt: attempt.map(|a| a as u32),
+            event_type: super::stored_event_type(&event_type)?,
+            occurred_at: from_ms(row.try_get("occurred_at")?)?,
+            received_at: from_ms(row.try_get("received_at")?)?,
+            applied,
+            verdict: super::stored_verdict(verdict.as_deref(), applied)?,
+            payload: row.try_get("payload")?,
+        }))
     }
 
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError> {

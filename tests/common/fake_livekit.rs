@@ -138,6 +138,9 @@ struct FakeState {
     fail_next: HashMap<&'static str, VecDeque<&'static str>>,
     fail_always: HashMap<&'static str, &'static str>,
     delays: HashMap<&'static str, Duration>,
+    /// Where `room_finished` is posted when a room is deleted (as LiveKit
+    /// does), before DeleteRoom answers: the worst order for the caller.
+    room_finished_to: Option<String>,
 }
 
 impl FakeLiveKit {
@@ -272,6 +275,14 @@ impl FakeLiveKit {
         }
     }
 
+    /// From now on, deleting a room posts LiveKit's `room_finished` webhook
+    /// for it to `url` (signed as LiveKit signs), and DeleteRoom answers only
+    /// once that webhook has been answered: the order in which a real server's
+    /// webhook can overtake the caller.
+    pub fn post_room_finished_to(&self, url: &str) {
+        self.state().room_finished_to = Some(url.to_owned());
+    }
+
     /// A webhook `event` ("room_started", "room_finished", …) about
     /// `room_name`, as LiveKit would post it: `(body, authorization)`, where
     /// `authorization` is the whole `Authorization` header value. The room is
@@ -305,14 +316,7 @@ impl FakeLiveKit {
                     ..Default::default()
                 }
             });
-        let event = proto::WebhookEvent {
-            event: event.to_owned(),
-            room: Some(room),
-            id: guid("EV_"),
-            created_at: unix_now(),
-            ..Default::default()
-        };
-        let body = serde_json::to_string(&event).expect("serialise the webhook event");
+        let body = webhook_body(event, room);
         let authorization = sign_webhook(self.api_key(), api_secret, &body);
         (body, authorization)
     }
@@ -326,6 +330,18 @@ impl Drop for FakeLiveKit {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A webhook event's body as LiveKit posts it.
+fn webhook_body(event: &str, room: proto::Room) -> String {
+    let event = proto::WebhookEvent {
+        event: event.to_owned(),
+        room: Some(room),
+        id: guid("EV_"),
+        created_at: unix_now(),
+        ..Default::default()
+    };
+    serde_json::to_string(&event).expect("serialise the webhook event")
 }
 
 /// The `Authorization` header value LiveKit sends with a webhook `body`: a JWT
@@ -565,7 +581,20 @@ async fn serve(shared: &Shared, request: Request) -> Result<Vec<u8>, Rejection> 
             let req: proto::DeleteRoomRequest = decode(&body)?;
             require(claims.is_some_and(|c| c.video.room_create))?;
             inject(shared, method)?;
-            Ok(delete_room(shared, req)?.encode_to_vec())
+            let (answer, finished) = delete_room(shared, req)?;
+            if let Some((url, room)) = finished {
+                let body = webhook_body("room_finished", room);
+                let authorization = sign_webhook(&shared.api_key, &shared.api_secret, &body);
+                let _ = reqwest::Client::new()
+                    .post(url)
+                    .header(header::CONTENT_TYPE, WEBHOOK_CONTENT_TYPE)
+                    .header(header::AUTHORIZATION, authorization)
+                    .body(body)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+            }
+            Ok(answer.encode_to_vec())
         }
         Method::ListRooms => {
             let req: proto::ListRoomsRequest = decode(&body)?;
@@ -712,10 +741,10 @@ fn new_room(name: &str) -> proto::Room {
     }
 }
 
-fn delete_room(
-    shared: &Shared,
-    req: proto::DeleteRoomRequest,
-) -> Result<proto::DeleteRoomResponse, TwirpError> {
+/// The answer, and where to post `room_finished` for the deleted room (if set).
+type Deleted = (proto::DeleteRoomResponse, Option<(String, proto::Room)>);
+
+fn delete_room(shared: &Shared, req: proto::DeleteRoomRequest) -> Result<Deleted, TwirpError> {
     let mut state = shared.lock();
     let Some(index) = state.rooms.iter().position(|r| r.name == req.room) else {
         return Err(TwirpError::new(
@@ -723,9 +752,10 @@ fn delete_room(
             "requested room does not exist",
         ));
     };
-    state.rooms.remove(index);
+    let room = state.rooms.remove(index);
     state.deleted_rooms.push(req.room);
-    Ok(proto::DeleteRoomResponse {})
+    let finished = state.room_finished_to.clone().map(|url| (url, room));
+    Ok((proto::DeleteRoomResponse {}, finished))
 }
 
 fn list_rooms(shared: &Shared, req: proto::ListRoomsRequest) -> proto::ListRoomsResponse {

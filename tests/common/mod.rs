@@ -95,6 +95,21 @@ impl TestDb {
             .expect("open store")
     }
 
+    /// Run raw SQL on the test's database (fault injection: triggers that
+    /// make the real database refuse a write).
+    pub async fn execute(&self, sql: &str) {
+        match self.backend {
+            Backend::Sqlite => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+            Backend::Postgres => {
+                let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
     /// Drop the test's schema (PostgreSQL); the SQLite dir goes with `self`.
     pub async fn cleanup(self) {
         if let Some(schema) = &self.schema {
