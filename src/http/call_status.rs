@@ -35,7 +35,7 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         (status = 400, description = "Not JSON, or a missing or invalid field (named)", body = super::error::ErrorBody),
         (status = 401, description = "Missing, malformed or wrong signature, or a timestamp outside ±300 s", body = super::error::ErrorBody),
         (status = 404, description = "No reminder with that id", body = super::error::ErrorBody),
-        (status = 409, description = "Not the current attempt (`stale_attempt`), or a reminder with no live attempt (`no_attempt`); recorded all the same", body = super::error::ErrorBody),
+        (status = 409, description = "Not the current attempt (`stale_attempt`), or a reminder with no live attempt (`no_attempt`): recorded all the same, and a repeat is answered the same; or a `webhook-id` already used for a different event (`webhook_id_reused`): nothing changes", body = super::error::ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = super::error::ErrorBody),
         (status = 500, description = "Storage failing: retry with the same `webhook-id`", body = super::error::ErrorBody),
         (status = 503, description = "The reminder kept changing: retry with the same `webhook-id`", body = super::error::ErrorBody),

@@ -18,6 +18,7 @@ use crate::scheduler::TickReport;
         (status = 200, description = "What the tick did", body = TickReport),
         (status = 401, description = "Missing or wrong `Bearer $CRON_SECRET`", body = super::error::ErrorBody),
         (status = 404, description = "No `CRON_SECRET` is configured: the route does not exist", body = super::error::ErrorBody),
+        (status = 405, description = "`HEAD`: never runs a tick", body = super::error::ErrorBody),
         (status = 500, description = "Storage failing; retry", body = super::error::ErrorBody),
     ))]
 pub async fn process(

@@ -49,7 +49,7 @@ pub struct CreateReminder {
         example = "en"
     )]
     language: Option<String>,
-    /// Not called before this time (RFC 3339).
+    /// Not called before this time (RFC 3339, years 0000–9999 in UTC).
     #[schema(value_type = Option<String>, format = DateTime)]
     scheduled_for: Option<String>,
     /// Default `DEFAULT_MAX_ATTEMPTS`.
@@ -78,9 +78,10 @@ pub struct CallStatusEvent {
     /// The reminder's id (one that is not a UUID is a 404).
     reminder_id: String,
     /// The attempt the event is about; default the current one.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 10)]
     attempt: Option<u32>,
-    /// When it happened (RFC 3339); default when it was received.
+    /// When it happened (RFC 3339, years 0000–9999 in UTC); default when it
+    /// was received. Kept on the event; the attempt's times are the service's.
     #[schema(value_type = Option<String>, format = DateTime)]
     occurred_at: Option<String>,
     /// Required for `call_completed`.
@@ -227,6 +228,12 @@ mod tests {
         assert_eq!(
             s["properties"]["max_attempts"]["maximum"],
             crate::reminder::MAX_ATTEMPTS_LIMIT
+        );
+        let event = schema("CallStatusEvent");
+        assert_eq!(
+            event["properties"]["attempt"]["maximum"],
+            crate::reminder::MAX_ATTEMPTS_LIMIT,
+            "the webhook's attempt is bounded as the parser bounds it"
         );
         assert_eq!(
             s["properties"]["customer_name"]["maxLength"],
