@@ -45,7 +45,7 @@ use std::sync::OnceLock;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use duecall::reminder::{EventKind, ReminderId};
+use duecall::domain::{EventKind, ReminderId};
 use duecall::webhook::{self, PayloadError, VerifyError, WebhookSecrets, TOLERANCE_SECS};
 use hmac::{Hmac, Mac};
 use serde_json::Value;

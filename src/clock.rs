@@ -17,13 +17,6 @@ pub fn to_millis(t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(Duration::milliseconds(1)).unwrap_or(t)
 }
 
-/// Whether `t` lies in years 0000–9999 (UTC): the times RFC 3339 can write
-/// and both databases store. Anything outside is refused where it comes in.
-pub fn is_storable(t: DateTime<Utc>) -> bool {
-    use chrono::Datelike;
-    (0..=9999).contains(&t.year())
-}
-
 /// The wall clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

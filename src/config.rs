@@ -9,8 +9,8 @@ use std::time::Duration;
 use chrono::NaiveTime;
 use secrecy::SecretString;
 
+use crate::domain::TimeZone;
 pub use crate::policy::CallingWindow;
-use crate::reminder::TimeZone;
 use crate::webhook::WebhookSecrets;
 
 /// A configuration error: the variable and what is wrong with it.
@@ -236,7 +236,7 @@ impl Config {
             "DEFAULT_MAX_ATTEMPTS",
             3,
             1,
-            u64::from(crate::reminder::MAX_ATTEMPTS_LIMIT),
+            u64::from(crate::domain::MAX_ATTEMPTS_LIMIT),
         )? as u32;
 
         Ok(Self {

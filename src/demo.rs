@@ -358,7 +358,7 @@ pub async fn run(
     let (mut attempts_total, mut events_total) = (0usize, 0u64);
     let (mut retried, mut rescued) = (Vec::new(), Vec::new());
     for r in reminders.iter().rev() {
-        let id = crate::reminder::ReminderId::parse(r["id"].as_str().unwrap_or_default())
+        let id = crate::domain::ReminderId::parse(r["id"].as_str().unwrap_or_default())
             .context("a reminder id")?;
         let attempts = store.list_attempts(id).await?;
         let (reference, name) = names.get(&id.to_string()).copied().unwrap_or(("?", "?"));
@@ -368,7 +368,7 @@ pub async fn run(
                 retried.push(reference);
             }
             if a.failure.as_ref().and_then(|f| f.reason.as_deref())
-                == Some(crate::reminder::SKIP_CALL_TIMEOUT)
+                == Some(crate::domain::SKIP_CALL_TIMEOUT)
             {
                 rescued.push(reference);
             }

@@ -82,7 +82,7 @@ use serde_json::{Map, Value};
 
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
-use crate::reminder::{CreateDefaults, FieldError, NewReminder, ReminderId};
+use crate::domain::{CreateDefaults, FieldError, NewReminder, ReminderId};
 use crate::store::{Created, Store, StoreError};
 
 /// The columns a file may have: the fields of `POST /api/reminders` (SPEC §5).
@@ -623,7 +623,7 @@ pub async fn command(config: Config, path: &Path) -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reminder::{Language, TimeZone};
+    use crate::domain::{Language, TimeZone};
     use serde_json::json;
 
     fn defaults() -> CreateDefaults {

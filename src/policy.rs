@@ -10,7 +10,7 @@ use chrono::{
     TimeZone as _, Utc, Weekday,
 };
 
-use crate::reminder::TimeZone;
+use crate::domain::TimeZone;
 
 /// At most this many attempts per reminder in any `CAP_PERIOD` (SPEC §4).
 pub const WEEKLY_ATTEMPT_CAP: u32 = 7;

@@ -14,10 +14,10 @@ use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::dialer::{CallRequest, DialError, Dialer};
-use crate::policy::{cap_clears_at, CallingWindow, RetryPolicy, WEEKLY_ATTEMPT_CAP};
-use crate::reminder::{
+use crate::domain::{
     fail_live_attempt, Ctx, Reminder, Status, SKIP_CALL_TIMEOUT, SKIP_DISPATCH_FAILED,
 };
+use crate::policy::{cap_clears_at, CallingWindow, RetryPolicy, WEEKLY_ATTEMPT_CAP};
 use crate::store::{Applied, Deferral, Store, StoreError};
 
 /// Due reminders read per claiming pass.
@@ -200,7 +200,7 @@ impl Scheduler {
                     attempt = r.attempt_count,
                     was = %r.status,
                     waited_secs = since.map_or(0, |t| (now - t).num_seconds()),
-                    retry_at = %crate::reminder::describe_time(after.next_attempt_at),
+                    retry_at = %crate::domain::describe_time(after.next_attempt_at),
                     "call timed out: no report from the agent in time"
                 );
                 metrics::counter!("duecall_timeouts_total", "status" => r.status.as_str())
@@ -409,7 +409,7 @@ impl Scheduler {
                         reminder_id = %r.id,
                         attempt = call.attempt,
                         error = %e,
-                        retry_at = %crate::reminder::describe_time(after.next_attempt_at),
+                        retry_at = %crate::domain::describe_time(after.next_attempt_at),
                         "dispatch failed"
                     );
                     return Ok(());

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
-use crate::reminder::Status;
+use crate::domain::Status;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 

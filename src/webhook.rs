@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-use crate::reminder::{
+use crate::domain::{
     parse_date, parse_time, Event, EventKind, EventType, Failure, FieldError, Outcome,
     OutcomeResult, ReminderId, MAX_ATTEMPTS_LIMIT,
 };

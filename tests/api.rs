@@ -4,7 +4,7 @@
 mod common;
 
 use common::{reminder_body, Backend, TestApp, API_KEY};
-use duecall::reminder::ReminderId;
+use duecall::domain::ReminderId;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -455,7 +455,7 @@ async fn cancel_follows_the_state_machine(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    let claim = duecall::reminder::claim(&stored, now).unwrap();
+    let claim = duecall::domain::claim(&stored, now).unwrap();
     app.state.store.apply(&claim, None).await.unwrap();
     let resp = app
         .api(Method::POST, &format!("/api/reminders/{live_id}/cancel"))

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use chrono::Duration;
 use common::{completed, event, msg_id, t, webhook_key, Backend, TestApp};
-use duecall::reminder::ReminderId;
+use duecall::domain::ReminderId;
 use duecall::webhook::sign;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -791,13 +791,13 @@ async fn late_completion_beats_timeout(backend: Backend) {
     app.clock.advance(Duration::minutes(11));
     let r = app.state.store.get_reminder(id).await.unwrap().unwrap();
     let att = app.state.store.get_attempt(id, 1).await.unwrap();
-    let ctx = duecall::reminder::Ctx {
+    let ctx = duecall::domain::Ctx {
         now: duecall::clock::Clock::now(&app.clock),
         retry: &app.state.retry,
         jitter: 0.5,
     };
     let change =
-        duecall::reminder::fail_live_attempt(&r, att.as_ref(), "call_timeout", &ctx).unwrap();
+        duecall::domain::fail_live_attempt(&r, att.as_ref(), "call_timeout", &ctx).unwrap();
     app.state.store.apply(&change, None).await.unwrap();
     assert_eq!(app.reminder(id).await["skip_reason"], "call_timeout");
     // Then the agent's report arrives: evidence beats a guess.

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::fake_livekit::FakeLiveKit;
-use duecall::reminder::{CreateDefaults, Language, NewReminder, ReminderId, Status, TimeZone};
+use duecall::domain::{CreateDefaults, Language, NewReminder, ReminderId, Status, TimeZone};
 use serde_json::{json, Value};
 
 /// A SQLite database in a temp dir holding one reminder due now.

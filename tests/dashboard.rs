@@ -5,7 +5,7 @@
 mod common;
 
 use common::{completed, event, msg_id, Backend, TestApp};
-use duecall::reminder::ReminderId;
+use duecall::domain::ReminderId;
 use serde_json::json;
 
 const PASSWORD: &str = "dashboard-password-0123";

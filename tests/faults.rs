@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use common::load::{self, Delivery, Load, Planned, Server, AFTER, BEFORE, DURING};
 use common::{Backend, TestDb};
-use duecall::reminder::ReminderId;
+use duecall::domain::ReminderId;
 
 const REMINDERS: usize = 300;
 const AGENTS: usize = 16;
@@ -226,13 +226,13 @@ async fn schedulers_race_under_load(backend: Backend) {
     };
     let lk = FakeLiveKit::start().await;
     let store = duecall::store::connect(&db.url, 4).await.expect("store");
-    let defaults = duecall::reminder::CreateDefaults {
-        timezone: duecall::reminder::TimeZone::parse("America/New_York").unwrap(),
-        language: duecall::reminder::Language::parse("en").unwrap(),
+    let defaults = duecall::domain::CreateDefaults {
+        timezone: duecall::domain::TimeZone::parse("America/New_York").unwrap(),
+        language: duecall::domain::Language::parse("en").unwrap(),
         max_attempts: 3,
     };
     let body = common::reminder_body(serde_json::json!({}));
-    let new = duecall::reminder::NewReminder::parse(body.as_object().unwrap(), &defaults).unwrap();
+    let new = duecall::domain::NewReminder::parse(body.as_object().unwrap(), &defaults).unwrap();
     let mut due = Vec::new();
     for _ in 0..DUE {
         let id = ReminderId::new();

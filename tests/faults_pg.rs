@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::load::{self, Delivery, Heard, Load, Reply, Server, CLIENT_TIMEOUT};
-use duecall::reminder::ReminderId;
+use duecall::domain::ReminderId;
 
 const REMINDERS: usize = 800;
 const AGENTS: usize = 8;

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Output, Stdio};
 
 use common::{Backend, TestDb};
-use duecall::reminder::Reminder;
+use duecall::domain::Reminder;
 use duecall::store::{ListQuery, Store};
 use serde_json::json;
 

@@ -10,7 +10,7 @@ use chrono::{DateTime, Duration, Utc};
 use common::fake_livekit::FakeLiveKit;
 use common::{completed, event, msg_id, reminder_body, Backend, TestApp};
 use duecall::clock::Clock;
-use duecall::reminder::ReminderId;
+use duecall::domain::ReminderId;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use reqwest::StatusCode;

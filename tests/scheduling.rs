@@ -15,10 +15,10 @@ use common::fake_livekit::FakeLiveKit;
 use common::{t, test_config, Backend, TestDb};
 use duecall::clock::{Clock, ManualClock};
 use duecall::dialer::{CallRequest, DialError, Dialer};
-use duecall::http::AppState;
-use duecall::reminder::{
+use duecall::domain::{
     self, room_name, Ctx, Event, EventKind, NewReminder, Reminder, ReminderId, Status, Verdict,
 };
+use duecall::http::AppState;
 use duecall::scheduler::TickReport;
 use duecall::store::{Applied, Created, Store};
 use serde_json::{json, Value};
@@ -219,7 +219,7 @@ async fn end_attempt(
         retry: &state.retry,
         jitter: 0.0,
     };
-    let d = reminder::transition(&r, att.as_ref(), &ev, &ctx);
+    let d = domain::transition(&r, att.as_ref(), &ev, &ctx);
     assert_eq!(d.verdict, Verdict::Applied, "{r:?}");
     match state.store.apply(&d.change, None).await.unwrap() {
         Applied::Done(after) => *after,
@@ -1069,7 +1069,7 @@ async fn timed_out_once(backend: Backend) {
         );
         let attempts = lead.store.list_attempts(*id).await.unwrap();
         assert_eq!(attempts.len(), 1);
-        assert_eq!(attempts[0].status, reminder::AttemptStatus::Failed);
+        assert_eq!(attempts[0].status, domain::AttemptStatus::Failed);
         assert_eq!(attempts[0].ended_at, Some(now));
     }
     assert_eq!(fake.dispatches().len(), 300, "no retry is due yet");

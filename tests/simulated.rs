@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{reminder_body, Backend, TestApp};
-use duecall::reminder::ReminderId;
+use duecall::domain::ReminderId;
 use serde_json::{json, Value};
 
 async fn create(app: &TestApp, persona: &str, extra: Value) -> ReminderId {

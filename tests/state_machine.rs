@@ -1,8 +1,8 @@
 //! Property tests of the pure state machine (SPEC §1), without a database.
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
+use duecall::domain::*;
 use duecall::policy::{CallingWindow, RetryPolicy};
-use duecall::reminder::*;
 use proptest::prelude::*;
 use serde_json::json;
 

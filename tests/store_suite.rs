@@ -7,9 +7,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use common::{t, Backend, TestDb};
-use duecall::reminder::{
-    self, CreateDefaults, Language, NewReminder, ReminderId, Status, TimeZone,
-};
+use duecall::domain::{self, CreateDefaults, Language, NewReminder, ReminderId, Status, TimeZone};
 use duecall::store::{Applied, Created, ListQuery, Store};
 use serde_json::json;
 
@@ -225,7 +223,7 @@ async fn list_pages_newest_first(backend: Backend) {
 
     // Filter by status.
     let victim = made[2].clone();
-    let change = reminder::cancel(&victim, start + Duration::minutes(1))
+    let change = domain::cancel(&victim, start + Duration::minutes(1))
         .unwrap()
         .unwrap();
     assert!(matches!(
@@ -275,7 +273,7 @@ async fn cancel_is_compare_and_set(backend: Backend) {
         panic!()
     };
     let later = now + Duration::minutes(3);
-    let change = reminder::cancel(&r, later).unwrap().unwrap();
+    let change = domain::cancel(&r, later).unwrap().unwrap();
     let done = match store.apply(&change, None).await.unwrap() {
         Applied::Done(done) => done,
         other => panic!("expected the change to apply, got {other:?}"),
@@ -285,7 +283,7 @@ async fn cancel_is_compare_and_set(backend: Backend) {
     assert_eq!(done.updated_at, later);
     assert_eq!(
         done.skip_reason.as_deref(),
-        Some(reminder::SKIP_CANCELLED_BY_OPERATOR)
+        Some(domain::SKIP_CANCELLED_BY_OPERATOR)
     );
     assert_eq!(store.get_reminder(r.id).await.unwrap(), Some(*done.clone()));
 
@@ -313,7 +311,7 @@ async fn concurrent_cancels_one_winner(backend: Backend) {
     else {
         panic!()
     };
-    let change = reminder::cancel(&r, now).unwrap().unwrap();
+    let change = domain::cancel(&r, now).unwrap().unwrap();
     let mut tasks = Vec::new();
     for _ in 0..16 {
         let (store, change) = (store.clone(), change.clone());
@@ -405,7 +403,7 @@ async fn claim_matches_the_state_machine(backend: Backend) {
     assert_eq!(claimed.len(), 2, "only the ids asked for");
     let after = claimed.iter().find(|r| r.id == ids[0]).unwrap().clone();
     // The batch claim writes exactly what the pure `claim` decides.
-    let expected = reminder::claim(&before, now).unwrap();
+    let expected = domain::claim(&before, now).unwrap();
     let u = expected.reminder.unwrap();
     assert_eq!(after.status, u.status);
     assert_eq!(after.attempt_count, u.attempt_count);
@@ -417,8 +415,8 @@ async fn claim_matches_the_state_machine(backend: Backend) {
     let attempts = store.list_attempts(ids[0]).await.unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(attempts[0].attempt, 1);
-    assert_eq!(attempts[0].status, reminder::AttemptStatus::InProgress);
-    assert_eq!(attempts[0].room_name, reminder::room_name(ids[0], 1));
+    assert_eq!(attempts[0].status, domain::AttemptStatus::InProgress);
+    assert_eq!(attempts[0].room_name, domain::room_name(ids[0], 1));
     assert_eq!(attempts[0].dispatched_at, now);
 
     // Claiming again finds nothing: they are live now.
@@ -464,7 +462,7 @@ async fn claim_refuses_what_is_not_due(backend: Backend) {
     );
     // Cancelled: never claimed.
     let r = store.get_reminder(one_try[0]).await.unwrap().unwrap();
-    let cancel = reminder::cancel(&r, now).unwrap().unwrap();
+    let cancel = domain::cancel(&r, now).unwrap().unwrap();
     assert!(matches!(
         store.apply(&cancel, None).await.unwrap(),
         Applied::Done(_)
@@ -515,19 +513,19 @@ async fn overdue_finds_attempts_past_their_deadline(backend: Backend) {
     let r = store.get_reminder(ids[1]).await.unwrap().unwrap();
     let att = store.get_attempt(ids[1], 1).await.unwrap().unwrap();
     let answered = t("2026-11-24T15:10:00Z");
-    let ev = reminder::Event {
+    let ev = domain::Event {
         reminder_id: ids[1],
         attempt: Some(1),
         occurred_at: answered,
-        kind: reminder::EventKind::Answered,
+        kind: domain::EventKind::Answered,
     };
     let retry = open_all_day(Duration::hours(2));
-    let ctx = reminder::Ctx {
+    let ctx = domain::Ctx {
         now: answered,
         retry: &retry,
         jitter: 0.5,
     };
-    let d = reminder::transition(&r, Some(&att), &ev, &ctx);
+    let d = domain::transition(&r, Some(&att), &ev, &ctx);
     assert!(matches!(
         store.apply(&d.change, None).await.unwrap(),
         Applied::Done(_)
@@ -582,20 +580,20 @@ async fn weekly_cap_is_enforced_by_the_claim(backend: Backend) {
         );
         let r = store.get_reminder(id).await.unwrap().unwrap();
         let att = store.get_attempt(id, n).await.unwrap().unwrap();
-        let ev = reminder::Event {
+        let ev = domain::Event {
             reminder_id: id,
             attempt: Some(n),
             occurred_at: now,
-            kind: reminder::EventKind::Completed(
+            kind: domain::EventKind::Completed(
                 serde_json::from_value(json!({"result": "no_answer"})).unwrap(),
             ),
         };
-        let ctx = reminder::Ctx {
+        let ctx = domain::Ctx {
             now,
             retry: &retry,
             jitter: 0.0,
         };
-        let d = reminder::transition(&r, Some(&att), &ev, &ctx);
+        let d = domain::transition(&r, Some(&att), &ev, &ctx);
         assert!(matches!(
             store.apply(&d.change, None).await.unwrap(),
             Applied::Done(_)
@@ -651,29 +649,29 @@ async fn many_concurrent_applies_each_commit_once(backend: Backend) {
     for id in &ids {
         let r = store.get_reminder(*id).await.unwrap().unwrap();
         let att = store.get_attempt(*id, 1).await.unwrap().unwrap();
-        let ev = reminder::Event {
+        let ev = domain::Event {
             reminder_id: *id,
             attempt: Some(1),
             occurred_at: now,
-            kind: reminder::EventKind::Completed(
+            kind: domain::EventKind::Completed(
                 serde_json::from_value(json!({"result": "paid"})).unwrap(),
             ),
         };
-        let ctx = reminder::Ctx {
+        let ctx = domain::Ctx {
             now,
             retry: &retry,
             jitter: 0.5,
         };
-        let change = reminder::transition(&r, Some(&att), &ev, &ctx).change;
+        let change = domain::transition(&r, Some(&att), &ev, &ctx).change;
         let record = duecall::store::EventRecord {
             webhook_id: format!("msg_{id}"),
             reminder_id: *id,
             attempt: Some(1),
-            event_type: reminder::EventType::CallCompleted,
+            event_type: domain::EventType::CallCompleted,
             occurred_at: now,
             received_at: now,
             applied: true,
-            verdict: reminder::Verdict::Applied,
+            verdict: domain::Verdict::Applied,
             payload: "{}".into(),
         };
         for _ in 0..2 {
@@ -701,7 +699,7 @@ async fn many_concurrent_applies_each_commit_once(backend: Backend) {
         let r = store.get_reminder(*id).await.unwrap().unwrap();
         assert_eq!(r.status, Status::Completed);
         let att = store.get_attempt(*id, 1).await.unwrap().unwrap();
-        assert_eq!(att.status, reminder::AttemptStatus::Completed);
+        assert_eq!(att.status, domain::AttemptStatus::Completed);
     }
     // And it is all on disk: a new store on the same database sees it.
     drop(store);
@@ -772,7 +770,7 @@ async fn count_by_status_counts_every_status(backend: Backend) {
     // Two live, one cancelled, two left pending.
     assert_eq!(store.claim(&ids[..2], now, 10).await.unwrap().len(), 2);
     let r = store.get_reminder(ids[4]).await.unwrap().unwrap();
-    let change = reminder::cancel(&r, now).unwrap().unwrap();
+    let change = domain::cancel(&r, now).unwrap().unwrap();
     assert!(matches!(
         store.apply(&change, None).await.unwrap(),
         Applied::Done(_)

@@ -32,7 +32,7 @@ async fn metrics_count_requests_transitions_timeouts_and_ticks() {
     for _ in 0..3 {
         let resp = app.create(reminder_body(serde_json::json!({}))).await;
         let body: serde_json::Value = resp.json().await.unwrap();
-        ids.push(duecall::reminder::ReminderId::parse(body["id"].as_str().unwrap()).unwrap());
+        ids.push(duecall::domain::ReminderId::parse(body["id"].as_str().unwrap()).unwrap());
     }
     assert_eq!(app.state.scheduler.tick().await.unwrap().dispatched, 3);
     assert_eq!(

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 
-use crate::reminder::{room_name, Reminder, ReminderId};
+use crate::domain::{room_name, Reminder, ReminderId};
 
 pub mod livekit;
 pub mod simulated;

@@ -10,7 +10,7 @@ use axum::Json;
 
 use super::error::ApiError;
 use super::{read_body, AppState, BODY_LIMIT};
-use crate::reminder::{self, Ctx, Verdict};
+use crate::domain::{self, Ctx, Verdict};
 use crate::store::{Applied, EventRecord};
 use crate::webhook::{self, PayloadError};
 
@@ -93,7 +93,7 @@ pub async fn receive(
             retry: &state.retry,
             jitter: crate::jitter_draw(),
         };
-        let decision = reminder::transition(&r, attempt.as_ref(), &event, &ctx);
+        let decision = domain::transition(&r, attempt.as_ref(), &event, &ctx);
         let record = EventRecord {
             webhook_id: webhook_id.clone(),
             reminder_id: id,
@@ -143,8 +143,8 @@ pub async fn receive(
 /// changed something), or the 409 its verdict means.
 fn answer_verdict(
     verdict: Verdict,
-    id: reminder::ReminderId,
-    status: reminder::Status,
+    id: domain::ReminderId,
+    status: domain::Status,
     first: bool,
     target: u32,
     current: u32,
@@ -172,7 +172,7 @@ fn answer_verdict(
 async fn repeat(
     state: &AppState,
     webhook_id: &str,
-    event: &reminder::Event,
+    event: &domain::Event,
     payload: &str,
 ) -> Result<Response, ApiError> {
     let id = event.reminder_id;
@@ -216,9 +216,9 @@ async fn repeat(
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct CallStatusAnswer {
     #[schema(value_type = String, format = "uuid")]
-    pub reminder_id: reminder::ReminderId,
+    pub reminder_id: domain::ReminderId,
     /// The reminder's status after the event.
-    pub status: reminder::Status,
+    pub status: domain::Status,
     /// Whether this event changed anything (`false`: a repeated `webhook-id`, or
     /// news the attempt has already moved past).
     pub applied: bool,
@@ -226,8 +226,8 @@ pub struct CallStatusAnswer {
 
 fn answer(
     code: StatusCode,
-    id: reminder::ReminderId,
-    status: reminder::Status,
+    id: domain::ReminderId,
+    status: domain::Status,
     applied: bool,
 ) -> Response {
     (

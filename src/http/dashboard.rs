@@ -21,7 +21,7 @@ use serde::Deserialize;
 
 use super::session::{self, SessionKey};
 use super::AppState;
-use crate::reminder::{Attempt, Currency, Outcome, Reminder, ReminderId, Status};
+use crate::domain::{Attempt, Currency, Outcome, Reminder, ReminderId, Status};
 use crate::store::{Cursor, ListQuery};
 
 /// How often the signed-in pages reload themselves.

@@ -5,7 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::reminder::FieldError;
+use crate::domain::FieldError;
 use crate::store::StoreError;
 
 #[derive(Debug)]

@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::{read_body, AppState, BODY_LIMIT};
-use crate::reminder::{self, Ctx, SKIP_ROOM_CLOSED};
+use crate::domain::{self, Ctx, SKIP_ROOM_CLOSED};
 use crate::store::Applied;
 
 const MAX_DECISIONS: usize = 8;
@@ -93,7 +93,7 @@ pub async fn receive(
         return Ok(ignored(&event.event));
     }
     let room = event.room.map(|r| r.name).unwrap_or_default();
-    let Some((id, attempt)) = reminder::parse_room_name(&room) else {
+    let Some((id, attempt)) = domain::parse_room_name(&room) else {
         tracing::debug!("room_finished for a room that is not a reminder's");
         return Ok(ignored(&event.event));
     };
@@ -110,8 +110,7 @@ pub async fn receive(
             retry: &state.retry,
             jitter: crate::jitter_draw(),
         };
-        let Some(change) =
-            reminder::fail_live_attempt(&r, current.as_ref(), SKIP_ROOM_CLOSED, &ctx)
+        let Some(change) = domain::fail_live_attempt(&r, current.as_ref(), SKIP_ROOM_CLOSED, &ctx)
         else {
             // The agent reported first (or the attempt ended otherwise): nothing to rescue.
             return Ok(ignored(&event.event));
@@ -123,7 +122,7 @@ pub async fn receive(
                     reminder_id = %id,
                     attempt,
                     was = %r.status,
-                    retry_at = %crate::reminder::describe_time(after.next_attempt_at),
+                    retry_at = %crate::domain::describe_time(after.next_attempt_at),
                     "room closed without a report from the agent"
                 );
                 metrics::counter!("duecall_rooms_closed_without_report_total").increment(1);

@@ -18,8 +18,8 @@ use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::CreateDefaults;
 use crate::policy::RetryPolicy;
-use crate::reminder::CreateDefaults;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 

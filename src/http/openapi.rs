@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::OpenApi;
 
-use crate::reminder::{Failure, Outcome};
+use crate::domain::{Failure, Outcome};
 
 /// The body of `POST /api/reminders` (SPEC §5). Unknown fields are refused.
 // Deserialize only so that `deny_unknown_fields` (additionalProperties: false) is read.
@@ -203,7 +203,7 @@ mod tests {
             .keys()
             .map(String::as_str)
             .collect();
-        let mut parsed = crate::reminder::CREATE_FIELDS.to_vec();
+        let mut parsed = crate::domain::CREATE_FIELDS.to_vec();
         described.sort_unstable();
         parsed.sort_unstable();
         assert_eq!(described, parsed);
@@ -227,21 +227,21 @@ mod tests {
         );
         assert_eq!(
             s["properties"]["max_attempts"]["maximum"],
-            crate::reminder::MAX_ATTEMPTS_LIMIT
+            crate::domain::MAX_ATTEMPTS_LIMIT
         );
         let event = schema("CallStatusEvent");
         assert_eq!(
             event["properties"]["attempt"]["maximum"],
-            crate::reminder::MAX_ATTEMPTS_LIMIT,
+            crate::domain::MAX_ATTEMPTS_LIMIT,
             "the webhook's attempt is bounded as the parser bounds it"
         );
         assert_eq!(
             s["properties"]["customer_name"]["maxLength"],
-            crate::reminder::MAX_NAME_CHARS
+            crate::domain::MAX_NAME_CHARS
         );
         assert_eq!(
             s["properties"]["external_id"]["maxLength"],
-            crate::reminder::MAX_EXTERNAL_ID_CHARS
+            crate::domain::MAX_EXTERNAL_ID_CHARS
         );
     }
 
@@ -269,7 +269,7 @@ mod tests {
             "+1 415",
         ] {
             assert_eq!(
-                crate::reminder::PhoneNumber::parse(n).is_ok(),
+                crate::domain::PhoneNumber::parse(n).is_ok(),
                 by_pattern(n),
                 "{n}"
             );
@@ -286,7 +286,7 @@ mod tests {
             .map(|v| v.as_str().unwrap())
             .collect();
         for t in &described {
-            assert!(t.parse::<crate::reminder::EventType>().is_ok(), "{t}");
+            assert!(t.parse::<crate::domain::EventType>().is_ok(), "{t}");
         }
         assert_eq!(described.len(), 3);
     }

@@ -12,23 +12,23 @@ use serde_json::Value;
 
 use super::error::ApiError;
 use super::{read_body, AppState, BODY_LIMIT};
-use crate::reminder::{self, NewReminder, ReminderId, Status};
+use crate::domain::{self, NewReminder, ReminderId, Status};
 use crate::store::{Applied, Created, Cursor, ListQuery};
 
 /// `GET /api/reminders/{id}` and the cancel answer: the reminder with its attempts.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ReminderWithAttempts {
     #[serde(flatten)]
-    pub reminder: reminder::Reminder,
+    pub reminder: domain::Reminder,
     /// Oldest first.
-    pub attempts: Vec<reminder::Attempt>,
+    pub attempts: Vec<domain::Attempt>,
 }
 
 /// One page of `GET /api/reminders`.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct ReminderList {
     /// Newest first.
-    pub reminders: Vec<reminder::Reminder>,
+    pub reminders: Vec<domain::Reminder>,
     /// Pass as `cursor` for the next page; `null` on the last.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
@@ -78,10 +78,10 @@ pub fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiEr
     security(("apiKey" = [])),
     request_body(content = super::openapi::CreateReminder, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = reminder::Reminder,
+        (status = 201, description = "Created", body = domain::Reminder,
             headers(("location" = String, description = "`/api/reminders/{id}`"))),
         (status = 200, description = "Its `external_id` is already known: the existing reminder",
-            body = reminder::Reminder),
+            body = domain::Reminder),
         (status = 400, description = "Not JSON, not an object, or a missing, unknown or invalid field (named)", body = super::error::ErrorBody),
         (status = 401, description = "Missing or wrong `Bearer $DUECALL_API_KEY`", body = super::error::ErrorBody),
         (status = 413, description = "Body over 64 KiB", body = super::error::ErrorBody),
@@ -117,7 +117,7 @@ pub async fn create(
 #[utoipa::path(get, path = "/api/reminders", tag = "reminders",
     security(("apiKey" = [])),
     params(
-        ("status" = Option<reminder::Status>, Query, description = "Only reminders in this status"),
+        ("status" = Option<domain::Status>, Query, description = "Only reminders in this status"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size (default 50)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
@@ -146,7 +146,7 @@ pub async fn list(
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
-                reminder::FieldError::new(
+                domain::FieldError::new(
                     "limit",
                     format!("must be a whole number from 1 to {MAX_PAGE}"),
                 )
@@ -157,7 +157,7 @@ pub async fn list(
         .filter(|s| !s.is_empty())
         .map(|c| {
             Cursor::decode(c).ok_or_else(|| {
-                reminder::FieldError::new("cursor", "is not a cursor this service handed out")
+                domain::FieldError::new("cursor", "is not a cursor this service handed out")
             })
         })
         .transpose()?;
@@ -179,7 +179,7 @@ pub async fn list(
 /// The reminder with its attempts, oldest first.
 async fn with_attempts(
     state: &AppState,
-    r: reminder::Reminder,
+    r: domain::Reminder,
 ) -> Result<Json<ReminderWithAttempts>, ApiError> {
     let attempts = state.store.list_attempts(r.id).await?;
     Ok(Json(ReminderWithAttempts {
@@ -236,7 +236,7 @@ pub async fn cancel(
             .get_reminder(id)
             .await?
             .ok_or_else(|| not_found(id))?;
-        let change = match reminder::cancel(&r, state.clock.now()) {
+        let change = match domain::cancel(&r, state.clock.now()) {
             Ok(Some(change)) => change,
             Ok(None) => return with_attempts(&state, r).await,
             Err(refusal) => return Err(ApiError::conflict("invalid_transition", refusal.message)),

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
-use crate::reminder::{
+use crate::domain::{
     Attempt, Change, EventType, NewReminder, Reminder, ReminderId, Status, Verdict,
 };
 
@@ -139,7 +139,7 @@ impl Cursor {
         // Only times a reminder can have been created at (a crafted cursor
         // outside PostgreSQL's range would otherwise be a 500 there).
         let created_at = DateTime::from_timestamp_millis(ms.parse().ok()?)
-            .filter(|t| crate::clock::is_storable(*t))?;
+            .filter(|t| crate::domain::is_storable(*t))?;
         Some(Self {
             created_at,
             id: ReminderId::parse(id)?,
@@ -369,7 +369,7 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 
 impl RawReminder {
     pub fn into_reminder(self) -> Result<Reminder, StoreError> {
-        use crate::reminder::{Currency, Language, PhoneNumber, TimeZone};
+        use crate::domain::{Currency, Language, PhoneNumber, TimeZone};
         Ok(Reminder {
             id: ReminderId::from_uuid(self.id),
             external_id: self.external_id,

@@ -14,9 +14,9 @@ use super::{
     reminder_cols_of, Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt,
     RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
+use crate::domain::Status;
+use crate::domain::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
 use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
-use crate::reminder::Status;
-use crate::reminder::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
 
 /// JSON for a JSONB parameter.
 fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {

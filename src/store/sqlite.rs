@@ -18,11 +18,9 @@ use super::{
     reminder_cols_of, Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt,
     RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
+use crate::domain::Status;
+use crate::domain::{room_name, Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
 use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
-use crate::reminder::Status;
-use crate::reminder::{
-    room_name, Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId,
-};
 
 pub struct SqliteStore {
     write: SqlitePool,

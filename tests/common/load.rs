@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use duecall::reminder::{CreateDefaults, Language, NewReminder, ReminderId, TimeZone};
+use duecall::domain::{CreateDefaults, Language, NewReminder, ReminderId, TimeZone};
 use serde_json::{json, Value};
 use sqlx::Connection;
 

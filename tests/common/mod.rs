@@ -303,23 +303,20 @@ impl TestApp {
 
     /// Create a reminder through the API and start its first attempt (as the
     /// scheduler's claim does), returning its id.
-    pub async fn live_reminder(
-        &self,
-        overrides: serde_json::Value,
-    ) -> duecall::reminder::ReminderId {
+    pub async fn live_reminder(&self, overrides: serde_json::Value) -> duecall::domain::ReminderId {
         let resp = self.create(reminder_body(overrides)).await;
         assert_eq!(resp.status(), 201);
         let body: serde_json::Value = resp.json().await.unwrap();
-        let id = duecall::reminder::ReminderId::parse(body["id"].as_str().unwrap()).unwrap();
+        let id = duecall::domain::ReminderId::parse(body["id"].as_str().unwrap()).unwrap();
         self.start_attempt(id).await;
         id
     }
 
     /// Claim the reminder's next attempt directly through the store.
-    pub async fn start_attempt(&self, id: duecall::reminder::ReminderId) {
+    pub async fn start_attempt(&self, id: duecall::domain::ReminderId) {
         let r = self.state.store.get_reminder(id).await.unwrap().unwrap();
         let now = duecall::clock::Clock::now(&self.clock);
-        let claim = duecall::reminder::claim(&r, now).expect("claimable");
+        let claim = duecall::domain::claim(&r, now).expect("claimable");
         let applied = self.state.store.apply(&claim, None).await.unwrap();
         assert!(
             matches!(applied, duecall::store::Applied::Done(_)),
@@ -328,7 +325,7 @@ impl TestApp {
     }
 
     /// GET a reminder with its attempts.
-    pub async fn reminder(&self, id: duecall::reminder::ReminderId) -> serde_json::Value {
+    pub async fn reminder(&self, id: duecall::domain::ReminderId) -> serde_json::Value {
         let resp = self
             .api(reqwest::Method::GET, &format!("/api/reminders/{id}"))
             .send()
@@ -338,13 +335,13 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
-    pub async fn event_count(&self, id: duecall::reminder::ReminderId) -> u64 {
+    pub async fn event_count(&self, id: duecall::domain::ReminderId) -> u64 {
         self.state.store.count_events(id).await.unwrap()
     }
 }
 
 /// A call-status body.
-pub fn event(kind: &str, id: duecall::reminder::ReminderId, extra: serde_json::Value) -> String {
+pub fn event(kind: &str, id: duecall::domain::ReminderId, extra: serde_json::Value) -> String {
     let mut body = serde_json::json!({"event_type": kind, "reminder_id": id.to_string()});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         for (k, v) in e {
@@ -354,7 +351,7 @@ pub fn event(kind: &str, id: duecall::reminder::ReminderId, extra: serde_json::V
     body.to_string()
 }
 
-pub fn completed(id: duecall::reminder::ReminderId, result: &str) -> String {
+pub fn completed(id: duecall::domain::ReminderId, result: &str) -> String {
     event(
         "call_completed",
         id,

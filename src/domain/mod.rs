@@ -1,0 +1,18 @@
+//! The domain: ids, statuses, the reminder and its attempts, outcomes, events
+//! and the decisions they lead to, and the value types that are only built by
+//! parsing (so the inside never re-checks).
+//!
+//! Nothing here knows about HTTP, SQL or the clock: callers hand in `now`.
+
+mod create;
+mod reminder;
+mod transition;
+mod values;
+
+pub use create::*;
+pub use reminder::*;
+pub use transition::*;
+pub use values::*;
+
+#[cfg(test)]
+mod tests;
