@@ -11,6 +11,7 @@ pub mod demo;
 pub mod dialer;
 pub mod http;
 pub mod import;
+pub mod phone_zones;
 pub mod policy;
 pub mod reminder;
 pub mod scheduler;
