@@ -12,6 +12,7 @@ pub mod dialer;
 pub mod domain;
 pub mod http;
 pub mod import;
+pub mod phone_zones;
 pub mod policy;
 pub mod scheduler;
 pub mod store;
