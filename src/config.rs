@@ -6,10 +6,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use chrono::NaiveTime;
+use chrono::{NaiveDate, NaiveTime};
 use secrecy::SecretString;
 
-use crate::domain::TimeZone;
+use crate::domain::{describe_span, parse_span, Frequency, Region, TimeZone, ZonePolicy};
 pub use crate::policy::CallingWindow;
 use crate::webhook::WebhookSecrets;
 
@@ -83,6 +83,14 @@ pub struct Config {
     pub calling_window: CallingWindow,
     pub default_timezone: TimeZone,
     pub default_max_attempts: u32,
+    /// `ZONE_POLICY`.
+    pub zone_policy: ZonePolicy,
+    /// `CALL_FREQUENCY`.
+    pub call_frequency: Frequency,
+    /// `REGION_CALL_FREQUENCY`.
+    pub region_call_frequency: Vec<(Region, Frequency)>,
+    /// `QUIET_AFTER_CONVERSATION`.
+    pub quiet_after_conversation: chrono::Duration,
 }
 
 impl Config {
@@ -204,13 +212,63 @@ impl Config {
         let retry_delay =
             Duration::from_secs(parse_num(&get, "RETRY_DELAY_SECS", 7200, 1, 30 * 86_400)?);
 
-        let (start, end) = parse_window(get("CALLING_WINDOW").as_deref().unwrap_or("08:00-21:00"))
-            .ok_or_else(|| {
+        let (start, end, to_midnight) =
+            parse_window(get("CALLING_WINDOW").as_deref().unwrap_or("08:00-21:00")).ok_or_else(
+                || {
+                    err(
+                        "CALLING_WINDOW",
+                        "must be HH:MM-HH:MM with the start before the end (the end may be 24:00), like 08:00-21:00",
+                    )
+                },
+            )?;
+        let blackout = match get("CALLING_BLACKOUT_DATES") {
+            None => BTreeSet::new(),
+            Some(list) => list
+                .split(',')
+                .map(|d| NaiveDate::parse_from_str(d.trim(), "%Y-%m-%d").ok())
+                .collect::<Option<BTreeSet<_>>>()
+                .ok_or_else(|| {
+                    err(
+                        "CALLING_BLACKOUT_DATES",
+                        "must be dates like 2026-12-25,2027-01-01 (YYYY-MM-DD, comma separated)",
+                    )
+                })?,
+        };
+        let zone_policy = match get("ZONE_POLICY") {
+            None => ZonePolicy::All,
+            Some(v) => v
+                .parse()
+                .map_err(|()| err("ZONE_POLICY", "must be all or given"))?,
+        };
+        let call_frequency = match get("CALL_FREQUENCY") {
+            None => Frequency::parse("7/7d").expect("the default parses"),
+            Some(v) => Frequency::parse(&v).ok_or_else(|| {
                 err(
-                    "CALLING_WINDOW",
-                    "must be HH:MM-HH:MM with the start before the end, like 08:00-21:00",
+                    "CALL_FREQUENCY",
+                    "must be attempts/period, like 7/7d or 3/24h (at least 1 attempt)",
                 )
-            })?;
+            })?,
+        };
+        let region_call_frequency = parse_region_caps(
+            get("REGION_CALL_FREQUENCY")
+                .as_deref()
+                .unwrap_or("US-MA=2/7d"),
+        )
+        .ok_or_else(|| {
+            err(
+                "REGION_CALL_FREQUENCY",
+                "must be REGION=attempts/period pairs, comma separated, like US-MA=2/7d (or none)",
+            )
+        })?;
+        let quiet_after_conversation = match get("QUIET_AFTER_CONVERSATION") {
+            None => chrono::Duration::days(7),
+            Some(v) => parse_span(&v).ok_or_else(|| {
+                err(
+                    "QUIET_AFTER_CONVERSATION",
+                    "must be a span like 7d or 36h, or 0 for none",
+                )
+            })?,
+        };
         let days =
             parse_days(get("CALLING_DAYS").as_deref().unwrap_or("Mon-Sat")).ok_or_else(|| {
                 err(
@@ -258,9 +316,19 @@ impl Config {
             call_timeout,
             max_concurrent_calls,
             retry_delay,
-            calling_window: CallingWindow { start, end, days },
+            calling_window: CallingWindow {
+                start,
+                end,
+                to_midnight,
+                days,
+                blackout,
+            },
             default_timezone,
             default_max_attempts,
+            zone_policy,
+            call_frequency,
+            region_call_frequency,
+            quiet_after_conversation,
         })
     }
 
@@ -304,11 +372,112 @@ fn parse_num(
     }
 }
 
-fn parse_window(s: &str) -> Option<(NaiveTime, NaiveTime)> {
+/// `HH:MM-HH:MM`, the end after the start; `24:00` as the end runs the
+/// window to midnight. The third value says so.
+fn parse_window(s: &str) -> Option<(NaiveTime, NaiveTime, bool)> {
     let (a, b) = s.split_once('-')?;
     let start = NaiveTime::parse_from_str(a.trim(), "%H:%M").ok()?;
+    if b.trim() == "24:00" {
+        return Some((start, NaiveTime::MIN, true));
+    }
     let end = NaiveTime::parse_from_str(b.trim(), "%H:%M").ok()?;
-    (start < end).then_some((start, end))
+    (start < end).then_some((start, end, false))
+}
+
+/// `US-MA=2/7d,CA-QC=3/7d`; `none` (or nothing) for no regional caps.
+fn parse_region_caps(s: &str) -> Option<Vec<(Region, Frequency)>> {
+    let s = s.trim();
+    if s.is_empty() || s.eq_ignore_ascii_case("none") {
+        return Some(Vec::new());
+    }
+    s.split(',')
+        .map(|pair| {
+            let (region, cap) = pair.split_once('=')?;
+            Some((Region::parse(region).ok()?, Frequency::parse(cap)?))
+        })
+        .collect()
+}
+
+/// One rule set looser than the floor the law sets (SPEC §7): what, and why
+/// that is the floor. Warned about at every start and shown on the dashboard.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LooserThanLaw {
+    pub variable: &'static str,
+    pub value: String,
+    pub floor: &'static str,
+    pub source: &'static str,
+}
+
+impl Config {
+    /// Every limit set looser than its default, the floor for a third-party
+    /// debt collector in the United States.
+    pub fn looser_than_law(&self) -> Vec<LooserThanLaw> {
+        let mut out = Vec::new();
+        let w = &self.calling_window;
+        let eight = NaiveTime::from_hms_opt(8, 0, 0).expect("08:00");
+        let nine_pm = NaiveTime::from_hms_opt(21, 0, 0).expect("21:00");
+        if w.start < eight || w.to_midnight || w.end > nine_pm {
+            out.push(LooserThanLaw {
+                variable: "CALLING_WINDOW",
+                value: format!(
+                    "{}-{}",
+                    w.start.format("%H:%M"),
+                    if w.to_midnight {
+                        "24:00".to_owned()
+                    } else {
+                        w.end.format("%H:%M").to_string()
+                    }
+                ),
+                floor: "08:00-21:00",
+                source: "12 CFR 1006.6(b)(1)(i) (Regulation F): no call before 8 a.m. or after 9 p.m. local time",
+            });
+        }
+        let default_cap = Frequency::parse("7/7d").expect("the default parses");
+        if default_cap.stricter_than(&self.call_frequency) {
+            out.push(LooserThanLaw {
+                variable: "CALL_FREQUENCY",
+                value: self.call_frequency.to_string(),
+                floor: "7/7d",
+                source: "12 CFR 1006.14(b)(2)(i) (Regulation F): at most seven calls about a debt in seven days",
+            });
+        }
+        let ma = Region::parse("US-MA").expect("a region");
+        let ma_floor = Frequency::parse("2/7d").expect("the default parses");
+        let ma_cap = self
+            .region_call_frequency
+            .iter()
+            .filter(|(r, _)| *r == ma)
+            .map(|(_, f)| *f)
+            .chain([self.call_frequency])
+            .reduce(|a, b| if a.stricter_than(&b) { a } else { b });
+        if ma_cap.is_some_and(|cap| ma_floor.stricter_than(&cap)) {
+            out.push(LooserThanLaw {
+                variable: "REGION_CALL_FREQUENCY",
+                value: ma_cap.map(|c| format!("US-MA={c}")).unwrap_or_default(),
+                floor: "US-MA=2/7d",
+                source: "940 CMR 7.04(1)(f) (Massachusetts): at most two calls about a debt in seven days",
+            });
+        }
+        if self.quiet_after_conversation < chrono::Duration::days(7) {
+            out.push(LooserThanLaw {
+                variable: "QUIET_AFTER_CONVERSATION",
+                value: describe_span(self.quiet_after_conversation),
+                floor: "7d",
+                source: "12 CFR 1006.14(b)(2)(ii) (Regulation F): no call for seven days after a telephone conversation about the debt",
+            });
+        }
+        out
+    }
+
+    /// The rules every claim is held to (SPEC §7).
+    pub fn calling_rules(&self) -> crate::domain::Rules {
+        crate::domain::Rules {
+            window: self.calling_window.clone(),
+            frequency: self.call_frequency,
+            region_frequency: self.region_call_frequency.clone(),
+            quiet_after_conversation: self.quiet_after_conversation,
+        }
+    }
 }
 
 fn parse_day(s: &str) -> Option<u8> {

@@ -628,6 +628,7 @@ mod tests {
 
     fn defaults() -> CreateDefaults {
         CreateDefaults {
+            zone_policy: crate::domain::ZonePolicy::All,
             timezone: TimeZone::parse("America/New_York").unwrap(),
             language: Language::parse("en").unwrap(),
             max_attempts: 3,
@@ -661,7 +662,7 @@ mod tests {
         assert_eq!(body["metadata"], json!({"invoice": "1042"}));
         let new = NewReminder::parse(&body, &defaults()).unwrap();
         assert_eq!(new.max_attempts, 5);
-        assert_eq!(new.timezone.name(), "Europe/Berlin");
+        assert_eq!(new.timezone.map(|t| t.name()), Some("Europe/Berlin"));
     }
 
     #[test]

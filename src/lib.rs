@@ -38,6 +38,7 @@ pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppSta
 pub fn create_defaults(config: &Config) -> CreateDefaults {
     CreateDefaults {
         timezone: config.default_timezone,
+        zone_policy: config.zone_policy,
         language: Language::parse("en").expect("'en' is a language tag"),
         max_attempts: config.default_max_attempts,
     }
@@ -111,7 +112,7 @@ pub fn state_with_dialer(
         dial_timeout: config.dial_timeout,
         call_timeout: to_chrono(config.call_timeout),
         max_live: config.max_concurrent_calls,
-        window: config.calling_window.clone(),
+        rules: config.calling_rules(),
         retry: retry.clone(),
         sip_trunk_id: config.sip_outbound_trunk_id.clone(),
     };

@@ -6,56 +6,95 @@
 use std::collections::BTreeSet;
 
 use chrono::{
-    DateTime, Datelike, Duration, LocalResult, NaiveDateTime, NaiveTime, Offset as _,
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, Offset as _,
     TimeZone as _, Utc, Weekday,
 };
 
 use crate::domain::TimeZone;
 
-/// At most this many attempts per reminder in any `CAP_PERIOD` (SPEC §4).
-pub const WEEKLY_ATTEMPT_CAP: u32 = 7;
-
-/// The period of the weekly attempt cap.
-pub fn cap_period() -> Duration {
-    Duration::days(7)
-}
-
-/// When a reminder whose attempts were dispatched at `dispatched` (any order)
-/// may next be called under the weekly cap: `now` if fewer than the cap fall
-/// in the period ending at `now`, else when enough of them have aged out.
-pub fn cap_clears_at(dispatched: &[DateTime<Utc>], now: DateTime<Utc>) -> DateTime<Utc> {
-    let mut recent: Vec<DateTime<Utc>> = dispatched
-        .iter()
-        .copied()
-        .filter(|t| *t > now - cap_period())
-        .collect();
-    if recent.len() < WEEKLY_ATTEMPT_CAP as usize {
-        return now;
-    }
-    recent.sort();
-    // Once the oldest `len - cap + 1` have aged out, fewer than the cap remain.
-    recent[recent.len() - WEEKLY_ATTEMPT_CAP as usize] + cap_period()
-}
-
 /// The customer's local hours and days in which calls may be placed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallingWindow {
     pub start: NaiveTime,
+    /// The end, exclusive (ignored when `to_midnight`).
     pub end: NaiveTime,
+    /// The window runs to the end of the day (`CALLING_WINDOW` ending `24:00`).
+    pub to_midnight: bool,
     /// 0 = Monday … 6 = Sunday.
     pub days: BTreeSet<u8>,
+    /// Local dates never called (`CALLING_BLACKOUT_DATES`).
+    pub blackout: BTreeSet<NaiveDate>,
 }
 
 impl CallingWindow {
+    /// The window with its hours and days only (every blackout date lifted).
+    pub fn without_blackout(&self) -> Self {
+        Self {
+            blackout: BTreeSet::new(),
+            ..self.clone()
+        }
+    }
+
     pub fn allows_day(&self, day: Weekday) -> bool {
         self.days.contains(&(day.num_days_from_monday() as u8))
+    }
+
+    /// A local date may be called on: its weekday is a calling day and it is
+    /// no blackout date.
+    pub fn allows_date(&self, date: NaiveDate) -> bool {
+        self.allows_day(date.weekday()) && !self.blackout.contains(&date)
     }
 
     /// `t` falls inside the window, in `tz`.
     pub fn is_open(&self, t: DateTime<Utc>, tz: TimeZone) -> bool {
         let local = t.with_timezone(&tz.tz());
         let time = local.time();
-        self.allows_day(local.weekday()) && time >= self.start && time < self.end
+        self.allows_date(local.date_naive())
+            && time >= self.start
+            && (self.to_midnight || time < self.end)
+    }
+
+    /// `t` falls inside the window in every one of `zones`.
+    pub fn is_open_all(&self, t: DateTime<Utc>, zones: &[TimeZone]) -> bool {
+        zones.iter().all(|z| self.is_open(t, *z))
+    }
+
+    /// The first moment at or after `t` that is inside the window in every one
+    /// of `zones` (SPEC §7: only times convenient in all of them), or `None`
+    /// when there is none before `horizon`. Each step moves to the latest of
+    /// the zones' next openings: no common moment can come before it, since
+    /// the zone that opens last is closed until then.
+    pub fn next_open_all(
+        &self,
+        t: DateTime<Utc>,
+        zones: &[TimeZone],
+        horizon: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let mut at = t;
+        while at <= horizon {
+            if self.is_open_all(at, zones) {
+                return Some(at);
+            }
+            let next = zones.iter().map(|z| self.next_open(at, *z)).max()?;
+            if next <= at {
+                // Every zone reads open yet not all are: cannot happen; stay safe.
+                return None;
+            }
+            at = next;
+        }
+        None
+    }
+
+    /// Whether the zones share any calling hours at all (days and hours only,
+    /// blackout dates aside) in the nine days from `now`: a reminder whose
+    /// zones do not is never called (`no_lawful_calling_time`).
+    pub fn has_common_hours(&self, zones: &[TimeZone], now: DateTime<Utc>) -> bool {
+        if self.is_open_all(now, zones) {
+            return true;
+        }
+        self.without_blackout()
+            .next_open_all(now, zones, now + Duration::days(9))
+            .is_some()
     }
 
     /// `t` itself if the window is open then, else the next time it opens.
@@ -71,9 +110,11 @@ impl CallingWindow {
         let local = t.with_timezone(&tz.tz());
         let today = local.date_naive();
         let mut by_start = None;
-        for offset in 0..=8 {
+        // Each blackout date can push the opening one day further.
+        let days_ahead = 8 + self.blackout.len() as i64;
+        for offset in 0..=days_ahead {
             let day = today + Duration::days(offset);
-            if !self.allows_day(day.weekday()) {
+            if !self.allows_date(day) {
                 continue;
             }
             let found = local_instants(tz, day.and_time(self.start))
@@ -87,7 +128,7 @@ impl CallingWindow {
         }
         // A fall-back can also carry the local clock back into the window
         // without passing its start: the window opens at that transition.
-        let horizon = by_start.unwrap_or(t + Duration::days(9));
+        let horizon = by_start.unwrap_or(t + Duration::days(days_ahead + 1));
         let by_transition = transitions(tz, t, horizon)
             .into_iter()
             .find(|at| *at > t && self.is_open(*at, tz));
@@ -186,13 +227,22 @@ impl RetryPolicy {
         &self,
         attempt: u32,
         now: DateTime<Utc>,
-        tz: TimeZone,
+        zones: &[TimeZone],
         jitter: f64,
     ) -> DateTime<Utc> {
         let base_ms = self.delay(attempt).num_milliseconds() as f64;
         let factor = 1.0 - JITTER_SPREAD + 2.0 * JITTER_SPREAD * jitter.clamp(0.0, 1.0);
         let delayed = now + Duration::milliseconds((base_ms * factor).round() as i64);
-        crate::clock::to_millis(self.window.next_open(delayed, tz))
+        crate::clock::to_millis(self.open_from(delayed, zones))
+    }
+
+    /// `t` moved to the first moment the window is open in every zone (`t`
+    /// itself when there is none: the claim then finds the reminder has no
+    /// lawful calling time).
+    pub fn open_from(&self, t: DateTime<Utc>, zones: &[TimeZone]) -> DateTime<Utc> {
+        self.window
+            .next_open_all(t, zones, t + Duration::days(372))
+            .unwrap_or(t)
     }
 }
 
@@ -204,7 +254,9 @@ mod tests {
         CallingWindow {
             start: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
             end: NaiveTime::from_hms_opt(21, 0, 0).unwrap(),
+            to_midnight: false,
             days: (0..6).collect(),
+            blackout: BTreeSet::new(),
         }
     }
 
@@ -285,11 +337,14 @@ mod tests {
         assert_eq!(p.delay(3), Duration::hours(8));
         let ny = tz("America/New_York");
         let now = utc("2026-11-24T14:00:00Z"); // 09:00 local
-        assert_eq!(p.retry_at(1, now, ny, 0.5), utc("2026-11-24T16:00:00Z"));
-        assert_eq!(p.retry_at(1, now, ny, 0.0), utc("2026-11-24T15:48:00Z"));
-        assert_eq!(p.retry_at(1, now, ny, 1.0), utc("2026-11-24T16:12:00Z"));
+        assert_eq!(p.retry_at(1, now, &[ny], 0.5), utc("2026-11-24T16:00:00Z"));
+        assert_eq!(p.retry_at(1, now, &[ny], 0.0), utc("2026-11-24T15:48:00Z"));
+        assert_eq!(p.retry_at(1, now, &[ny], 1.0), utc("2026-11-24T16:12:00Z"));
         // 8 h after 19:00 local is 03:00: moved to 08:00 the next day.
         let evening = utc("2026-11-25T00:00:00Z");
-        assert_eq!(p.retry_at(3, evening, ny, 0.5), utc("2026-11-25T13:00:00Z"));
+        assert_eq!(
+            p.retry_at(3, evening, &[ny], 0.5),
+            utc("2026-11-25T13:00:00Z")
+        );
     }
 }

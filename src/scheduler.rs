@@ -14,11 +14,12 @@ use tokio::task::JoinSet;
 
 use crate::clock::Clock;
 use crate::dialer::{CallRequest, DialError, Dialer};
+use crate::domain::Rules;
 use crate::domain::{
     fail_live_attempt, Ctx, Reminder, Status, SKIP_CALL_TIMEOUT, SKIP_DISPATCH_FAILED,
 };
-use crate::policy::{cap_clears_at, CallingWindow, RetryPolicy, WEEKLY_ATTEMPT_CAP};
-use crate::store::{Applied, Deferral, Store, StoreError};
+use crate::policy::RetryPolicy;
+use crate::store::{Applied, Store, StoreError};
 
 /// Due reminders read per claiming pass.
 pub const BATCH: u32 = 500;
@@ -47,7 +48,8 @@ pub struct Settings {
     pub dial_timeout: StdDuration,
     pub call_timeout: Duration,
     pub max_live: u32,
-    pub window: CallingWindow,
+    /// Every rule of SPEC §7 a claim is held to.
+    pub rules: Rules,
     pub retry: RetryPolicy,
     pub sip_trunk_id: Option<String>,
 }
@@ -61,8 +63,18 @@ pub struct TickReport {
     pub dispatched: u64,
     /// Attempts claimed whose dial failed (`dispatch_failed: …`).
     pub dispatch_failed: u64,
-    /// Due reminders moved to their next calling window (or past the weekly cap).
+    /// Due reminders moved to the first moment every calling rule allows.
     pub deferred: u64,
+    /// Due reminders cancelled instead of dialled: their number is suppressed.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: u64,
+    /// Due reminders failed for good: their zones share no calling time.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub no_lawful_calling_time: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl TickReport {
@@ -211,35 +223,6 @@ impl Scheduler {
         }
     }
 
-    /// When a due reminder may be called, given the calling window in its own
-    /// time zone and the weekly cap: `now`, or a later time to defer it to.
-    async fn callable_at(
-        &self,
-        r: &Reminder,
-        now: DateTime<Utc>,
-    ) -> Result<DateTime<Utc>, StoreError> {
-        let window = &self.settings.window;
-        let mut at = window.next_open(now, r.timezone);
-        if r.attempt_count >= WEEKLY_ATTEMPT_CAP {
-            let dispatched: Vec<DateTime<Utc>> = self
-                .store
-                .list_attempts(r.id)
-                .await?
-                .iter()
-                .map(|a| a.dispatched_at)
-                .collect();
-            // Each step moves forward; a handful settle it.
-            for _ in 0..8 {
-                let cleared = cap_clears_at(&dispatched, at);
-                if cleared <= at {
-                    break;
-                }
-                at = window.next_open(cleared, r.timezone);
-            }
-        }
-        Ok(at)
-    }
-
     async fn claim_and_dial(
         self: &Arc<Self>,
         dialer: &Arc<dyn Dialer>,
@@ -254,37 +237,57 @@ impl Scheduler {
             if due.is_empty() {
                 break;
             }
-            let mut eligible = Vec::new();
-            let mut deferrals = Vec::new();
-            for r in &due {
-                let at = self.callable_at(r, now).await?;
-                match r.next_attempt_at {
-                    Some(from) if at > now => deferrals.push(Deferral {
-                        id: r.id,
-                        from,
-                        to: at,
-                    }),
-                    _ => eligible.push(r.id),
-                }
-            }
-            let deferred = self.store.defer(&deferrals, now).await?;
-            report.deferred += deferred;
-            let claimed = self
+            let ids: Vec<_> = due.iter().map(|r| r.id).collect();
+            // Every rule of SPEC §7 is decided inside the claim, on facts read
+            // in its own transaction.
+            let claim = self
                 .store
-                .claim(&eligible, now, self.settings.max_live)
+                .claim(&ids, now, self.settings.max_live, &self.settings.rules)
                 .await?;
-            for c in &claimed {
+            for c in &claim.claimed {
                 if let Some(was) = due.iter().find(|r| r.id == c.id) {
                     crate::telemetry::transition(was.status, c.status);
                 }
             }
-            let progressed = deferred > 0 || !claimed.is_empty();
-            self.dial_all(dialer, claimed, report).await;
+            self.log_held_back(&due, &claim);
+            report.deferred += claim.deferred.len() as u64;
+            report.suppressed += claim.suppressed.len() as u64;
+            report.no_lawful_calling_time += claim.no_lawful_time.len() as u64;
+            let progressed = !claim.claimed.is_empty()
+                || !claim.deferred.is_empty()
+                || !claim.suppressed.is_empty()
+                || !claim.no_lawful_time.is_empty();
+            self.dial_all(dialer, claim.claimed, report).await;
             if (due.len() as u32) < BATCH || !progressed {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// One line (ids only) and one count for each reminder a rule held back.
+    fn log_held_back(&self, due: &[Reminder], claim: &crate::store::ClaimReport) {
+        let was = |id| due.iter().find(|r| r.id == id).map(|r| r.status);
+        for (id, by) in &claim.deferred {
+            metrics::counter!("duecall_deferred_total", "rule" => by.as_str()).increment(1);
+            tracing::debug!(reminder_id = %id, rule = by.as_str(), "deferred by a calling rule");
+        }
+        for id in &claim.suppressed {
+            if let Some(was) = was(*id) {
+                crate::telemetry::transition(was, Status::Cancelled);
+            }
+            metrics::counter!("duecall_claims_refused_total", "reason" => crate::domain::SKIP_SUPPRESSED)
+                .increment(1);
+            tracing::info!(reminder_id = %id, "not dialled: the number is on the suppression list; cancelled");
+        }
+        for id in &claim.no_lawful_time {
+            if let Some(was) = was(*id) {
+                crate::telemetry::transition(was, Status::Failed);
+            }
+            metrics::counter!("duecall_claims_refused_total", "reason" => crate::domain::SKIP_NO_LAWFUL_TIME)
+                .increment(1);
+            tracing::warn!(reminder_id = %id, "never called: its calling zones share no calling window (no_lawful_calling_time)");
+        }
     }
 
     /// Start the claimed attempts, `DIAL_CONCURRENCY` at a time. A failed

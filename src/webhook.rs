@@ -257,6 +257,9 @@ fn parse_outcome(v: &Value) -> Result<Outcome, FieldError> {
         summary: text_field(m, "summary", "outcome.summary")?,
         transcript: text_field(m, "transcript", "outcome.transcript")?,
         duration_seconds,
+        callback_at: text_field(m, "callback_at", "outcome.callback_at")?
+            .map(|s| parse_time(&s, "outcome.callback_at").map(crate::clock::to_millis))
+            .transpose()?,
     })
 }
 

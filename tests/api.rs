@@ -28,6 +28,10 @@ const REMINDER_KEYS: &[&str] = &[
     "metadata",
     "created_at",
     "updated_at",
+    "debt_ref",
+    "region",
+    "calling_zones",
+    "deferred_by",
 ];
 
 fn keys(v: &Value) -> Vec<String> {
@@ -157,7 +161,14 @@ async fn create_get_and_idempotency(backend: Backend) {
     assert_eq!(created["status"], "pending");
     assert_eq!(created["attempt_count"], 0);
     assert_eq!(created["max_attempts"], 3);
-    assert_eq!(created["timezone"], "America/New_York");
+    assert_eq!(created["timezone"], Value::Null, "none was given");
+    assert_eq!(
+        created["calling_zones"],
+        json!(["America/New_York"]),
+        "the number's"
+    );
+    assert_eq!(created["debt_ref"], created["external_id"]);
+    assert_eq!(created["deferred_by"], Value::Null);
     assert_eq!(created["language"], "en");
     assert_eq!(created["currency"], "USD");
     assert_eq!(created["due_date"], "2026-12-01");

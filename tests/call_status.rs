@@ -497,7 +497,6 @@ async fn to_completed(backend: Backend) {
         ("paid", "completed"),
         ("refused", "completed"),
         ("disputed", "completed"),
-        ("callback_requested", "completed"),
         ("wrong_number", "completed"),
         ("other", "completed"),
         ("opted_out", "cancelled"),

@@ -16,6 +16,7 @@ async fn db_with_one_due() -> (tempfile::TempDir, String, ReminderId) {
     let url = format!("sqlite://{}", dir.path().join("duecall.db").display());
     let store = duecall::store::connect(&url, 2).await.unwrap();
     let defaults = CreateDefaults {
+        zone_policy: duecall::domain::ZonePolicy::All,
         timezone: TimeZone::parse("America/New_York").unwrap(),
         language: Language::parse("en").unwrap(),
         max_attempts: 3,
@@ -87,7 +88,7 @@ async fn tick_runs_one_tick_and_prints_its_counts() {
     // The log names the reminder, never the phone number.
     let logs = String::from_utf8_lossy(&out.stderr);
     assert!(logs.contains(&id.to_string()), "{logs}");
-    assert!(!logs.contains("+14155550100"), "{logs}");
+    assert!(!logs.contains("+12125550100"), "{logs}");
 
     // A bad setting is one clear line, not a tick.
     let out = command(
@@ -169,7 +170,15 @@ async fn a_timeout_is_one_structured_log_line() {
     let (dir, url, id) = db_with_one_due().await;
     let store = duecall::store::connect(&url, 2).await.unwrap();
     let dispatched = chrono::Utc::now() - chrono::Duration::minutes(11);
-    assert_eq!(store.claim(&[id], dispatched, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .claim(&[id], dispatched, 10, &common::default_rules())
+            .await
+            .unwrap()
+            .claimed
+            .len(),
+        1
+    );
     drop(store);
 
     let out = command("tick", &dir, &[("DATABASE_URL", &url)])
@@ -194,7 +203,7 @@ async fn a_timeout_is_one_structured_log_line() {
     ] {
         assert!(line.contains(&field), "{field} in {line}");
     }
-    assert!(!logs.contains("+14155550100"));
+    assert!(!logs.contains("+12125550100"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +211,15 @@ async fn log_format_json_writes_one_object_per_line() {
     let (dir, url, id) = db_with_one_due().await;
     let store = duecall::store::connect(&url, 2).await.unwrap();
     let dispatched = chrono::Utc::now() - chrono::Duration::minutes(11);
-    assert_eq!(store.claim(&[id], dispatched, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .claim(&[id], dispatched, 10, &common::default_rules())
+            .await
+            .unwrap()
+            .claimed
+            .len(),
+        1
+    );
     drop(store);
 
     let out = command(

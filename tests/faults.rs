@@ -227,6 +227,7 @@ async fn schedulers_race_under_load(backend: Backend) {
     let lk = FakeLiveKit::start().await;
     let store = duecall::store::connect(&db.url, 4).await.expect("store");
     let defaults = duecall::domain::CreateDefaults {
+        zone_policy: duecall::domain::ZonePolicy::All,
         timezone: duecall::domain::TimeZone::parse("America/New_York").unwrap(),
         language: duecall::domain::Language::parse("en").unwrap(),
         max_attempts: 3,

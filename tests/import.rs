@@ -190,7 +190,9 @@ async fn good_and_bad_rows(url: &str) {
     assert_eq!(ada.amount_due_minor, 12345);
     assert_eq!(ada.currency.as_str(), "USD");
     assert_eq!(ada.due_date.to_string(), "2026-12-01");
-    assert_eq!(ada.timezone.name(), "Europe/Berlin");
+    // No timezone given: the number's zone; DEFAULT_TIMEZONE is the last resort.
+    assert_eq!(ada.timezone, None);
+    assert_eq!(ada.primary_zone().name(), "America/Los_Angeles");
     assert_eq!(ada.language.as_str(), "en");
     assert_eq!(ada.max_attempts, 4);
     assert!(ada.metadata.is_empty());
@@ -198,7 +200,7 @@ async fn good_and_bad_rows(url: &str) {
     // The row whose quoted cells hold commas and a line break.
     let quoted = by_external_id(&all, "inv-2");
     assert_eq!(quoted.customer_name, "Lovelace, Ada");
-    assert_eq!(quoted.timezone.name(), "Europe/London");
+    assert_eq!(quoted.primary_zone().name(), "Europe/London");
     assert_eq!(quoted.language.as_str(), "en-GB");
     assert_eq!(quoted.max_attempts, 5);
     assert_eq!(
@@ -223,7 +225,7 @@ async fn good_and_bad_rows(url: &str) {
         (
             two.currency.as_str(),
             two.language.as_str(),
-            two.timezone.name()
+            two.primary_zone().name()
         ),
         ("CAD", "fr-CA", "America/Toronto")
     );

@@ -121,7 +121,7 @@ async fn answered_and_completed(backend: Backend) {
     // The room and the dispatch, with SPEC §3's metadata on both.
     let room = format!("reminder-{id}-1");
     let expected = json!({
-        "reminder_id": id.to_string(), "attempt": 1, "phone_number": "+14155550100",
+        "reminder_id": id.to_string(), "attempt": 1, "phone_number": "+12125550100",
         "customer_name": "Grace Hopper", "amount_due_minor": 4200, "currency": "USD",
         "due_date": "2026-12-01", "language": "en-US", "timezone": "America/Chicago",
         "sip_trunk_id": TRUNK,
@@ -495,7 +495,7 @@ async fn timed_out_can_retry(backend: Backend) {
                 .send(&event(
                     "call_completed",
                     id,
-                    json!({"attempt": 2, "outcome": {"result": "callback_requested"}}),
+                    json!({"attempt": 2, "outcome": {"result": "disputed"}}),
                 ))
                 .await;
             assert_eq!(r["status"], "completed", "{case:?}");

@@ -18,15 +18,18 @@ fn retry() -> RetryPolicy {
         window: CallingWindow {
             start: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
             end: NaiveTime::from_hms_opt(21, 0, 0).unwrap(),
+            to_midnight: false,
             days: (0..6).collect(),
+            blackout: Default::default(),
         },
     }
 }
 
 fn base_reminder() -> Reminder {
-    let body = json!({"customer_name": "Ada", "phone_number": "+14155550100",
+    let body = json!({"customer_name": "Ada", "phone_number": "+12125550100",
         "amount_due_minor": 100, "currency": "USD", "due_date": "2026-12-01"});
     let defaults = CreateDefaults {
+        zone_policy: duecall::domain::ZonePolicy::All,
         timezone: TimeZone::parse("America/New_York").unwrap(),
         language: Language::parse("en").unwrap(),
         max_attempts: 3,
@@ -67,6 +70,7 @@ fn event_kind() -> impl Strategy<Value = EventKind> {
                 summary: None,
                 transcript: None,
                 duration_seconds: None,
+                callback_at: None,
             })
         }),
         proptest::option::of(proptest::option::of(any::<bool>())).prop_map(|f| {
@@ -166,6 +170,9 @@ proptest! {
                     prop_assert_eq!(u.outcome.as_ref(), Some(o));
                     let expected = if o.result == OutcomeResult::OptedOut {
                         Status::Cancelled
+                    } else if o.result == OutcomeResult::CallbackRequested {
+                        // Called back when asked while attempts remain.
+                        if r.attempts_remain() { Status::Pending } else { Status::Completed }
                     } else if !o.result.is_unreached() {
                         Status::Completed
                     } else if r.attempts_remain() {
@@ -189,7 +196,7 @@ proptest! {
                 (_, Some(next)) => {
                     prop_assert!(r.attempts_remain());
                     prop_assert!(next > now());
-                    prop_assert!(retry.window.is_open(next, r.timezone));
+                    prop_assert!(retry.window.is_open_all(next, &r.calling_zones));
                 }
                 _ => {}
             }
@@ -273,7 +280,9 @@ prop_compose! {
         CallingWindow {
             start: NaiveTime::from_hms_opt(start / 60, start % 60, 0).unwrap(),
             end: NaiveTime::from_hms_opt(end / 60, end % 60, 0).unwrap(),
+            to_midnight: false,
             days,
+            blackout: Default::default(),
         }
     }
 }

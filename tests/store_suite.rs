@@ -13,6 +13,7 @@ use serde_json::json;
 
 fn defaults() -> CreateDefaults {
     CreateDefaults {
+        zone_policy: duecall::domain::ZonePolicy::All,
         timezone: TimeZone::parse("America/New_York").unwrap(),
         language: Language::parse("en").unwrap(),
         max_attempts: 3,
@@ -356,7 +357,9 @@ fn open_all_day(base_delay: Duration) -> duecall::policy::RetryPolicy {
         window: duecall::policy::CallingWindow {
             start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
             end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            to_midnight: true,
             days: (0..7).collect(),
+            blackout: Default::default(),
         },
     }
 }
@@ -399,7 +402,11 @@ async fn claim_matches_the_state_machine(backend: Backend) {
     assert_eq!(due.len(), 3);
 
     let before = store.get_reminder(ids[0]).await.unwrap().unwrap();
-    let claimed = store.claim(&ids[..2], now, 10).await.unwrap();
+    let claimed = store
+        .claim(&ids[..2], now, 10, &common::default_rules())
+        .await
+        .unwrap()
+        .claimed;
     assert_eq!(claimed.len(), 2, "only the ids asked for");
     let after = claimed.iter().find(|r| r.id == ids[0]).unwrap().clone();
     // The batch claim writes exactly what the pure `claim` decides.
@@ -420,7 +427,12 @@ async fn claim_matches_the_state_machine(backend: Backend) {
     assert_eq!(attempts[0].dispatched_at, now);
 
     // Claiming again finds nothing: they are live now.
-    assert!(store.claim(&ids[..2], now, 10).await.unwrap().is_empty());
+    assert!(store
+        .claim(&ids[..2], now, 10, &common::default_rules())
+        .await
+        .unwrap()
+        .claimed
+        .is_empty());
     assert_eq!(store.count_live().await.unwrap(), 2);
     let due = store.due(now, 10).await.unwrap();
     assert_eq!(due.iter().map(|r| r.id).collect::<Vec<_>>(), vec![ids[2]]);
@@ -433,12 +445,33 @@ async fn claim_respects_the_live_cap(backend: Backend) {
     };
     let ids = due_reminders(&store, 5, "2026-11-24T15:00:00Z", json!({})).await;
     let now = t("2026-11-24T15:05:00Z");
-    assert_eq!(store.claim(&ids, now, 2).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .claim(&ids, now, 2, &common::default_rules())
+            .await
+            .unwrap()
+            .claimed
+            .len(),
+        2
+    );
     assert!(
-        store.claim(&ids, now, 2).await.unwrap().is_empty(),
+        store
+            .claim(&ids, now, 2, &common::default_rules())
+            .await
+            .unwrap()
+            .claimed
+            .is_empty(),
         "the cap is full"
     );
-    assert_eq!(store.claim(&ids, now, 3).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .claim(&ids, now, 3, &common::default_rules())
+            .await
+            .unwrap()
+            .claimed
+            .len(),
+        1
+    );
     assert_eq!(store.count_live().await.unwrap(), 3);
     db.cleanup().await;
 }
@@ -457,7 +490,12 @@ async fn claim_refuses_what_is_not_due(backend: Backend) {
     .await;
     let now = t("2026-11-24T15:05:00Z");
     assert!(
-        store.claim(&later, now, 10).await.unwrap().is_empty(),
+        store
+            .claim(&later, now, 10, &common::default_rules())
+            .await
+            .unwrap()
+            .claimed
+            .is_empty(),
         "not due yet"
     );
     // Cancelled: never claimed.
@@ -467,7 +505,12 @@ async fn claim_refuses_what_is_not_due(backend: Backend) {
         store.apply(&cancel, None).await.unwrap(),
         Applied::Done(_)
     ));
-    assert!(store.claim(&one_try, now, 10).await.unwrap().is_empty());
+    assert!(store
+        .claim(&one_try, now, 10, &common::default_rules())
+        .await
+        .unwrap()
+        .claimed
+        .is_empty());
     assert!(store.due(now, 10).await.unwrap().is_empty());
     db.cleanup().await;
 }
@@ -508,7 +551,10 @@ async fn overdue_finds_attempts_past_their_deadline(backend: Backend) {
     };
     let ids = due_reminders(&store, 2, "2026-11-24T15:00:00Z", json!({})).await;
     let dispatched = t("2026-11-24T15:00:00Z");
-    store.claim(&ids, dispatched, 10).await.unwrap();
+    store
+        .claim(&ids, dispatched, 10, &common::default_rules())
+        .await
+        .unwrap();
     // The second is answered ten minutes in: processing.
     let r = store.get_reminder(ids[1]).await.unwrap().unwrap();
     let att = store.get_attempt(ids[1], 1).await.unwrap().unwrap();
@@ -571,10 +617,24 @@ async fn weekly_cap_is_enforced_by_the_claim(backend: Backend) {
     let id = ids[0];
     // Seven attempts, each ending unreached, a day apart from Nov 16.
     let retry = open_all_day(Duration::seconds(1));
+    // Every day and hour open: only the frequency cap (7/7d) can say no.
+    let rules = common::test_config(
+        "sqlite://unused.db",
+        &[
+            ("CALLING_WINDOW", "00:00-24:00"),
+            ("CALLING_DAYS", "Mon-Sun"),
+        ],
+    )
+    .calling_rules();
     let mut now = t("2026-11-16T15:00:00Z");
     for n in 1..=7u32 {
         assert_eq!(
-            store.claim(&[id], now, 10).await.unwrap().len(),
+            store
+                .claim(&[id], now, 10, &rules)
+                .await
+                .unwrap()
+                .claimed
+                .len(),
             1,
             "attempt {n}"
         );
@@ -606,10 +666,23 @@ async fn weekly_cap_is_enforced_by_the_claim(backend: Backend) {
         1,
         "due as far as the row goes"
     );
-    assert!(store.claim(&[id], now, 10).await.unwrap().is_empty());
+    assert!(store
+        .claim(&[id], now, 10, &rules)
+        .await
+        .unwrap()
+        .claimed
+        .is_empty());
     // Once the first (Nov 16 15:00) is more than seven days old, it may be called.
     let later = t("2026-11-23T15:00:00.001Z");
-    assert_eq!(store.claim(&[id], later, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .claim(&[id], later, 10, &rules)
+            .await
+            .unwrap()
+            .claimed
+            .len(),
+        1
+    );
     db.cleanup().await;
 }
 
@@ -641,7 +714,15 @@ async fn many_concurrent_applies_each_commit_once(backend: Backend) {
     };
     let ids = due_reminders(&store, 64, "2026-11-24T15:00:00Z", json!({})).await;
     let now = t("2026-11-24T15:01:00Z");
-    assert_eq!(store.claim(&ids, now, 1000).await.unwrap().len(), 64);
+    assert_eq!(
+        store
+            .claim(&ids, now, 1000, &common::default_rules())
+            .await
+            .unwrap()
+            .claimed
+            .len(),
+        64
+    );
     let retry = open_all_day(Duration::hours(2));
     // Each reminder's completion, sent twice at once (as a retrying agent might):
     // 128 applies in flight together, which SQLite's writer groups into shared commits.
@@ -727,7 +808,12 @@ async fn get_for_event_reads_the_named_attempt(backend: Backend) {
     let (r, att) = store.get_for_event(id, None).await.unwrap().unwrap();
     assert_eq!((r.attempt_count, att), (0, None), "no attempt yet");
     store
-        .claim(&ids, t("2026-11-24T15:00:00Z"), 10)
+        .claim(
+            &ids,
+            t("2026-11-24T15:00:00Z"),
+            10,
+            &common::default_rules(),
+        )
         .await
         .unwrap();
     let (r, att) = store.get_for_event(id, None).await.unwrap().unwrap();
@@ -768,7 +854,15 @@ async fn count_by_status_counts_every_status(backend: Backend) {
     let ids = due_reminders(&store, 5, "2026-11-24T15:00:00Z", json!({})).await;
     let now = t("2026-11-24T15:05:00Z");
     // Two live, one cancelled, two left pending.
-    assert_eq!(store.claim(&ids[..2], now, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .claim(&ids[..2], now, 10, &common::default_rules())
+            .await
+            .unwrap()
+            .claimed
+            .len(),
+        2
+    );
     let r = store.get_reminder(ids[4]).await.unwrap().unwrap();
     let change = domain::cancel(&r, now).unwrap().unwrap();
     assert!(matches!(

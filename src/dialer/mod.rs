@@ -53,7 +53,7 @@ impl CallRequest {
             currency: r.currency.as_str(),
             due_date: r.due_date.format("%Y-%m-%d").to_string(),
             language: r.language.as_str(),
-            timezone: r.timezone.name(),
+            timezone: r.primary_zone().name(),
             sip_trunk_id,
         };
         Self {

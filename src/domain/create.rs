@@ -11,7 +11,9 @@ use super::*;
 /// Defaults that come from configuration.
 #[derive(Debug, Clone)]
 pub struct CreateDefaults {
+    /// For a reminder with neither a `timezone` nor a number that maps to a zone.
     pub timezone: TimeZone,
+    pub zone_policy: ZonePolicy,
     pub language: Language,
     pub max_attempts: u32,
 }
@@ -27,7 +29,13 @@ pub struct NewReminder {
     pub external_id: Option<String>,
     pub customer_name: String,
     pub phone_number: PhoneNumber,
-    pub timezone: TimeZone,
+    /// As given (`None` when the create named none).
+    pub timezone: Option<TimeZone>,
+    /// The zones it may be called in (SPEC §7), computed at creation.
+    pub calling_zones: Vec<TimeZone>,
+    /// The debt it is about; `None`: its `external_id`, else its own id.
+    pub debt_ref: Option<String>,
+    pub region: Option<Region>,
     pub language: Language,
     pub amount_due_minor: i64,
     pub currency: Currency,
@@ -51,6 +59,8 @@ pub const CREATE_FIELDS: &[&str] = &[
     "scheduled_for",
     "max_attempts",
     "metadata",
+    "debt_ref",
+    "region",
 ];
 
 impl NewReminder {
@@ -121,10 +131,43 @@ impl NewReminder {
         };
 
         let timezone = match present("timezone") {
-            None => defaults.timezone,
-            Some(v) => TimeZone::parse(v.as_str().ok_or_else(|| {
+            None => None,
+            Some(v) => Some(TimeZone::parse(v.as_str().ok_or_else(|| {
                 FieldError::new("timezone", "must be a string naming an IANA time zone")
-            })?)?,
+            })?)?),
+        };
+        let calling_zones = calling_zones(
+            timezone,
+            &phone_number,
+            defaults.zone_policy,
+            defaults.timezone,
+        );
+
+        let debt_ref = match present("debt_ref") {
+            None => None,
+            Some(v) => {
+                let s = v
+                    .as_str()
+                    .ok_or_else(|| FieldError::new("debt_ref", "must be a string"))?;
+                if s.is_empty()
+                    || s.chars().count() > MAX_EXTERNAL_ID_CHARS
+                    || s.chars().any(char::is_control)
+                {
+                    return Err(FieldError::new(
+                        "debt_ref",
+                        format!("must be 1 to {MAX_EXTERNAL_ID_CHARS} printable characters"),
+                    ));
+                }
+                Some(s.to_owned())
+            }
+        };
+        let region = match present("region") {
+            None => None,
+            Some(v) => {
+                Some(Region::parse(v.as_str().ok_or_else(|| {
+                    FieldError::new("region", "must be a string")
+                })?)?)
+            }
         };
 
         let language = match present("language") {
@@ -186,6 +229,9 @@ impl NewReminder {
             customer_name,
             phone_number,
             timezone,
+            calling_zones,
+            debt_ref,
+            region,
             language,
             amount_due_minor,
             currency,
@@ -198,12 +244,20 @@ impl NewReminder {
 
     /// The reminder as first stored: pending, due at `scheduled_for` or now.
     pub fn into_reminder(self, id: ReminderId, now: DateTime<Utc>) -> Reminder {
+        let debt_ref = self
+            .debt_ref
+            .or_else(|| self.external_id.clone())
+            .unwrap_or_else(|| id.to_string());
         Reminder {
             id,
             external_id: self.external_id,
             customer_name: self.customer_name,
             phone_number: self.phone_number,
             timezone: self.timezone,
+            calling_zones: self.calling_zones,
+            debt_ref,
+            region: self.region,
+            deferred_by: None,
             language: self.language,
             amount_due_minor: self.amount_due_minor,
             currency: self.currency,

@@ -4,11 +4,13 @@
 //!
 //! Nothing here knows about HTTP, SQL or the clock: callers hand in `now`.
 
+mod calling;
 mod create;
 mod reminder;
 mod transition;
 mod values;
 
+pub use calling::*;
 pub use create::*;
 pub use reminder::*;
 pub use transition::*;

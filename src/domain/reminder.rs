@@ -92,10 +92,11 @@ pub enum OutcomeResult {
     NoAnswer,
     Busy,
     Voicemail,
+    NotAvailable,
 }
 
 impl OutcomeResult {
-    pub const ALL: [OutcomeResult; 11] = [
+    pub const ALL: [OutcomeResult; 12] = [
         OutcomeResult::PaymentPromised,
         OutcomeResult::Paid,
         OutcomeResult::Refused,
@@ -107,6 +108,7 @@ impl OutcomeResult {
         OutcomeResult::NoAnswer,
         OutcomeResult::Busy,
         OutcomeResult::Voicemail,
+        OutcomeResult::NotAvailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -122,6 +124,7 @@ impl OutcomeResult {
             OutcomeResult::NoAnswer => "no_answer",
             OutcomeResult::Busy => "busy",
             OutcomeResult::Voicemail => "voicemail",
+            OutcomeResult::NotAvailable => "not_available",
         }
     }
 
@@ -129,7 +132,25 @@ impl OutcomeResult {
     pub fn is_unreached(self) -> bool {
         matches!(
             self,
-            OutcomeResult::NoAnswer | OutcomeResult::Busy | OutcomeResult::Voicemail
+            OutcomeResult::NoAnswer
+                | OutcomeResult::Busy
+                | OutcomeResult::Voicemail
+                | OutcomeResult::NotAvailable
+        )
+    }
+
+    /// The customer was reached and spoken with (SPEC §1 "conversation"):
+    /// what starts the quiet period of SPEC §7.
+    pub fn is_conversation(self) -> bool {
+        matches!(
+            self,
+            OutcomeResult::PaymentPromised
+                | OutcomeResult::Paid
+                | OutcomeResult::Refused
+                | OutcomeResult::Disputed
+                | OutcomeResult::Other
+                | OutcomeResult::CallbackRequested
+                | OutcomeResult::OptedOut
         )
     }
 }
@@ -161,6 +182,15 @@ pub struct Outcome {
     pub transcript: Option<String>,
     #[serde(default)]
     pub duration_seconds: Option<u32>,
+    /// For `callback_requested`: when the customer asked to be called back
+    /// (RFC 3339; the agent resolves "at 5 pm" in the customer's zone).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_opt_time"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub callback_at: Option<DateTime<Utc>>,
 }
 
 /// Why an attempt failed: what the agent said, or what the service saw.
@@ -193,9 +223,10 @@ pub struct Reminder {
     #[serde(serialize_with = "ser_phone")]
     #[schema(value_type = String, example = "+14155550100")]
     pub phone_number: PhoneNumber,
-    #[serde(serialize_with = "ser_tz")]
-    #[schema(value_type = String, example = "America/New_York")]
-    pub timezone: TimeZone,
+    /// As given at creation; `null` when none was.
+    #[serde(serialize_with = "ser_opt_tz")]
+    #[schema(value_type = Option<String>, example = "America/New_York", required = true)]
+    pub timezone: Option<TimeZone>,
     #[serde(serialize_with = "ser_language")]
     #[schema(value_type = String, example = "en")]
     pub language: Language,
@@ -227,13 +258,40 @@ pub struct Reminder {
     #[serde(serialize_with = "ser_time")]
     #[schema(value_type = String, format = DateTime)]
     pub updated_at: DateTime<Utc>,
+    /// The debt this reminder is about (SPEC §7): its frequency caps and quiet
+    /// period count across every reminder with the same `debt_ref`.
+    pub debt_ref: String,
+    /// ISO 3166-2 region, for stricter regional caps.
+    #[serde(serialize_with = "ser_opt_display")]
+    #[schema(value_type = Option<String>, example = "US-MA", required = true)]
+    pub region: Option<Region>,
+    /// Every zone it may be in; a call is placed only inside the calling
+    /// window in all of them (the given `timezone` first).
+    #[serde(serialize_with = "ser_zones")]
+    #[schema(value_type = Vec<String>, example = json!(["America/New_York"]))]
+    pub calling_zones: Vec<TimeZone>,
+    /// Which rule last held it back: `window`, `blackout`, `frequency`, `quiet_period`.
+    #[schema(value_type = Option<String>, required = true)]
+    pub deferred_by: Option<DeferredBy>,
 }
 
 fn ser_phone<S: Serializer>(v: &PhoneNumber, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.as_str())
 }
-fn ser_tz<S: Serializer>(v: &TimeZone, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(v.name())
+fn ser_opt_tz<S: Serializer>(v: &Option<TimeZone>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(tz) => s.serialize_str(tz.name()),
+        None => s.serialize_none(),
+    }
+}
+fn ser_opt_display<T: fmt::Display, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(v) => s.collect_str(v),
+        None => s.serialize_none(),
+    }
+}
+fn ser_zones<S: Serializer>(v: &[TimeZone], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|z| z.name()))
 }
 fn ser_language<S: Serializer>(v: &Language, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(v.as_str())
@@ -246,6 +304,15 @@ impl Reminder {
     /// Attempts remain to be made.
     pub fn attempts_remain(&self) -> bool {
         self.attempt_count < self.max_attempts
+    }
+
+    /// The customer's own zone, for what happens in one zone (the agent's
+    /// greeting, a promise's date): the given `timezone`, else the first
+    /// calling zone.
+    pub fn primary_zone(&self) -> TimeZone {
+        self.timezone
+            .or_else(|| self.calling_zones.first().copied())
+            .unwrap_or_else(|| TimeZone::parse("America/New_York").expect("a zone"))
     }
 }
 

@@ -6,6 +6,7 @@ use serde_json::{json, Map, Value};
 
 fn defaults() -> CreateDefaults {
     CreateDefaults {
+        zone_policy: ZonePolicy::All,
         timezone: TimeZone::parse("America/New_York").unwrap(),
         language: Language::parse("en").unwrap(),
         max_attempts: 3,
@@ -36,7 +37,12 @@ fn amounts_read_in_their_currency_minor_unit() {
 fn parses_a_minimal_reminder_with_defaults() {
     let r = NewReminder::parse(&body(valid()), &defaults()).unwrap();
     assert_eq!(r.currency.as_str(), "USD");
-    assert_eq!(r.timezone.name(), "America/New_York");
+    assert_eq!(r.timezone, None, "none was given");
+    assert_eq!(
+        r.calling_zones[0].name(),
+        "America/Los_Angeles",
+        "the number's zone"
+    );
     assert_eq!(r.language.as_str(), "en");
     assert_eq!(r.max_attempts, 3);
     assert!(r.metadata.is_empty());

@@ -142,6 +142,8 @@ pub struct Refusal {
 
 pub const SKIP_CANCELLED_BY_OPERATOR: &str = "cancelled_by_operator";
 pub const SKIP_OPTED_OUT: &str = "opted_out";
+/// A pending reminder waiting for the callback the customer asked for.
+pub const SKIP_CALLBACK_REQUESTED: &str = "callback_requested";
 pub const SKIP_MAX_ATTEMPTS: &str = "max_attempts_reached";
 pub const SKIP_CALL_TIMEOUT: &str = "call_timeout";
 pub const SKIP_ROOM_CLOSED: &str = "room_closed_without_report";
@@ -292,7 +294,7 @@ fn after_unsuccessful(
 ) -> ReminderUpdate {
     let next = (retry && r.attempts_remain()).then(|| {
         ctx.retry
-            .retry_at(r.attempt_count, ctx.now, r.timezone, ctx.jitter)
+            .retry_at(r.attempt_count, ctx.now, &r.calling_zones, ctx.jitter)
     });
     ReminderUpdate {
         status,
@@ -313,6 +315,24 @@ fn after_outcome(r: &Reminder, outcome: &Outcome, ctx: &Ctx) -> ReminderUpdate {
             next_attempt_at: None,
             last_attempt_at: r.last_attempt_at,
             skip_reason: Some(SKIP_OPTED_OUT.to_owned()),
+            outcome: None,
+        }
+    } else if outcome.result == OutcomeResult::CallbackRequested && r.attempts_remain() {
+        // Called back when the customer asked (moved into the calling window;
+        // the claim holds it to every rule of SPEC §7 but the quiet period),
+        // or after the retry delay when they named no time.
+        let next = match outcome.callback_at {
+            Some(at) => ctx.retry.open_from(at.max(ctx.now), &r.calling_zones),
+            None => ctx
+                .retry
+                .retry_at(r.attempt_count, ctx.now, &r.calling_zones, ctx.jitter),
+        };
+        ReminderUpdate {
+            status: Status::Pending,
+            attempt_count: r.attempt_count,
+            next_attempt_at: Some(next),
+            last_attempt_at: r.last_attempt_at,
+            skip_reason: Some(SKIP_CALLBACK_REQUESTED.to_owned()),
             outcome: None,
         }
     } else if outcome.result.is_unreached() {

@@ -192,6 +192,10 @@ impl TimeZone {
         })
     }
 
+    pub fn from_tz(tz: chrono_tz::Tz) -> Self {
+        Self(tz)
+    }
+
     pub fn tz(&self) -> chrono_tz::Tz {
         self.0
     }

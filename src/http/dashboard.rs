@@ -348,7 +348,12 @@ impl ReminderView {
             customer_name: r.customer_name.clone(),
             external_id: or_none(r.external_id.as_deref()),
             phone_number: r.phone_number.as_str().to_owned(),
-            timezone: r.timezone.name().to_owned(),
+            timezone: r
+                .calling_zones
+                .iter()
+                .map(|z| z.name())
+                .collect::<Vec<_>>()
+                .join(", "),
             language: r.language.as_str().to_owned(),
             amount_due: r.currency.format_minor(r.amount_due_minor),
             due_date: r.due_date.to_string(),
@@ -360,7 +365,8 @@ impl ReminderView {
                 Some(t) => format!(
                     "{} ({} for the customer)",
                     time(Some(t)),
-                    t.with_timezone(&r.timezone.tz()).format("%a %H:%M %Z")
+                    t.with_timezone(&r.primary_zone().tz())
+                        .format("%a %H:%M %Z")
                 ),
             },
             next_attempt_utc: time(r.next_attempt_at),

@@ -58,6 +58,13 @@ pub struct CreateReminder {
     /// Anything the business wants back (at most 16 KiB as JSON); passed to the agent.
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
+    /// The debt it is about (SPEC §7: frequency caps and the quiet period count
+    /// per debt); default its `external_id`, else its own id.
+    #[schema(min_length = 1, max_length = 255)]
+    debt_ref: Option<String>,
+    /// ISO 3166-2 region, like `US-MA`: stricter regional caps apply.
+    #[schema(pattern = "^[A-Za-z]{2}-[A-Za-z0-9]{1,3}$", example = "US-MA")]
+    region: Option<String>,
 }
 
 /// The event types of the call-status webhook.

@@ -9,7 +9,8 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Attempt, Change, EventType, NewReminder, Reminder, ReminderId, Status, Verdict,
+    Attempt, Change, DeferredBy, EventType, NewReminder, Reminder, ReminderId, Rules, Status,
+    Verdict,
 };
 
 pub mod postgres;
@@ -19,7 +20,8 @@ pub mod sqlite;
 pub(crate) const REMINDER_COLS: &str =
     "id, external_id, customer_name, phone_number, timezone, language, \
      amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
-     last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at";
+     last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at, \
+     debt_ref, region, calling_zones, timezone_given, deferred_by";
 
 /// `REMINDER_COLS` qualified by a table alias (`r.id, r.external_id, …`).
 pub(crate) fn reminder_cols_of(alias: &str) -> String {
@@ -92,6 +94,19 @@ pub struct EventRecord {
     pub verdict: Verdict,
     /// The raw body, as received.
     pub payload: String,
+}
+
+/// What one claim did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ClaimReport {
+    /// The reminders whose next attempt started, as they now are.
+    pub claimed: Vec<Reminder>,
+    /// Moved to a later `next_attempt_at`, by the rule that held each.
+    pub deferred: Vec<(ReminderId, DeferredBy)>,
+    /// Cancelled: their number is on the suppression list.
+    pub suppressed: Vec<ReminderId>,
+    /// Failed for good: their zones share no calling time.
+    pub no_lawful_time: Vec<ReminderId>,
 }
 
 /// How a stored event was answered: its `verdict` column, or for rows from
@@ -252,17 +267,25 @@ pub trait Store: Send + Sync + 'static {
     /// still due and still at `from`. Returns how many moved.
     async fn defer(&self, deferrals: &[Deferral], now: DateTime<Utc>) -> Result<u64, StoreError>;
 
-    /// Claim, in one statement, those of `ids` that are still due at `now` and
-    /// under the weekly cap — earliest first, skipping rows another writer
-    /// holds, and no more than keeps the live attempts at `max_live` — and
-    /// start their next attempt (`in_progress`, `attempt_count + 1`, an attempt
-    /// row with its room name). Returns the claimed reminders as they now are.
+    /// Claim those of `ids` that are still due at `now` and that every rule
+    /// of SPEC §7 allows now, in one transaction: the facts the rules read
+    /// (the candidates' debts' recent attempts, the suppression list's answer
+    /// for their numbers, the live count) are gathered inside it, after every
+    /// other claimer's commit (PostgreSQL: one advisory lock serialises
+    /// claimers; SQLite has one writer), so several instances cannot both say
+    /// yes. Earliest due first, skipping rows another writer holds, no more
+    /// than keeps the live attempts at `max_live`. Each claimed reminder starts
+    /// its next attempt (`in_progress`, `attempt_count + 1`, an attempt row
+    /// with its room name and debt); the others are deferred to the first
+    /// moment every rule allows (`deferred_by`), cancelled (`suppressed`), or
+    /// failed for good (`no_lawful_calling_time`) as the rules say.
     async fn claim(
         &self,
         ids: &[ReminderId],
         now: DateTime<Utc>,
         max_live: u32,
-    ) -> Result<Vec<Reminder>, StoreError>;
+        rules: &Rules,
+    ) -> Result<ClaimReport, StoreError>;
 
     /// Live reminders whose attempt outlived its deadline: `in_progress`
     /// dispatched at or before `dispatched_by`, `processing` answered (or, with
@@ -361,6 +384,11 @@ pub(crate) struct RawReminder {
     pub metadata: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub debt_ref: Option<String>,
+    pub region: Option<String>,
+    pub calling_zones: Vec<String>,
+    pub timezone_given: bool,
+    pub deferred_by: Option<String>,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -369,14 +397,41 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 
 impl RawReminder {
     pub fn into_reminder(self) -> Result<Reminder, StoreError> {
-        use crate::domain::{Currency, Language, PhoneNumber, TimeZone};
+        use crate::domain::{Currency, DeferredBy, Language, PhoneNumber, Region, TimeZone};
+        let timezone = TimeZone::parse(&self.timezone).map_err(|e| corrupt("reminder", e))?;
+        let mut calling_zones = self
+            .calling_zones
+            .iter()
+            .map(|z| TimeZone::parse(z).map_err(|e| corrupt("calling_zones", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        if calling_zones.is_empty() {
+            calling_zones.push(timezone);
+        }
+        let debt_ref = self.debt_ref.unwrap_or_else(|| {
+            self.external_id
+                .clone()
+                .unwrap_or_else(|| self.id.to_string())
+        });
         Ok(Reminder {
             id: ReminderId::from_uuid(self.id),
             external_id: self.external_id,
             customer_name: self.customer_name,
             phone_number: PhoneNumber::parse(&self.phone_number)
                 .map_err(|e| corrupt("reminder", e))?,
-            timezone: TimeZone::parse(&self.timezone).map_err(|e| corrupt("reminder", e))?,
+            timezone: self.timezone_given.then_some(timezone),
+            calling_zones,
+            debt_ref,
+            region: self
+                .region
+                .as_deref()
+                .map(Region::parse)
+                .transpose()
+                .map_err(|e| corrupt("region", e))?,
+            deferred_by: self
+                .deferred_by
+                .as_deref()
+                .map(|d| DeferredBy::parse(d).ok_or_else(|| corrupt("deferred_by", d)))
+                .transpose()?,
             language: Language::parse(&self.language).map_err(|e| corrupt("reminder", e))?,
             amount_due_minor: self.amount_due_minor,
             currency: Currency::parse(&self.currency).map_err(|e| corrupt("reminder", e))?,

@@ -11,12 +11,17 @@ use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::status_counts;
 use super::{
-    reminder_cols_of, Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt,
-    RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
+    reminder_cols_of, Applied, ClaimReport, Created, Deferral, EventRecord, ListQuery, Page,
+    RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE,
+    REMINDER_COLS,
 };
 use crate::domain::Status;
 use crate::domain::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
-use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
+use std::collections::{HashMap, HashSet};
+
+use crate::domain::{
+    plan_claims, ClaimAction, PastAttempt, Rules, SKIP_NO_LAWFUL_TIME, SKIP_SUPPRESSED,
+};
 
 /// JSON for a JSONB parameter.
 fn to_json<T: serde::Serialize>(v: &T) -> serde_json::Value {
@@ -54,6 +59,11 @@ fn reminder_from_row(row: &PgRow) -> Result<Reminder, StoreError> {
         metadata: row.try_get("metadata")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        debt_ref: row.try_get("debt_ref")?,
+        region: row.try_get("region")?,
+        calling_zones: row.try_get("calling_zones")?,
+        timezone_given: row.try_get("timezone_given")?,
+        deferred_by: row.try_get("deferred_by")?,
     }
     .into_reminder()
 }
@@ -153,8 +163,10 @@ impl Store for PgStore {
             "WITH ins AS ( \
                INSERT INTO reminders (id, external_id, customer_name, phone_number, timezone, \
                  language, amount_due_minor, currency, due_date, status, attempt_count, max_attempts, \
-                 next_attempt_at, metadata, created_at, updated_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+                 next_attempt_at, metadata, created_at, updated_at, skip_reason, \
+                 debt_ref, region, calling_zones, timezone_given) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17, $18, $19, $20, $21) \
                ON CONFLICT (external_id) DO NOTHING \
                RETURNING {REMINDER_COLS}, true AS created) \
              SELECT * FROM ins"
@@ -163,7 +175,7 @@ impl Store for PgStore {
         .bind(&r.external_id)
         .bind(&r.customer_name)
         .bind(r.phone_number.as_str())
-        .bind(r.timezone.name())
+        .bind(r.primary_zone().name())
         .bind(r.language.as_str())
         .bind(r.amount_due_minor)
         .bind(r.currency.as_str())
@@ -175,6 +187,11 @@ impl Store for PgStore {
         .bind(serde_json::Value::Object(r.metadata.clone()))
         .bind(r.created_at)
         .bind(r.updated_at)
+        .bind(&r.skip_reason)
+        .bind(&r.debt_ref)
+        .bind(r.region.as_ref().map(|g| g.as_str().to_owned()))
+        .bind(r.calling_zones.iter().map(|z| z.name()).collect::<Vec<_>>())
+        .bind(r.timezone.is_some())
         .fetch_optional(&self.pool)
         .await?;
         if let Some(row) = row {
@@ -497,54 +514,159 @@ impl Store for PgStore {
         ids: &[ReminderId],
         now: DateTime<Utc>,
         max_live: u32,
-    ) -> Result<Vec<Reminder>, StoreError> {
+        rules: &Rules,
+    ) -> Result<ClaimReport, StoreError> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(ClaimReport::default());
         }
         let ids: Vec<uuid::Uuid> = ids.iter().map(|id| id.as_uuid()).collect();
         let mut tx = self.pool.begin().await?;
         // Claimers queue here for the few milliseconds a claim takes, so the
-        // live count below includes every claim committed before this one: the
-        // concurrency cap holds across instances. Row locks (SKIP LOCKED) keep
+        // facts read below (the live count, each debt's attempts) include
+        // every claim committed before this one: the concurrency cap and the
+        // frequency caps hold across instances. Row locks (SKIP LOCKED) keep
         // claims clear of webhook and cancel writers without waiting on them.
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(CLAIM_LOCK)
             .execute(&mut *tx)
             .await?;
         let rows = sqlx::query(&format!(
-            "WITH picked AS ( \
-               SELECT id FROM reminders r \
-               WHERE id = ANY($1) AND {DUE} AND next_attempt_at <= $2 \
-                 AND attempt_count < max_attempts \
-                 AND (attempt_count < $3 OR (SELECT COUNT(*) FROM attempts a \
-                      WHERE a.reminder_id = r.id AND a.dispatched_at > $4) < $3) \
-               ORDER BY next_attempt_at, id \
-               LIMIT GREATEST(0, $5 - (SELECT COUNT(*) FROM reminders WHERE {LIVE})) \
-               FOR UPDATE SKIP LOCKED), \
-             claimed AS ( \
-               UPDATE reminders r SET status = 'in_progress', attempt_count = r.attempt_count + 1, \
-                 next_attempt_at = NULL, last_attempt_at = $2, skip_reason = NULL, updated_at = $2 \
-               FROM picked WHERE r.id = picked.id \
-               RETURNING r.*), \
-             started AS ( \
-               INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) \
-               SELECT id, attempt_count, 'in_progress', \
-                 'reminder-' || id::text || '-' || attempt_count::text, $2, $2 FROM claimed) \
-             SELECT {REMINDER_COLS} FROM claimed"
+            "SELECT {REMINDER_COLS} FROM reminders \
+             WHERE id = ANY($1) AND {DUE} AND next_attempt_at <= $2 \
+               AND attempt_count < max_attempts \
+             ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED"
         ))
-        .bind(ids)
+        .bind(&ids)
         .bind(now)
-        .bind(WEEKLY_ATTEMPT_CAP as i32)
-        .bind(now - cap_period())
-        .bind(i64::from(max_live))
         .fetch_all(&mut *tx)
         .await?;
-        let claimed = rows
+        let candidates = rows
             .iter()
             .map(reminder_from_row)
             .collect::<Result<Vec<_>, _>>()?;
+        if candidates.is_empty() {
+            tx.commit().await?;
+            return Ok(ClaimReport::default());
+        }
+        let live: i64 = sqlx::query_scalar(&count_live_sql())
+            .fetch_one(&mut *tx)
+            .await?;
+        let debt_refs: Vec<&str> = candidates.iter().map(|r| r.debt_ref.as_str()).collect();
+        let attempts = sqlx::query(
+            "SELECT reminder_id, attempt, debt_ref, dispatched_at, ended_at, \
+               outcome->>'result' AS result \
+             FROM attempts WHERE debt_ref = ANY($1) AND dispatched_at > $2",
+        )
+        .bind(&debt_refs)
+        .bind(now - rules.lookback())
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut debts: HashMap<String, Vec<PastAttempt>> = HashMap::new();
+        for row in &attempts {
+            let debt: String = row.try_get("debt_ref")?;
+            let result: Option<String> = row.try_get("result")?;
+            debts.entry(debt).or_default().push(PastAttempt {
+                reminder_id: ReminderId::from_uuid(row.try_get("reminder_id")?),
+                attempt: row.try_get::<i32, _>("attempt")? as u32,
+                dispatched_at: row.try_get("dispatched_at")?,
+                ended_at: row.try_get("ended_at")?,
+                result: result.and_then(|r| r.parse().ok()),
+            });
+        }
+        let phones: Vec<&str> = candidates.iter().map(|r| r.phone_number.as_str()).collect();
+        let suppressed: HashSet<String> = sqlx::query_scalar(
+            "SELECT phone_number FROM suppressions WHERE phone_number = ANY($1)",
+        )
+        .bind(&phones)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        let slots = (i64::from(max_live) - live).max(0) as usize;
+        let plan = plan_claims(rules, &candidates, &mut debts, &suppressed, slots, now);
+
+        let mut report = ClaimReport::default();
+        let mut claim_ids = Vec::new();
+        let (mut defer_ids, mut defer_at, mut defer_by) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut end_ids, mut end_status, mut end_reason) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, action) in &plan {
+            match action {
+                ClaimAction::Claim => claim_ids.push(id.as_uuid()),
+                ClaimAction::Defer { until, by } => {
+                    defer_ids.push(id.as_uuid());
+                    defer_at.push(*until);
+                    defer_by.push(by.as_str());
+                    report.deferred.push((*id, *by));
+                }
+                ClaimAction::CancelSuppressed => {
+                    end_ids.push(id.as_uuid());
+                    end_status.push(Status::Cancelled.as_str());
+                    end_reason.push(SKIP_SUPPRESSED);
+                    report.suppressed.push(*id);
+                }
+                ClaimAction::FailNoLawfulTime => {
+                    end_ids.push(id.as_uuid());
+                    end_status.push(Status::Failed.as_str());
+                    end_reason.push(SKIP_NO_LAWFUL_TIME);
+                    report.no_lawful_time.push(*id);
+                }
+            }
+        }
+        if !claim_ids.is_empty() {
+            let rows = sqlx::query(&format!(
+                "WITH claimed AS ( \
+                   UPDATE reminders r SET status = 'in_progress', attempt_count = r.attempt_count + 1, \
+                     next_attempt_at = NULL, last_attempt_at = $2, skip_reason = NULL, \
+                     deferred_by = NULL, updated_at = $2 \
+                   WHERE r.id = ANY($1) \
+                   RETURNING r.*), \
+                 started AS ( \
+                   INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, \
+                     updated_at, debt_ref) \
+                   SELECT id, attempt_count, 'in_progress', \
+                     'reminder-' || id::text || '-' || attempt_count::text, $2, $2, debt_ref \
+                   FROM claimed) \
+                 SELECT {REMINDER_COLS} FROM claimed ORDER BY next_attempt_at, id"
+            ))
+            .bind(&claim_ids)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            report.claimed = rows
+                .iter()
+                .map(reminder_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+        }
+        if !defer_ids.is_empty() {
+            sqlx::query(
+                "UPDATE reminders r SET next_attempt_at = v.next_at, deferred_by = v.rule, \
+                   updated_at = $4 \
+                 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[]) AS v(id, next_at, rule) \
+                 WHERE r.id = v.id",
+            )
+            .bind(&defer_ids)
+            .bind(&defer_at)
+            .bind(&defer_by)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if !end_ids.is_empty() {
+            sqlx::query(
+                "UPDATE reminders r SET status = v.status, skip_reason = v.reason, \
+                   next_attempt_at = NULL, deferred_by = NULL, updated_at = $4 \
+                 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(id, status, reason) \
+                 WHERE r.id = v.id",
+            )
+            .bind(&end_ids)
+            .bind(&end_status)
+            .bind(&end_reason)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
-        Ok(claimed)
+        Ok(report)
     }
 
     async fn overdue(

@@ -15,12 +15,17 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::status_counts;
 use super::{
-    reminder_cols_of, Applied, Created, Deferral, EventRecord, ListQuery, Page, RawAttempt,
-    RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
+    reminder_cols_of, Applied, ClaimReport, Created, Deferral, EventRecord, ListQuery, Page,
+    RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE,
+    REMINDER_COLS,
 };
 use crate::domain::Status;
 use crate::domain::{room_name, Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
-use crate::policy::{cap_period, WEEKLY_ATTEMPT_CAP};
+use std::collections::{HashMap, HashSet};
+
+use crate::domain::{
+    plan_claims, ClaimAction, PastAttempt, Rules, SKIP_NO_LAWFUL_TIME, SKIP_SUPPRESSED,
+};
 
 pub struct SqliteStore {
     write: SqlitePool,
@@ -76,6 +81,15 @@ fn reminder_from_row(row: &SqliteRow) -> Result<Reminder, StoreError> {
         metadata: json_col(row, "metadata")?.unwrap_or_default(),
         created_at: from_ms(row.try_get("created_at")?)?,
         updated_at: from_ms(row.try_get("updated_at")?)?,
+        debt_ref: row.try_get("debt_ref")?,
+        region: row.try_get("region")?,
+        calling_zones: json_col(row, "calling_zones")?
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(format!("calling_zones: {e}")))?
+            .unwrap_or_default(),
+        timezone_given: row.try_get("timezone_given")?,
+        deferred_by: row.try_get("deferred_by")?,
     }
     .into_reminder()
 }
@@ -98,6 +112,11 @@ fn attempt_cols(row: &SqliteRow, prefix: &str) -> Result<Attempt, StoreError> {
         failure: json_col(row, &col("failure"))?,
     }
     .into_attempt()
+}
+
+/// Zone names as the JSON array `calling_zones` holds.
+fn zone_names_json(zones: &[crate::domain::TimeZone]) -> String {
+    to_json(&zones.iter().map(|z| z.name()).collect::<Vec<_>>())
 }
 
 /// One `apply` waiting for the writer.
@@ -390,15 +409,16 @@ impl Store for SqliteStore {
         let inserted = sqlx::query(
             "INSERT INTO reminders (id, external_id, customer_name, phone_number, timezone, language, \
              amount_due_minor, currency, due_date, status, attempt_count, max_attempts, \
-             next_attempt_at, last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?, ?) \
+             next_attempt_at, last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at, \
+             debt_ref, region, calling_zones, timezone_given) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, NULL, ?, ?, ?, ?, ?, ?, ?) \
              ON CONFLICT (external_id) DO NOTHING",
         )
         .bind(r.id.to_string())
         .bind(&r.external_id)
         .bind(&r.customer_name)
         .bind(r.phone_number.as_str())
-        .bind(r.timezone.name())
+        .bind(r.primary_zone().name())
         .bind(r.language.as_str())
         .bind(r.amount_due_minor)
         .bind(r.currency.as_str())
@@ -407,9 +427,14 @@ impl Store for SqliteStore {
         .bind(i64::from(r.attempt_count))
         .bind(i64::from(r.max_attempts))
         .bind(r.next_attempt_at.map(ms))
+        .bind(&r.skip_reason)
         .bind(serde_json::Value::Object(r.metadata.clone()).to_string())
         .bind(ms(r.created_at))
         .bind(ms(r.updated_at))
+        .bind(&r.debt_ref)
+        .bind(r.region.as_ref().map(|g| g.as_str().to_owned()))
+        .bind(zone_names_json(&r.calling_zones))
+        .bind(r.timezone.is_some())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -577,61 +602,149 @@ impl Store for SqliteStore {
         ids: &[ReminderId],
         now: DateTime<Utc>,
         max_live: u32,
-    ) -> Result<Vec<Reminder>, StoreError> {
+        rules: &Rules,
+    ) -> Result<ClaimReport, StoreError> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(ClaimReport::default());
         }
-        // One UPDATE picks and claims; its write lock is taken before it reads,
-        // so the live count it limits itself by is current (SQLite has one writer).
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "UPDATE reminders SET status = 'in_progress', attempt_count = attempt_count + 1, \
-             next_attempt_at = NULL, last_attempt_at = ",
-        );
-        qb.push_bind(ms(now))
-            .push(", skip_reason = NULL, updated_at = ")
-            .push_bind(ms(now))
-            .push(" WHERE id IN (SELECT id FROM reminders r WHERE id IN (");
+        // One write transaction on the one write connection: the facts read
+        // here are current (SQLite has one writer), and the decisions are
+        // written before anyone else writes. IMMEDIATE takes the write lock
+        // first: a read-then-write transaction cannot be refused half-way by
+        // another process's writer (several schedulers on one file).
+        let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {REMINDER_COLS} FROM reminders WHERE id IN ("
+        ));
         let mut list = qb.separated(", ");
         for id in ids {
             list.push_bind(id.to_string());
         }
         qb.push(format!(") AND {DUE} AND next_attempt_at <= "))
             .push_bind(ms(now))
-            .push(" AND attempt_count < max_attempts AND (attempt_count < ")
-            .push_bind(i64::from(WEEKLY_ATTEMPT_CAP))
-            .push(
-                " OR (SELECT COUNT(*) FROM attempts a WHERE a.reminder_id = r.id AND a.dispatched_at > ",
-            )
-            .push_bind(ms(now - cap_period()))
-            .push(") < ")
-            .push_bind(i64::from(WEEKLY_ATTEMPT_CAP))
-            .push(") ORDER BY next_attempt_at, id LIMIT max(0, ")
-            .push_bind(i64::from(max_live))
-            .push(format!(
-                " - (SELECT COUNT(*) FROM reminders WHERE {LIVE}))) RETURNING {REMINDER_COLS}"
-            ));
-        let mut tx = self.write.begin().await?;
-        let rows = qb.build().fetch_all(&mut *tx).await?;
-        let claimed: Vec<Reminder> = rows
+            .push(" AND attempt_count < max_attempts ORDER BY next_attempt_at, id");
+        let candidates = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await?
             .iter()
             .map(reminder_from_row)
-            .collect::<Result<_, _>>()?;
-        if !claimed.is_empty() {
-            let mut ins: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) ",
-            );
-            ins.push_values(&claimed, |mut row, r| {
-                row.push_bind(r.id.to_string())
-                    .push_bind(i64::from(r.attempt_count))
-                    .push_bind("in_progress")
-                    .push_bind(room_name(r.id, r.attempt_count))
-                    .push_bind(ms(now))
-                    .push_bind(ms(now));
+            .collect::<Result<Vec<_>, _>>()?;
+        if candidates.is_empty() {
+            tx.commit().await?;
+            return Ok(ClaimReport::default());
+        }
+        let live: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}"))
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut debts: HashMap<String, Vec<PastAttempt>> = HashMap::new();
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
+            "SELECT reminder_id, attempt, debt_ref, dispatched_at, ended_at, \
+             json_extract(outcome, '$.result') AS result FROM attempts WHERE dispatched_at > ",
+        );
+        qb.push_bind(ms(now - rules.lookback()))
+            .push(" AND debt_ref IN (");
+        let mut list = qb.separated(", ");
+        for r in &candidates {
+            list.push_bind(r.debt_ref.clone());
+        }
+        qb.push(")");
+        for row in qb.build().fetch_all(&mut *tx).await? {
+            let debt: String = row.try_get("debt_ref")?;
+            let reminder_id: String = row.try_get("reminder_id")?;
+            let result: Option<String> = row.try_get("result")?;
+            debts.entry(debt).or_default().push(PastAttempt {
+                reminder_id: ReminderId::parse(&reminder_id)
+                    .ok_or_else(|| StoreError::Corrupt(format!("attempt of {reminder_id:?}")))?,
+                attempt: row.try_get::<i64, _>("attempt")? as u32,
+                dispatched_at: from_ms(row.try_get("dispatched_at")?)?,
+                ended_at: opt_from_ms(row.try_get("ended_at")?)?,
+                result: result.and_then(|r| r.parse().ok()),
             });
-            ins.build().execute(&mut *tx).await?;
+        }
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new("SELECT phone_number FROM suppressions WHERE phone_number IN (");
+        let mut list = qb.separated(", ");
+        for r in &candidates {
+            list.push_bind(r.phone_number.as_str().to_owned());
+        }
+        qb.push(")");
+        let suppressed: HashSet<String> = qb
+            .build()
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get("phone_number"))
+            .collect::<Result<_, _>>()?;
+        let slots = (i64::from(max_live) - live).max(0) as usize;
+        let plan = plan_claims(rules, &candidates, &mut debts, &suppressed, slots, now);
+
+        let mut report = ClaimReport::default();
+        for (id, action) in &plan {
+            let id_text = id.to_string();
+            match action {
+                ClaimAction::Claim => {
+                    let row = sqlx::query(&format!(
+                        "UPDATE reminders SET status = 'in_progress', \
+                         attempt_count = attempt_count + 1, next_attempt_at = NULL, \
+                         last_attempt_at = ?1, skip_reason = NULL, deferred_by = NULL, \
+                         updated_at = ?1 WHERE id = ?2 RETURNING {REMINDER_COLS}"
+                    ))
+                    .bind(ms(now))
+                    .bind(&id_text)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let r = reminder_from_row(&row)?;
+                    sqlx::query(
+                        "INSERT INTO attempts (reminder_id, attempt, status, room_name, \
+                         dispatched_at, updated_at, debt_ref) \
+                         VALUES (?1, ?2, 'in_progress', ?3, ?4, ?4, ?5)",
+                    )
+                    .bind(&id_text)
+                    .bind(i64::from(r.attempt_count))
+                    .bind(room_name(r.id, r.attempt_count))
+                    .bind(ms(now))
+                    .bind(&r.debt_ref)
+                    .execute(&mut *tx)
+                    .await?;
+                    report.claimed.push(r);
+                }
+                ClaimAction::Defer { until, by } => {
+                    sqlx::query(
+                        "UPDATE reminders SET next_attempt_at = ?1, deferred_by = ?2, \
+                         updated_at = ?3 WHERE id = ?4",
+                    )
+                    .bind(ms(*until))
+                    .bind(by.as_str())
+                    .bind(ms(now))
+                    .bind(&id_text)
+                    .execute(&mut *tx)
+                    .await?;
+                    report.deferred.push((*id, *by));
+                }
+                ClaimAction::CancelSuppressed | ClaimAction::FailNoLawfulTime => {
+                    let (status, reason) = if *action == ClaimAction::CancelSuppressed {
+                        report.suppressed.push(*id);
+                        (Status::Cancelled, SKIP_SUPPRESSED)
+                    } else {
+                        report.no_lawful_time.push(*id);
+                        (Status::Failed, SKIP_NO_LAWFUL_TIME)
+                    };
+                    sqlx::query(
+                        "UPDATE reminders SET status = ?1, skip_reason = ?2, \
+                         next_attempt_at = NULL, deferred_by = NULL, updated_at = ?3 WHERE id = ?4",
+                    )
+                    .bind(status.as_str())
+                    .bind(reason)
+                    .bind(ms(now))
+                    .bind(&id_text)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
         }
         tx.commit().await?;
-        Ok(claimed)
+        Ok(report)
     }
 
     async fn overdue(

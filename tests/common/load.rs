@@ -142,6 +142,7 @@ pub async fn seed_live(database_url: &str, ids: &[ReminderId]) {
         .expect("open store");
     let defaults = CreateDefaults {
         timezone: TimeZone::parse("America/New_York").unwrap(),
+        zone_policy: duecall::domain::ZonePolicy::All,
         language: Language::parse("en").unwrap(),
         max_attempts: 3,
     };
@@ -157,9 +158,10 @@ pub async fn seed_live(database_url: &str, ids: &[ReminderId]) {
     let mut claimed = 0;
     for chunk in ids.chunks(500) {
         claimed += store
-            .claim(chunk, now, 1_000_000)
+            .claim(chunk, now, 1_000_000, &super::any_time_rules())
             .await
             .expect("claim")
+            .claimed
             .len();
     }
     assert_eq!(

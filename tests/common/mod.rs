@@ -126,6 +126,28 @@ pub fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
+/// The calling rules of the default configuration (SPEC §7's floor).
+pub fn default_rules() -> duecall::domain::Rules {
+    test_config("sqlite://unused.db", &[]).calling_rules()
+}
+
+/// Rules that allow a call at any moment (for seeding live attempts at the
+/// wall clock's time, whatever it is): open all day every day, no quiet
+/// period, a cap no seed reaches.
+pub fn any_time_rules() -> duecall::domain::Rules {
+    test_config(
+        "sqlite://unused.db",
+        &[
+            ("CALLING_WINDOW", "00:00-24:00"),
+            ("CALLING_DAYS", "Mon-Sun"),
+            ("CALL_FREQUENCY", "1000/1h"),
+            ("REGION_CALL_FREQUENCY", "none"),
+            ("QUIET_AFTER_CONVERSATION", "0"),
+        ],
+    )
+    .calling_rules()
+}
+
 /// A configuration for tests: secrets set, the given database, ticker off.
 pub fn test_config(url: &str, extra: &[(&str, &str)]) -> Config {
     let mut vars: Vec<(String, String)> = vec![
@@ -225,7 +247,7 @@ impl TestApp {
 pub fn reminder_body(overrides: serde_json::Value) -> serde_json::Value {
     let mut body = serde_json::json!({
         "customer_name": "Ada Lovelace",
-        "phone_number": "+14155550100",
+        "phone_number": "+12125550100",
         "amount_due_minor": 12345,
         "currency": "USD",
         "due_date": "2026-12-01",
