@@ -6,11 +6,13 @@
 
 mod create;
 mod reminder;
+mod suppression;
 mod transition;
 mod values;
 
 pub use create::*;
 pub use reminder::*;
+pub use suppression::*;
 pub use transition::*;
 pub use values::*;
 
