@@ -332,7 +332,7 @@ impl<'a> CsvFile<'a> {
                     summary.refused += 1;
                     progress.say(&format!("line {line}: {e}"));
                 }
-                Ok(new) => {
+                Ok(mut new) => {
                     let first = new
                         .external_id
                         .as_ref()
@@ -347,10 +347,17 @@ impl<'a> CsvFile<'a> {
                         if let Some(id) = &new.external_id {
                             first_seen.insert(id.clone(), line);
                         }
-                        match store
-                            .create_reminder(&new, ReminderId::new(), clock.now())
-                            .await
-                        {
+                        // As the API does: a suppressed number's reminder is stored cancelled.
+                        let created = match store.is_suppressed(&new.phone_number).await {
+                            Ok(suppressed) => {
+                                new.suppressed = suppressed;
+                                store
+                                    .create_reminder(&new, ReminderId::new(), clock.now())
+                                    .await
+                            }
+                            Err(e) => Err(e),
+                        };
+                        match created {
                             Ok(Created::New(_)) => {
                                 summary.imported += 1;
                                 if new.external_id.is_none() {
@@ -616,6 +623,300 @@ pub async fn command(config: Config, path: &Path) -> ExitCode {
                  the rows counted above were taken — run it again to import the rest \
                  (rows with an external_id are not imported twice)"
             ))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A do-not-call list
+
+/// `duecall import --suppressions numbers.csv`: numbers put on the suppression
+/// list (SPEC §7).
+///
+/// The file is read as the reminders' is (UTF-8, a BOM ignored, quoting,
+/// spaces around cells, blank rows skipped), with the columns
+/// `phone_number` (required, E.164) and `reason` (optional; an empty cell is
+/// `do_not_call_list`), in any order. Unlike the reminders' import it is
+/// **all or nothing**: every row is checked first, each refusal is reported
+/// as `line N: <field>: <reason>` (values never echoed), and one refused row
+/// refuses the file before the database is opened — a typo must not leave a
+/// number callable unnoticed. A number already on the list (or on an earlier
+/// line) counts as "already there" and changes nothing, so the same file can
+/// be imported again. The summary on stdout: `added 3, already there 2 (of 5 rows)`.
+pub mod suppressions {
+    use super::*;
+    use crate::domain::{PhoneNumber, Reason, SuppressNumber, REASON_DO_NOT_CALL_LIST};
+    use crate::store::Suppressed;
+
+    /// The columns a do-not-call file may have.
+    pub const COLUMNS: &[&str] = &["phone_number", "reason"];
+
+    /// A file whose every row was accepted: what to add, with each row's line.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Checked {
+        pub rows: Vec<(u64, SuppressNumber)>,
+        /// Rows naming a number an earlier line named: (line, first line).
+        pub duplicates: Vec<(u64, u64)>,
+    }
+
+    /// Why a file is refused whole.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum Refused {
+        /// The header is wrong (named), or unreadable.
+        Header(String),
+        /// These rows, each `line N: …`.
+        Rows(Vec<String>),
+    }
+
+    fn header(record: &StringRecord) -> Result<(usize, Option<usize>), String> {
+        if record.iter().all(str::is_empty) {
+            return Err("the file is empty: its first line must be phone_number,reason".into());
+        }
+        let mut names: Vec<&str> = Vec::new();
+        for (i, name) in record.iter().enumerate() {
+            let name = name.trim();
+            if name.is_empty() {
+                return Err(format!("column {} of the header has no name", i + 1));
+            }
+            if !COLUMNS.contains(&name) {
+                return Err(format!(
+                    "unknown column {name:?} (the columns are: {})",
+                    COLUMNS.join(", ")
+                ));
+            }
+            if names.contains(&name) {
+                return Err(format!("column {name:?} appears twice in the header"));
+            }
+            names.push(name);
+        }
+        let phone = names
+            .iter()
+            .position(|n| *n == "phone_number")
+            .ok_or_else(|| "missing column \"phone_number\" (required)".to_owned())?;
+        Ok((phone, names.iter().position(|n| *n == "reason")))
+    }
+
+    /// Check the whole file; nothing is stored.
+    pub fn check(data: &[u8]) -> Result<Checked, Refused> {
+        let mut rdr = reader(data);
+        let head = match rdr.headers() {
+            Ok(h) => h.clone(),
+            Err(e) if matches!(e.kind(), csv::ErrorKind::Utf8 { .. }) => {
+                return Err(Refused::Header(
+                    "its first line is not UTF-8 text (save the file as CSV UTF-8)".into(),
+                ))
+            }
+            Err(e) => {
+                return Err(Refused::Header(format!(
+                    "its first line cannot be read: {e}"
+                )))
+            }
+        };
+        let (phone_col, reason_col) = header(&head).map_err(Refused::Header)?;
+        let width = head.len();
+        let mut rows = Vec::new();
+        let mut duplicates = Vec::new();
+        let mut refusals = Vec::new();
+        let mut first_seen: HashMap<String, u64> = HashMap::new();
+        let mut raw = csv::ByteRecord::new();
+        loop {
+            let read = rdr.read_byte_record(&mut raw);
+            let line = match &read {
+                Ok(_) => raw.position().map_or(0, |p| p.line()),
+                Err(e) => e.position().map_or(0, |p| p.line()),
+            };
+            let row = match read {
+                Ok(false) => break,
+                Ok(true) if is_blank(&raw) => continue,
+                Ok(true) => match StringRecord::from_byte_record(raw.clone()) {
+                    Ok(row) if row.len() != width => Err(RowError::Cells {
+                        got: row.len(),
+                        want: width,
+                    }),
+                    Ok(row) => Ok(row),
+                    Err(_) => Err(RowError::NotUtf8),
+                },
+                Err(e) => Err(RowError::Unreadable(e.to_string())),
+            };
+            let parsed = row.and_then(|row| {
+                let phone_number =
+                    PhoneNumber::parse(row[phone_col].trim()).map_err(RowError::Field)?;
+                let reason = match reason_col.map(|c| row[c].trim()) {
+                    None | Some("") => Reason::fixed(REASON_DO_NOT_CALL_LIST),
+                    Some(r) => Reason::parse(r).map_err(RowError::Field)?,
+                };
+                Ok(SuppressNumber {
+                    phone_number,
+                    reason,
+                    reminder_id: None,
+                })
+            });
+            match parsed {
+                Err(e) => refusals.push(format!("line {line}: {e}")),
+                Ok(add) => match first_seen.get(add.phone_number.as_str()) {
+                    Some(first) => duplicates.push((line, *first)),
+                    None => {
+                        first_seen.insert(add.phone_number.as_str().to_owned(), line);
+                        rows.push((line, add));
+                    }
+                },
+            }
+        }
+        if refusals.is_empty() {
+            Ok(Checked { rows, duplicates })
+        } else {
+            Err(Refused::Rows(refusals))
+        }
+    }
+
+    /// What an import of a do-not-call list did.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    pub struct Summary {
+        pub rows: u64,
+        pub added: u64,
+        pub already_there: u64,
+    }
+
+    impl fmt::Display for Summary {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let rows = if self.rows == 1 { "row" } else { "rows" };
+            write!(
+                f,
+                "added {}, already there {} (of {} {rows})",
+                self.added, self.already_there, self.rows
+            )
+        }
+    }
+
+    /// Add every checked row, in file order, one transaction each.
+    pub async fn import(
+        checked: &Checked,
+        store: &dyn Store,
+        clock: &dyn Clock,
+        progress: &mut Progress<impl Write>,
+    ) -> Result<Summary, (u64, Summary, StoreError)> {
+        let mut summary = Summary {
+            rows: (checked.rows.len() + checked.duplicates.len()) as u64,
+            already_there: checked.duplicates.len() as u64,
+            ..Summary::default()
+        };
+        progress.start(checked.rows.len() as u64);
+        for (line, first) in &checked.duplicates {
+            progress.say(&format!(
+                "line {line}: duplicate of line {first} (same number): skipped"
+            ));
+        }
+        for (line, add) in &checked.rows {
+            match store.add_suppression(add, clock.now()).await {
+                Ok(Suppressed::New(_)) => summary.added += 1,
+                Ok(Suppressed::Existing(_)) => summary.already_there += 1,
+                Err(e) => {
+                    progress.finish();
+                    return Err((*line, summary, e));
+                }
+            }
+            progress.advance();
+        }
+        progress.finish();
+        Ok(summary)
+    }
+
+    /// `duecall import --suppressions <path>`.
+    pub async fn command(config: Config, path: &Path) -> ExitCode {
+        let shown = path.display();
+        let data = match std::fs::read(path) {
+            Ok(d) => d,
+            Err(e) => return fail(format!("cannot read {shown}: {e}; nothing was imported")),
+        };
+        // Checked whole before the database is opened: a refused file changes nothing.
+        let checked = match check(&data) {
+            Ok(c) => c,
+            Err(Refused::Header(why)) => {
+                return fail(format!("{shown}: {why}; nothing was imported"))
+            }
+            Err(Refused::Rows(lines)) => {
+                for line in &lines {
+                    eprintln!("{line}");
+                }
+                let n = lines.len();
+                let rows = if n == 1 { "row is" } else { "rows are" };
+                return fail(format!(
+                    "{shown}: {n} {rows} refused, so nothing was imported (a do-not-call list \
+                     is taken whole or not at all: fix the lines above and run it again)"
+                ));
+            }
+        };
+        let db = crate::store::redact_url(&config.database_url);
+        let store = match crate::store::connect(
+            &config.database_url,
+            config.database_max_connections,
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                return fail(format!(
+                    "cannot open the database {db}: {e}; nothing was imported"
+                ))
+            }
+        };
+        let mut progress = Progress::stderr(shown.to_string());
+        match import(&checked, &*store, &SystemClock, &mut progress).await {
+            Ok(summary) => {
+                println!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err((line, summary, error)) => {
+                println!("{summary}");
+                fail(format!(
+                    "storage failed at line {line}, so the import stopped there: {error}; \
+                     the numbers counted above were added — run it again to add the rest \
+                     (numbers already there are not added twice)"
+                ))
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn rows_are_checked_whole_with_their_lines() {
+            let data = b"reason,phone_number\n\
+                         ,+14155550100\n\
+                         asked by letter,+14155550101\n\
+                         dup,+14155550100\n";
+            let checked = check(data).unwrap();
+            assert_eq!(checked.rows.len(), 2);
+            assert_eq!(checked.rows[0].0, 2);
+            assert_eq!(checked.rows[0].1.reason.as_str(), "do_not_call_list");
+            assert_eq!(checked.rows[1].1.reason.as_str(), "asked by letter");
+            assert_eq!(checked.duplicates, vec![(4, 2)]);
+
+            let bad = b"phone_number,reason\n+14155550100,ok\n4155550101,x\n+14155550102,a\x07b\n+1,y,z\n";
+            match check(bad).unwrap_err() {
+                Refused::Rows(lines) => {
+                    assert_eq!(lines.len(), 3, "{lines:?}");
+                    assert!(lines[0].starts_with("line 3: phone_number: "), "{lines:?}");
+                    assert!(lines[1].starts_with("line 4: reason: "), "{lines:?}");
+                    assert_eq!(lines[2], "line 5: 3 cells, but the header has 2 columns");
+                    assert!(!lines.iter().any(|l| l.contains("4155550101")));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+
+        #[test]
+        fn the_header_is_checked() {
+            let err = |h: &[u8]| match check(h).unwrap_err() {
+                Refused::Header(why) => why,
+                other => panic!("{other:?}"),
+            };
+            assert!(err(b"phone,reason\n").starts_with("unknown column \"phone\""));
+            assert!(err(b"reason\n").starts_with("missing column \"phone_number\""));
+            assert!(err(b"phone_number,phone_number\n").contains("twice"));
+            assert!(check(b"phone_number\n+14155550100\n").is_ok());
         }
     }
 }

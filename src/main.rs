@@ -40,9 +40,17 @@ enum Command {
     /// Import reminders from a CSV file whose header names the API's fields:
     /// bad rows are reported by line and skipped, rows whose external_id is
     /// already stored are skipped, a summary is printed.
+    ///
+    /// With --suppressions: put the numbers of a do-not-call list (header
+    /// phone_number,reason; reason optional) on the suppression list, all or
+    /// nothing; numbers already there are counted and left as they are.
     Import {
-        /// The CSV file (UTF-8; first line: customer_name,phone_number,…).
+        /// The CSV file (UTF-8; first line: customer_name,phone_number,…, or
+        /// phone_number,reason with --suppressions).
         path: PathBuf,
+        /// The file is a do-not-call list, not reminders.
+        #[arg(long)]
+        suppressions: bool,
     },
     /// Write a .env with freshly generated secrets, for a first run.
     Init {
@@ -106,7 +114,10 @@ fn main() -> ExitCode {
             Ok(config) => block_on(serve(config)),
             Err(e) => fail(format!("invalid configuration: {e}")),
         },
-        Command::Import { path } => match Config::from_env() {
+        Command::Import { path, suppressions } => match Config::from_env() {
+            Ok(config) if suppressions => {
+                block_on(async move { duecall::import::suppressions::command(config, &path).await })
+            }
             Ok(config) => block_on(async move { duecall::import::command(config, &path).await }),
             Err(e) => fail(format!("invalid configuration: {e}")),
         },

@@ -357,3 +357,135 @@ async fn a_bad_header_or_a_missing_file_imports_nothing() {
          are imported once)\n"
     );
 }
+
+/// `duecall import --suppressions`: a do-not-call list on one database.
+async fn a_do_not_call_list(url: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [("DATABASE_URL", url)];
+    let run = |file: std::path::PathBuf| {
+        let dir = dir.path().to_owned();
+        async move {
+            let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_duecall"));
+            cmd.arg("import").arg("--suppressions").arg(&file);
+            cmd.env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .env("DATABASE_URL", vars[0].1)
+                .current_dir(&dir)
+                .stdin(Stdio::null())
+                .kill_on_drop(true);
+            let out = cmd.output().await.unwrap();
+            for text in [&out.stdout, &out.stderr] {
+                let text = String::from_utf8_lossy(text);
+                for phone in ["+14155550130", "+14155550131", "4155550132"] {
+                    assert!(!text.contains(phone), "{phone} in output: {text}");
+                }
+            }
+            out
+        }
+    };
+
+    // One bad row refuses the whole file, every refusal reported by line.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(
+        &bad,
+        "phone_number,reason\n+14155550130,asked by letter\n4155550132,\n+14155550131,\"a\nb\"\n",
+    )
+    .unwrap();
+    let out = run(bad).await;
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "");
+    let got = reports(&out);
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(
+        got[0].starts_with("line 3: phone_number: must be an E.164 number"),
+        "{got:?}"
+    );
+    assert!(
+        got[1].starts_with("line 4: reason: must not contain control characters"),
+        "{got:?}"
+    );
+    assert!(
+        stderr(&out).contains("nothing was imported"),
+        "{}",
+        stderr(&out)
+    );
+    let store = duecall::store::connect(url, 2).await.unwrap();
+    let n = |s: &str| duecall::domain::PhoneNumber::parse(s).unwrap();
+    assert!(!store.is_suppressed(&n("+14155550130")).await.unwrap());
+
+    // A good one: added, a repeat in the file counted as already there.
+    let good = dir.path().join("good.csv");
+    std::fs::write(
+        &good,
+        "reason,phone_number\nasked by letter,+14155550130\n,+14155550131\nagain,+14155550130\n",
+    )
+    .unwrap();
+    let out = run(good.clone()).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "added 2, already there 1 (of 3 rows)\n");
+    assert_eq!(
+        reports(&out),
+        ["line 4: duplicate of line 2 (same number): skipped"]
+    );
+    let (entry, history) = store.get_suppression(&n("+14155550131")).await.unwrap();
+    assert_eq!(entry.unwrap().reason, "do_not_call_list");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        store
+            .get_suppression(&n("+14155550130"))
+            .await
+            .unwrap()
+            .0
+            .unwrap()
+            .reason,
+        "asked by letter"
+    );
+
+    // Again: nothing new, no audit rows.
+    let out = run(good).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(stdout(&out), "added 0, already there 3 (of 3 rows)\n");
+    assert_eq!(
+        store
+            .get_suppression(&n("+14155550130"))
+            .await
+            .unwrap()
+            .1
+            .len(),
+        1
+    );
+
+    // A reminders import for a listed number stores it cancelled (suppressed).
+    let reminders = dir.path().join("reminders.csv");
+    std::fs::write(
+        &reminders,
+        "customer_name,phone_number,amount_due_minor,currency,due_date,external_id\n\
+         Ada,+14155550130,100,USD,2026-12-01,inv-s1\nBob,+14155550199,100,USD,2026-12-01,inv-s2\n",
+    )
+    .unwrap();
+    let out = import(dir.path(), &reminders, &vars).await;
+    assert!(out.status.success(), "{out:?}");
+    let all = all_reminders(&*store).await;
+    let ada = by_external_id(&all, "inv-s1");
+    assert_eq!(ada.status, duecall::domain::Status::Cancelled);
+    assert_eq!(ada.skip_reason.as_deref(), Some("suppressed"));
+    assert_eq!(
+        by_external_id(&all, "inv-s2").status,
+        duecall::domain::Status::Pending
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_do_not_call_list_on_sqlite() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    a_do_not_call_list(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_do_not_call_list_on_postgres() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    a_do_not_call_list(&db.url).await;
+    db.cleanup().await;
+}

@@ -55,7 +55,8 @@ async fn personas(backend: Backend) {
     let promise = create(&app, "promise", json!({"amount_due_minor": 9900})).await;
     let dispute = create(&app, "dispute", json!({})).await;
     let wrong = create(&app, "wrong_number", json!({})).await;
-    let opt_out = create(&app, "opt_out", json!({})).await;
+    // A number of its own: its opt-out suppresses it (SPEC §7).
+    let opt_out = create(&app, "opt_out", json!({"phone_number": "+12125550199"})).await;
     let no_answer = create(&app, "no_answer,promise", json!({})).await;
     let busy = create(&app, "busy", json!({"max_attempts": 1})).await;
     let invalid = create(&app, "invalid_number", json!({})).await;

@@ -962,3 +962,278 @@ both_backends!(
     list_searches_by_external_id_or_phone_number,
     list_searches_by_external_id_or_phone
 );
+
+// --- The suppression list (SPEC §7) -----------------------------------------
+
+fn phone(s: &str) -> domain::PhoneNumber {
+    domain::PhoneNumber::parse(s).unwrap()
+}
+
+fn by_operator(number: &str, reason: &str) -> domain::SuppressNumber {
+    domain::SuppressNumber {
+        phone_number: phone(number),
+        reason: domain::Reason::parse(reason).unwrap(),
+        reminder_id: None,
+    }
+}
+
+async fn suppressions_add_once_and_keep_every_change(backend: Backend) {
+    use domain::SuppressionAction::{Added, Removed};
+    use duecall::store::Suppressed;
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let n = phone("+14155550100");
+    let at = t("2026-11-24T15:00:00.123Z");
+    assert!(!store.is_suppressed(&n).await.unwrap());
+    assert_eq!(store.get_suppression(&n).await.unwrap(), (None, vec![]));
+
+    let added = match store
+        .add_suppression(&by_operator("+14155550100", "asked by letter"), at)
+        .await
+        .unwrap()
+    {
+        Suppressed::New(s) => s,
+        other => panic!("expected new, got {other:?}"),
+    };
+    assert_eq!(added.phone_number, n);
+    assert_eq!(added.reason, "asked by letter");
+    assert_eq!(added.reminder_id, None);
+    assert_eq!(added.created_at, at);
+    assert!(store.is_suppressed(&n).await.unwrap());
+    // Another number is not suppressed by it.
+    assert!(!store.is_suppressed(&phone("+14155550101")).await.unwrap());
+
+    // Adding again changes nothing: same entry, no audit row.
+    let later = at + Duration::hours(1);
+    match store
+        .add_suppression(&by_operator("+14155550100", "another reason"), later)
+        .await
+        .unwrap()
+    {
+        Suppressed::Existing(s) => assert_eq!(s, added),
+        other => panic!("expected existing, got {other:?}"),
+    }
+    let (entry, history) = store.get_suppression(&n).await.unwrap();
+    assert_eq!(entry, Some(added.clone()));
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(
+        (history[0].action, history[0].reason.as_str(), history[0].at),
+        (Added, "asked by letter", at)
+    );
+
+    // Remove: gone, with its audit row; removing again finds nothing, writes nothing.
+    let reason = domain::Reason::parse("added by mistake").unwrap();
+    let removed = store.remove_suppression(&n, &reason, later).await.unwrap();
+    assert_eq!(removed, Some(added));
+    assert!(!store.is_suppressed(&n).await.unwrap());
+    assert_eq!(
+        store.remove_suppression(&n, &reason, later).await.unwrap(),
+        None
+    );
+    let (entry, history) = store.get_suppression(&n).await.unwrap();
+    assert_eq!(entry, None);
+    assert_eq!(
+        history
+            .iter()
+            .map(|h| (h.action, h.reason.as_str(), h.at))
+            .collect::<Vec<_>>(),
+        vec![
+            (Added, "asked by letter", at),
+            (Removed, "added by mistake", later)
+        ]
+    );
+
+    // Added back: a new entry, and the whole history.
+    let again = later + Duration::hours(1);
+    assert!(matches!(
+        store
+            .add_suppression(&by_operator("+14155550100", "asked again"), again)
+            .await
+            .unwrap(),
+        Suppressed::New(_)
+    ));
+    let (entry, history) = store.get_suppression(&n).await.unwrap();
+    assert_eq!(entry.unwrap().created_at, again);
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[2].action, Added);
+    db.cleanup().await;
+}
+
+both_backends!(
+    suppressions_are_idempotent_and_audited,
+    suppressions_add_once_and_keep_every_change
+);
+
+async fn suppressions_list_newest_first_by_cursor(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let at = t("2026-11-24T15:00:00Z");
+    // Two share a creation time: the number breaks the tie, so no page skips or repeats.
+    let numbers = [
+        "+14155550100",
+        "+14155550101",
+        "+14155550102",
+        "+14155550103",
+    ];
+    let times = [
+        at,
+        at + Duration::seconds(1),
+        at + Duration::seconds(1),
+        at + Duration::seconds(2),
+    ];
+    for (n, when) in numbers.iter().zip(times) {
+        store
+            .add_suppression(&by_operator(n, "list"), when)
+            .await
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_suppressions(3, after.as_ref()).await.unwrap();
+        assert!(page.suppressions.len() <= 3);
+        seen.extend(
+            page.suppressions
+                .iter()
+                .map(|s| s.phone_number.as_str().to_owned()),
+        );
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "+14155550103",
+            "+14155550102",
+            "+14155550101",
+            "+14155550100"
+        ]
+    );
+    // The cursor survives its round trip as a token.
+    let first = store.list_suppressions(1, None).await.unwrap();
+    let token = first.next.unwrap().encode();
+    let decoded = duecall::store::SuppressionCursor::decode(&token).unwrap();
+    let second = store.list_suppressions(1, Some(&decoded)).await.unwrap();
+    assert_eq!(second.suppressions[0].phone_number.as_str(), "+14155550102");
+    db.cleanup().await;
+}
+
+both_backends!(
+    suppressions_list_pages_newest_first,
+    suppressions_list_newest_first_by_cursor
+);
+
+/// An opt-out's change adds the number in the same write, once; a change that
+/// is not written (stale) adds nothing.
+async fn an_applied_change_suppresses_once(backend: Backend) {
+    use duecall::store::EventRecord;
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let now = t("2026-11-24T15:00:00Z");
+    let id = ReminderId::new();
+    let r = match store
+        .create_reminder(&new_reminder(json!({})), id, now)
+        .await
+        .unwrap()
+    {
+        Created::New(r) => r,
+        other => panic!("{other:?}"),
+    };
+    let mut change = domain::claim(&r, now).unwrap();
+    change.suppress = Some(domain::SuppressNumber::opted_out(&r));
+    // A stale change (the reminder is not where it says) writes nothing at all.
+    let mut stale = change.clone();
+    stale.expect_attempt = 7;
+    assert_eq!(store.apply(&stale, None).await.unwrap(), Applied::Stale);
+    assert!(!store.is_suppressed(&r.phone_number).await.unwrap());
+
+    let record = |webhook_id: &str| EventRecord {
+        webhook_id: webhook_id.to_owned(),
+        reminder_id: id,
+        attempt: Some(1),
+        event_type: domain::EventType::CallCompleted,
+        occurred_at: now,
+        received_at: now,
+        applied: true,
+        verdict: domain::Verdict::Applied,
+        payload: "{}".to_owned(),
+    };
+    assert!(matches!(
+        store.apply(&change, Some(&record("msg_1"))).await.unwrap(),
+        Applied::Done(_)
+    ));
+    let (entry, history) = store.get_suppression(&r.phone_number).await.unwrap();
+    let entry = entry.unwrap();
+    assert_eq!(
+        (entry.reason.as_str(), entry.reminder_id),
+        ("opted_out", Some(id))
+    );
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].reminder_id, Some(id));
+    // A repeat of the event is a duplicate: nothing more.
+    let after = store.get_reminder(id).await.unwrap().unwrap();
+    let mut again = domain::claim(&r, now).unwrap();
+    again.expect_status = after.status;
+    again.expect_attempt = after.attempt_count;
+    again.reminder = None;
+    again.attempt = None;
+    again.suppress = Some(domain::SuppressNumber::opted_out(&r));
+    assert_eq!(
+        store.apply(&again, Some(&record("msg_1"))).await.unwrap(),
+        Applied::Duplicate
+    );
+    // Another event for a number already there: written, no second audit row.
+    assert!(matches!(
+        store.apply(&again, Some(&record("msg_2"))).await.unwrap(),
+        Applied::Done(_)
+    ));
+    assert_eq!(
+        store
+            .get_suppression(&r.phone_number)
+            .await
+            .unwrap()
+            .1
+            .len(),
+        1
+    );
+    db.cleanup().await;
+}
+
+both_backends!(
+    an_opt_out_change_adds_the_number_once,
+    an_applied_change_suppresses_once
+);
+
+async fn a_reminder_for_a_suppressed_number_is_born_cancelled(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let now = t("2026-11-24T15:00:00Z");
+    let mut new = new_reminder(json!({}));
+    new.suppressed = true;
+    let id = ReminderId::new();
+    let Created::New(r) = store.create_reminder(&new, id, now).await.unwrap() else {
+        panic!("new");
+    };
+    let stored = store.get_reminder(id).await.unwrap().unwrap();
+    assert_eq!(stored, r);
+    assert_eq!(stored.status, Status::Cancelled);
+    assert_eq!(stored.skip_reason.as_deref(), Some("suppressed"));
+    assert_eq!(stored.next_attempt_at, None);
+    assert!(store
+        .due(now + Duration::days(1), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    db.cleanup().await;
+}
+
+both_backends!(
+    created_suppressed_is_cancelled,
+    a_reminder_for_a_suppressed_number_is_born_cancelled
+);

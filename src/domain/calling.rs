@@ -256,7 +256,6 @@ pub enum CallVerdict {
     NoLawfulTime,
 }
 
-pub const SKIP_SUPPRESSED: &str = "suppressed";
 pub const SKIP_NO_LAWFUL_TIME: &str = "no_lawful_calling_time";
 
 /// Every limit of SPEC §7 in force.

@@ -44,6 +44,9 @@ pub struct NewReminder {
     pub scheduled_for: Option<DateTime<Utc>>,
     pub max_attempts: u32,
     pub metadata: Map<String, Value>,
+    /// The number is on the suppression list: stored `cancelled` (`suppressed`)
+    /// from the start. Never parsed; the edge sets it after asking the store.
+    pub suppressed: bool,
 }
 
 /// The fields of a create body (anything else is refused).
@@ -239,16 +242,19 @@ impl NewReminder {
             scheduled_for,
             max_attempts,
             metadata,
+            suppressed: false,
         })
     }
 
-    /// The reminder as first stored: pending, due at `scheduled_for` or now.
+    /// The reminder as first stored: pending, due at `scheduled_for` or now
+    /// (or `cancelled`, `suppressed`, when its number is on the list).
     pub fn into_reminder(self, id: ReminderId, now: DateTime<Utc>) -> Reminder {
         let debt_ref = self
             .debt_ref
             .or_else(|| self.external_id.clone())
             .unwrap_or_else(|| id.to_string());
-        Reminder {
+        let suppressed = self.suppressed;
+        let reminder = Reminder {
             id,
             external_id: self.external_id,
             customer_name: self.customer_name,
@@ -276,6 +282,11 @@ impl NewReminder {
             metadata: self.metadata,
             created_at: now,
             updated_at: now,
+        };
+        if suppressed {
+            reminder.cancelled_as_suppressed()
+        } else {
+            reminder
         }
     }
 }

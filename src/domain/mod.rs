@@ -7,12 +7,14 @@
 mod calling;
 mod create;
 mod reminder;
+mod suppression;
 mod transition;
 mod values;
 
 pub use calling::*;
 pub use create::*;
 pub use reminder::*;
+pub use suppression::*;
 pub use transition::*;
 pub use values::*;
 

@@ -118,6 +118,9 @@ pub struct Change {
     pub at: DateTime<Utc>,
     pub reminder: Option<ReminderUpdate>,
     pub attempt: Option<AttemptWrite>,
+    /// A number to add to the suppression list in the same transaction (an
+    /// opt-out), if the change is written at all.
+    pub suppress: Option<SuppressNumber>,
 }
 
 impl Change {
@@ -129,6 +132,7 @@ impl Change {
             at,
             reminder: None,
             attempt: None,
+            suppress: None,
         }
     }
 }
@@ -479,6 +483,13 @@ pub fn transition(r: &Reminder, attempt: Option<&Attempt>, ev: &Event, ctx: &Ctx
             _ => Verdict::Ignored,
         }
     };
+    // An opt-out is never lost: whatever the verdict (late, stale, already
+    // ended), the number goes on the list with the event.
+    if let EventKind::Completed(o) = &ev.kind {
+        if o.result == OutcomeResult::OptedOut {
+            change.suppress = Some(SuppressNumber::opted_out(r));
+        }
+    }
     Decision { verdict, change }
 }
 

@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod ops;
 pub mod reminders;
 pub mod session;
+pub mod suppressions;
 
 use error::ApiError;
 
@@ -103,6 +104,18 @@ fn routes() -> [Routes; 3] {
             Method::POST,
             "/api/reminders/{id}/cancel",
             reminders::cancel,
+        )
+        .add(Method::POST, "/api/suppressions", suppressions::add)
+        .add(Method::GET, "/api/suppressions", suppressions::list)
+        .add(
+            Method::GET,
+            "/api/suppressions/{phone_number}",
+            suppressions::get_one,
+        )
+        .add(
+            Method::DELETE,
+            "/api/suppressions/{phone_number}",
+            suppressions::remove,
         );
     let pages = Routes::new().add(Method::GET, "/", dashboard::home).add(
         Method::GET,

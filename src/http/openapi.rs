@@ -109,6 +109,10 @@ pub struct CallStatusEvent {
         super::reminders::list,
         super::reminders::get_one,
         super::reminders::cancel,
+        super::suppressions::add,
+        super::suppressions::list,
+        super::suppressions::get_one,
+        super::suppressions::remove,
         super::call_status::receive,
         super::livekit::receive,
         super::cron::process,
@@ -125,6 +129,7 @@ pub struct CallStatusEvent {
     modifiers(&SecuritySchemes),
     tags(
         (name = "reminders", description = "The business system's API (`Authorization: Bearer $DUECALL_API_KEY`)"),
+        (name = "suppressions", description = "Numbers never called, with the audit of every add and remove (`Authorization: Bearer $DUECALL_API_KEY`)"),
         (name = "webhooks", description = "Signed status reports: the voice agent's, and LiveKit's own"),
         (name = "scheduling", description = "Ticks on demand, for deployments driven by an outside scheduler"),
         (name = "operating", description = "Health, readiness, metrics, this description"),

@@ -78,7 +78,7 @@ pub fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiEr
     security(("apiKey" = [])),
     request_body(content = super::openapi::CreateReminder, content_type = "application/json"),
     responses(
-        (status = 201, description = "Created", body = domain::Reminder,
+        (status = 201, description = "Created (`cancelled`, `skip_reason: suppressed`, when the number is on the suppression list)", body = domain::Reminder,
             headers(("location" = String, description = "`/api/reminders/{id}`"))),
         (status = 200, description = "Its `external_id` is already known: the existing reminder",
             body = domain::Reminder),
@@ -94,7 +94,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
     let map = json_object(&bytes)?;
-    let new = NewReminder::parse(&map, &state.defaults)?;
+    let mut new = NewReminder::parse(&map, &state.defaults)?;
+    // A suppressed number's reminder is stored cancelled from the start (SPEC §7);
+    // one suppressed a moment later is cancelled by the scheduler's claim.
+    new.suppressed = state.store.is_suppressed(&new.phone_number).await?;
     let now = state.clock.now();
     match state
         .store

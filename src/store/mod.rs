@@ -12,6 +12,7 @@ use crate::domain::{
     Attempt, Change, DeferredBy, EventType, NewReminder, Reminder, ReminderId, Rules, Status,
     Verdict,
 };
+use crate::domain::{PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAudit};
 
 pub mod postgres;
 pub mod sqlite;
@@ -313,7 +314,126 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many events are recorded for a reminder (tests and the dashboard).
     async fn count_events(&self, id: ReminderId) -> Result<u64, StoreError>;
+
+    /// Put a number on the suppression list, with its audit row, in one
+    /// transaction. A number already there is left as it is (no audit row):
+    /// `Suppressed::Existing` with the entry as it stands.
+    async fn add_suppression(
+        &self,
+        add: &SuppressNumber,
+        now: DateTime<Utc>,
+    ) -> Result<Suppressed, StoreError>;
+
+    /// Take a number off the list, with its `removed` audit row, in one
+    /// transaction. `None` when it was not on the list (nothing written).
+    async fn remove_suppression(
+        &self,
+        phone: &PhoneNumber,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Suppression>, StoreError>;
+
+    /// The list, newest first, one page at a time.
+    async fn list_suppressions(
+        &self,
+        limit: u32,
+        after: Option<&SuppressionCursor>,
+    ) -> Result<SuppressionPage, StoreError>;
+
+    /// A number's entry (if it is on the list) and every add and remove of it, oldest first.
+    async fn get_suppression(
+        &self,
+        phone: &PhoneNumber,
+    ) -> Result<(Option<Suppression>, Vec<SuppressionAudit>), StoreError>;
+
+    /// Is the number on the list.
+    async fn is_suppressed(&self, phone: &PhoneNumber) -> Result<bool, StoreError>;
 }
+
+/// What `add_suppression` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Suppressed {
+    /// The number was added (and its audit row written).
+    New(Suppression),
+    /// The number was already on the list; nothing was written.
+    Existing(Suppression),
+}
+
+impl Suppressed {
+    pub fn entry(&self) -> &Suppression {
+        match self {
+            Suppressed::New(s) | Suppressed::Existing(s) => s,
+        }
+    }
+}
+
+/// Where a page of the suppression list starts: after this (created_at,
+/// phone_number), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SuppressionCursor {
+    pub created_at: DateTime<Utc>,
+    pub phone_number: PhoneNumber,
+}
+
+impl SuppressionCursor {
+    pub fn after(s: &Suppression) -> Self {
+        Self {
+            created_at: s.created_at,
+            phone_number: s.phone_number.clone(),
+        }
+    }
+
+    /// An opaque token for clients.
+    pub fn encode(&self) -> String {
+        let raw = format!(
+            "{}.{}",
+            self.created_at.timestamp_millis(),
+            self.phone_number.as_str()
+        );
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    pub fn decode(token: &str) -> Option<Self> {
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
+        let raw = String::from_utf8(raw).ok()?;
+        let (ms, phone) = raw.split_once('.')?;
+        let created_at = DateTime::from_timestamp_millis(ms.parse().ok()?)
+            .filter(|t| crate::domain::is_storable(*t))?;
+        Some(Self {
+            created_at,
+            phone_number: PhoneNumber::parse(phone).ok()?,
+        })
+    }
+}
+
+/// One page of the suppression list, newest first, and where the next starts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuppressionPage {
+    pub suppressions: Vec<Suppression>,
+    pub next: Option<SuppressionCursor>,
+}
+
+impl SuppressionPage {
+    /// From up to `limit + 1` rows: the extra row only says a next page exists.
+    pub(crate) fn from_rows(mut rows: Vec<Suppression>, limit: u32) -> Self {
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let next = if more {
+            rows.last().map(SuppressionCursor::after)
+        } else {
+            None
+        };
+        Self {
+            suppressions: rows,
+            next,
+        }
+    }
+}
+
+/// The columns of a suppression row, in the order both backends read them.
+pub(crate) const SUPPRESSION_COLS: &str = "phone_number, reason, reminder_id, created_at";
 
 /// Open the store that `url` names, running its migrations.
 /// The counts of `SELECT status, COUNT(*) … GROUP BY status`, every status
@@ -510,6 +630,20 @@ mod tests {
         assert_eq!(Cursor::decode(&c.encode()), Some(c));
         for bad in ["", "!!", "bm90LWEtY3Vyc29y", "MTIzLm5vdC1hLXV1aWQ"] {
             assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn suppression_cursors_round_trip_and_refuse_garbage() {
+        let c = SuppressionCursor {
+            created_at: DateTime::from_timestamp_millis(1_795_000_000_123).unwrap(),
+            phone_number: PhoneNumber::parse("+14155550100").unwrap(),
+        };
+        assert_eq!(SuppressionCursor::decode(&c.encode()), Some(c));
+        let not_a_number =
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("123.4155550100");
+        for bad in ["", "!!", "bm90LWEtY3Vyc29y", not_a_number.as_str()] {
+            assert_eq!(SuppressionCursor::decode(bad), None, "{bad}");
         }
     }
 

@@ -15,12 +15,16 @@ use super::{
     RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE,
     REMINDER_COLS,
 };
+use super::{Suppressed, SuppressionCursor, SuppressionPage, SUPPRESSION_COLS};
 use crate::domain::Status;
 use crate::domain::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
 use std::collections::{HashMap, HashSet};
 
 use crate::domain::{
     plan_claims, ClaimAction, PastAttempt, Rules, SKIP_NO_LAWFUL_TIME, SKIP_SUPPRESSED,
+};
+use crate::domain::{
+    PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAction, SuppressionAudit,
 };
 
 /// JSON for a JSONB parameter.
@@ -454,6 +458,28 @@ impl Store for PgStore {
                     .push(" AND EXISTS (SELECT 1 FROM write) RETURNING 1)");
             }
         }
+        if let Some(add) = &change.suppress {
+            // Only if the event row was written (a repeat adds nothing), and
+            // only if the number is not on the list yet (then no audit row).
+            q.push(
+                ", sup AS (INSERT INTO suppressions (phone_number, reason, reminder_id, created_at) \
+                 SELECT ",
+            )
+            .push_bind(add.phone_number.as_str())
+            .push(", ")
+            .push_bind(add.reason.as_str())
+            .push(", ")
+            .push_bind(add.reminder_id.map(|r| r.as_uuid()))
+            .push(", ")
+            .push_bind(change.at)
+            .push(
+                " FROM write ON CONFLICT (phone_number) DO NOTHING \
+                 RETURNING phone_number, reason, reminder_id, created_at), \
+                 sup_audit AS (INSERT INTO suppression_audit (phone_number, action, reason, \
+                 reminder_id, at) SELECT phone_number, 'added', reason, reminder_id, created_at \
+                 FROM sup)",
+            );
+        }
         q.push(" SELECT EXISTS (SELECT 1 FROM reminders WHERE id = ")
             .push_bind(id)
             .push(
@@ -765,4 +791,158 @@ impl Store for PgStore {
             .await?;
         Ok(n as u64)
     }
+    /// One statement: insert unless there, the audit row only for an insert,
+    /// and the entry as it stands either way. A concurrent add of the same
+    /// number waits for the other's commit, then finds it there.
+    async fn add_suppression(
+        &self,
+        add: &SuppressNumber,
+        now: DateTime<Utc>,
+    ) -> Result<Suppressed, StoreError> {
+        let row = sqlx::query(&format!(
+            "WITH ins AS ( \
+               INSERT INTO suppressions (phone_number, reason, reminder_id, created_at) \
+               VALUES ($1, $2, $3, $4) ON CONFLICT (phone_number) DO NOTHING \
+               RETURNING {SUPPRESSION_COLS}), \
+             aud AS (INSERT INTO suppression_audit (phone_number, action, reason, reminder_id, at) \
+               SELECT phone_number, 'added', reason, reminder_id, created_at FROM ins) \
+             SELECT {SUPPRESSION_COLS}, true AS added FROM ins"
+        ))
+        .bind(add.phone_number.as_str())
+        .bind(add.reason.as_str())
+        .bind(add.reminder_id.map(|r| r.as_uuid()))
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = row {
+            return Ok(Suppressed::New(suppression_from_row(&row)?));
+        }
+        // There already (the statement's snapshot cannot see a row another
+        // transaction committed while it waited, so read it afresh).
+        let row = sqlx::query(&format!(
+            "SELECT {SUPPRESSION_COLS} FROM suppressions WHERE phone_number = $1"
+        ))
+        .bind(add.phone_number.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => Ok(Suppressed::Existing(suppression_from_row(&row)?)),
+            // Removed in between: add it again.
+            None => Box::pin(self.add_suppression(add, now)).await,
+        }
+    }
+
+    async fn remove_suppression(
+        &self,
+        phone: &PhoneNumber,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let row = sqlx::query(&format!(
+            "WITH del AS (DELETE FROM suppressions WHERE phone_number = $1 \
+               RETURNING {SUPPRESSION_COLS}), \
+             aud AS (INSERT INTO suppression_audit (phone_number, action, reason, reminder_id, at) \
+               SELECT phone_number, 'removed', $2, NULL, $3 FROM del) \
+             SELECT {SUPPRESSION_COLS} FROM del"
+        ))
+        .bind(phone.as_str())
+        .bind(reason.as_str())
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(suppression_from_row).transpose()
+    }
+
+    async fn list_suppressions(
+        &self,
+        limit: u32,
+        after: Option<&SuppressionCursor>,
+    ) -> Result<SuppressionPage, StoreError> {
+        let mut qb: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+            "SELECT {SUPPRESSION_COLS} FROM suppressions WHERE true"
+        ));
+        if let Some(after) = after {
+            qb.push(" AND (created_at, phone_number) < (")
+                .push_bind(after.created_at)
+                .push(", ")
+                .push_bind(after.phone_number.as_str().to_owned())
+                .push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, phone_number DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let entries = rows
+            .iter()
+            .map(suppression_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(SuppressionPage::from_rows(entries, limit))
+    }
+
+    async fn get_suppression(
+        &self,
+        phone: &PhoneNumber,
+    ) -> Result<(Option<Suppression>, Vec<SuppressionAudit>), StoreError> {
+        // One statement, one snapshot: the entry and its history agree.
+        let rows = sqlx::query(
+            "SELECT 'entry' AS kind, NULL::bigint AS id, NULL AS action, reason, reminder_id, \
+               created_at AS at FROM suppressions WHERE phone_number = $1 \
+             UNION ALL \
+             SELECT 'audit', id, action, reason, reminder_id, at FROM suppression_audit \
+               WHERE phone_number = $1 \
+             ORDER BY kind DESC, at, id",
+        )
+        .bind(phone.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut entry = None;
+        let mut history = Vec::new();
+        for row in &rows {
+            let kind: String = row.try_get("kind")?;
+            let reason: String = row.try_get("reason")?;
+            let reminder_id: Option<uuid::Uuid> = row.try_get("reminder_id")?;
+            let reminder_id = reminder_id.map(ReminderId::from_uuid);
+            let at: DateTime<Utc> = row.try_get("at")?;
+            if kind == "entry" {
+                entry = Some(Suppression {
+                    phone_number: phone.clone(),
+                    reason,
+                    reminder_id,
+                    created_at: at,
+                });
+            } else {
+                let action: String = row.try_get("action")?;
+                history.push(SuppressionAudit {
+                    action: SuppressionAction::parse(&action).ok_or_else(|| {
+                        StoreError::Corrupt(format!("suppression action {action:?}"))
+                    })?,
+                    reason,
+                    reminder_id,
+                    at,
+                });
+            }
+        }
+        Ok((entry, history))
+    }
+
+    async fn is_suppressed(&self, phone: &PhoneNumber) -> Result<bool, StoreError> {
+        let found: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM suppressions WHERE phone_number = $1)",
+        )
+        .bind(phone.as_str())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(found)
+    }
+}
+
+fn suppression_from_row(row: &PgRow) -> Result<Suppression, StoreError> {
+    let phone: String = row.try_get("phone_number")?;
+    let reminder_id: Option<uuid::Uuid> = row.try_get("reminder_id")?;
+    Ok(Suppression {
+        phone_number: PhoneNumber::parse(&phone)
+            .map_err(|e| StoreError::Corrupt(format!("suppression: {e}")))?,
+        reason: row.try_get("reason")?,
+        reminder_id: reminder_id.map(ReminderId::from_uuid),
+        created_at: row.try_get("created_at")?,
+    })
 }

@@ -19,12 +19,16 @@ use super::{
     RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE,
     REMINDER_COLS,
 };
+use super::{Suppressed, SuppressionCursor, SuppressionPage, SUPPRESSION_COLS};
 use crate::domain::Status;
 use crate::domain::{room_name, Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
 use std::collections::{HashMap, HashSet};
 
 use crate::domain::{
     plan_claims, ClaimAction, PastAttempt, Rules, SKIP_NO_LAWFUL_TIME, SKIP_SUPPRESSED,
+};
+use crate::domain::{
+    PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAction, SuppressionAudit,
 };
 
 pub struct SqliteStore {
@@ -303,8 +307,98 @@ async fn apply_in(
         if attempt_written == 0 {
             return Ok(Applied::Stale);
         }
+        if let Some(add) = &change.suppress {
+            insert_suppression(tx, add, change.at).await?;
+        }
         Ok(Applied::Done(Box::new(now)))
     }
+}
+
+/// Put a number on the list with its `added` audit row, unless it is there
+/// already (then nothing is written). Returns whether it was added.
+async fn insert_suppression(
+    tx: &mut SqliteConnection,
+    add: &SuppressNumber,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let reminder_id = add.reminder_id.map(|id| id.to_string());
+    let inserted = sqlx::query(
+        "INSERT INTO suppressions (phone_number, reason, reminder_id, created_at) \
+         VALUES (?, ?, ?, ?) ON CONFLICT (phone_number) DO NOTHING",
+    )
+    .bind(add.phone_number.as_str())
+    .bind(add.reason.as_str())
+    .bind(&reminder_id)
+    .bind(ms(at))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
+    audit(
+        tx,
+        &add.phone_number,
+        SuppressionAction::Added,
+        add.reason.as_str(),
+        reminder_id,
+        at,
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn audit(
+    tx: &mut SqliteConnection,
+    phone: &PhoneNumber,
+    action: SuppressionAction,
+    reason: &str,
+    reminder_id: Option<String>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO suppression_audit (phone_number, action, reason, reminder_id, at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(phone.as_str())
+    .bind(action.as_str())
+    .bind(reason)
+    .bind(reminder_id)
+    .bind(ms(at))
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+fn opt_reminder_id(row: &SqliteRow) -> Result<Option<ReminderId>, StoreError> {
+    let raw: Option<String> = row.try_get("reminder_id")?;
+    raw.map(|r| {
+        ReminderId::parse(&r)
+            .ok_or_else(|| StoreError::Corrupt(format!("suppression reminder id {r:?}")))
+    })
+    .transpose()
+}
+
+fn suppression_from_row(row: &SqliteRow) -> Result<Suppression, StoreError> {
+    let phone: String = row.try_get("phone_number")?;
+    Ok(Suppression {
+        phone_number: PhoneNumber::parse(&phone)
+            .map_err(|e| StoreError::Corrupt(format!("suppression: {e}")))?,
+        reason: row.try_get("reason")?,
+        reminder_id: opt_reminder_id(row)?,
+        created_at: from_ms(row.try_get("created_at")?)?,
+    })
+}
+
+fn audit_from_row(row: &SqliteRow) -> Result<SuppressionAudit, StoreError> {
+    let action: String = row.try_get("action")?;
+    Ok(SuppressionAudit {
+        action: SuppressionAction::parse(&action)
+            .ok_or_else(|| StoreError::Corrupt(format!("suppression action {action:?}")))?,
+        reason: row.try_get("reason")?,
+        reminder_id: opt_reminder_id(row)?,
+        at: from_ms(row.try_get("at")?)?,
+    })
 }
 
 fn due_sql() -> String {
@@ -845,5 +939,114 @@ impl Store for SqliteStore {
             .fetch_one(&self.read)
             .await?;
         Ok(n as u64)
+    }
+    async fn add_suppression(
+        &self,
+        add: &SuppressNumber,
+        now: DateTime<Utc>,
+    ) -> Result<Suppressed, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let added = insert_suppression(&mut tx, add, now).await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SUPPRESSION_COLS} FROM suppressions WHERE phone_number = ?"
+        ))
+        .bind(add.phone_number.as_str())
+        .fetch_one(&mut *tx)
+        .await?;
+        let entry = suppression_from_row(&row)?;
+        tx.commit().await?;
+        Ok(if added {
+            Suppressed::New(entry)
+        } else {
+            Suppressed::Existing(entry)
+        })
+    }
+
+    async fn remove_suppression(
+        &self,
+        phone: &PhoneNumber,
+        reason: &Reason,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Suppression>, StoreError> {
+        let mut tx = self.write.begin().await?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM suppressions WHERE phone_number = ? RETURNING {SUPPRESSION_COLS}"
+        ))
+        .bind(phone.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let removed = suppression_from_row(&row)?;
+        audit(
+            &mut tx,
+            phone,
+            SuppressionAction::Removed,
+            reason.as_str(),
+            None,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(removed))
+    }
+
+    async fn list_suppressions(
+        &self,
+        limit: u32,
+        after: Option<&SuppressionCursor>,
+    ) -> Result<SuppressionPage, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+            "SELECT {SUPPRESSION_COLS} FROM suppressions WHERE 1 = 1"
+        ));
+        if let Some(after) = after {
+            qb.push(" AND (created_at, phone_number) < (")
+                .push_bind(ms(after.created_at))
+                .push(", ")
+                .push_bind(after.phone_number.as_str().to_owned())
+                .push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, phone_number DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let rows = qb.build().fetch_all(&self.read).await?;
+        let entries = rows
+            .iter()
+            .map(suppression_from_row)
+            .collect::<Result<_, _>>()?;
+        Ok(SuppressionPage::from_rows(entries, limit))
+    }
+
+    async fn get_suppression(
+        &self,
+        phone: &PhoneNumber,
+    ) -> Result<(Option<Suppression>, Vec<SuppressionAudit>), StoreError> {
+        // One read transaction, so the entry and its history agree.
+        let mut tx = self.read.begin().await?;
+        let row = sqlx::query(&format!(
+            "SELECT {SUPPRESSION_COLS} FROM suppressions WHERE phone_number = ?"
+        ))
+        .bind(phone.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let entry = row.as_ref().map(suppression_from_row).transpose()?;
+        let rows = sqlx::query(
+            "SELECT action, reason, reminder_id, at FROM suppression_audit \
+             WHERE phone_number = ? ORDER BY at, id",
+        )
+        .bind(phone.as_str())
+        .fetch_all(&mut *tx)
+        .await?;
+        let history = rows.iter().map(audit_from_row).collect::<Result<_, _>>()?;
+        tx.commit().await?;
+        Ok((entry, history))
+    }
+
+    async fn is_suppressed(&self, phone: &PhoneNumber) -> Result<bool, StoreError> {
+        let found = sqlx::query("SELECT 1 FROM suppressions WHERE phone_number = ?")
+            .bind(phone.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(found.is_some())
     }
 }
