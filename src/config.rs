@@ -31,6 +31,10 @@ impl std::error::Error for ConfigError {}
 /// The dashboard's password is at least this long.
 pub const DASHBOARD_PASSWORD_MIN: usize = 12;
 
+/// `DUECALL_API_KEY` and `CRON_SECRET` are at least this long (`duecall init`
+/// writes 35 and 37 characters).
+pub const BEARER_SECRET_MIN: usize = 32;
+
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
@@ -118,8 +122,8 @@ impl Config {
         let webhook_secrets = get("WEBHOOK_SECRET")
             .map(|s| WebhookSecrets::parse(&s).map_err(|m| err("WEBHOOK_SECRET", m)))
             .transpose()?;
-        let api_key = get("DUECALL_API_KEY").map(SecretString::from);
-        let cron_secret = get("CRON_SECRET").map(SecretString::from);
+        let api_key = bearer_secret(&get, "DUECALL_API_KEY")?;
+        let cron_secret = bearer_secret(&get, "CRON_SECRET")?;
         let dashboard_password = match get("DASHBOARD_PASSWORD") {
             None => None,
             Some(p) if p.chars().count() < DASHBOARD_PASSWORD_MIN => {
@@ -278,6 +282,25 @@ impl Config {
     }
 }
 
+/// A bearer secret: unset, or at least [`BEARER_SECRET_MIN`] characters (a short
+/// one could be guessed; the value itself is never printed).
+fn bearer_secret(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<SecretString>, ConfigError> {
+    match get(var) {
+        None => Ok(None),
+        Some(v) if v.chars().count() < BEARER_SECRET_MIN => Err(err(
+            var,
+            format!(
+                "must be at least {BEARER_SECRET_MIN} characters, got {} (`duecall init` writes a random one)",
+                v.chars().count()
+            ),
+        )),
+        Some(v) => Ok(Some(SecretString::from(v))),
+    }
+}
+
 fn parse_num(
     get: &impl Fn(&str) -> Option<String>,
     var: &'static str,
@@ -421,6 +444,26 @@ mod tests {
     }
 
     #[test]
+    fn secrets_of_any_length_are_accepted_no_more() {
+        // Issue 12, item 15: at least 32 characters, as `duecall init` writes.
+        for var in ["DUECALL_API_KEY", "CRON_SECRET"] {
+            for short in ["x", "0123456789abcdef0123456789abcde"] {
+                let e = cfg(&[(var, short)]).expect_err(var);
+                assert_eq!(e.var, var);
+                assert!(e.message.contains("at least 32 characters"), "{e}");
+                assert!(
+                    !e.to_string().contains(short),
+                    "the value is never printed: {e}"
+                );
+            }
+            let ok = "0123456789abcdef0123456789abcdef";
+            assert!(cfg(&[(var, ok)]).is_ok(), "{var}");
+        }
+        let c = cfg(&[("DUECALL_API_KEY", "k".repeat(32).as_str())]).unwrap();
+        assert!(c.api_key.is_some());
+    }
+
+    #[test]
     fn calling_days_ranges_and_lists() {
         let days = |s| parse_days(s).unwrap().into_iter().collect::<Vec<_>>();
         assert_eq!(days("Mon-Fri"), vec![0, 1, 2, 3, 4]);
@@ -432,7 +475,7 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         let c = cfg(&[
-            ("DUECALL_API_KEY", "super-secret-key-123"),
+            ("DUECALL_API_KEY", "super-secret-key-123-0123456789abcdef"),
             ("DASHBOARD_PASSWORD", "dashboard-pass-456"),
         ])
         .unwrap();

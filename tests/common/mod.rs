@@ -13,7 +13,7 @@ use duecall::http::AppState;
 use duecall::store::Store;
 use sqlx::Connection;
 
-pub const API_KEY: &str = "test-api-key-0123456789";
+pub const API_KEY: &str = "test-api-key-0123456789abcdefghijklmnop";
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
