@@ -35,6 +35,22 @@ pub const DASHBOARD_PASSWORD_MIN: usize = 12;
 /// writes 35 and 37 characters).
 pub const BEARER_SECRET_MIN: usize = 32;
 
+/// How the HTTP server guards its connections (issue 12, item 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's head must have arrived this long after the connection
+    /// started waiting for it (also how long an idle keep-alive connection lives).
+    pub header_read_timeout: Duration,
+    /// One request, from its head to its answer, at most this long (then 503).
+    pub request_timeout: Duration,
+    /// A request body that sends nothing for this long is cut off.
+    pub idle_timeout: Duration,
+    /// Connections open at once, at most (lowered to fit the open-file limit).
+    pub max_connections: usize,
+    /// On SIGTERM, requests in flight get this long to finish; then they are cut.
+    pub shutdown_timeout: Duration,
+}
+
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
@@ -73,6 +89,7 @@ pub struct Config {
     pub dashboard_password: Option<SecretString>,
     /// Mark the dashboard's session cookie `Secure` (set when served over HTTPS).
     pub dashboard_cookie_secure: bool,
+    pub http: HttpLimits,
     pub dialer: DialerKind,
     pub livekit: Option<LiveKitConfig>,
     pub agent_name: String,
@@ -145,6 +162,38 @@ impl Config {
                     format!("must be true or false, got {other:?}"),
                 ))
             }
+        };
+
+        let http = HttpLimits {
+            header_read_timeout: Duration::from_secs(parse_num(
+                &get,
+                "HTTP_HEADER_READ_TIMEOUT_SECS",
+                10,
+                1,
+                3600,
+            )?),
+            request_timeout: Duration::from_secs(parse_num(
+                &get,
+                "HTTP_REQUEST_TIMEOUT_SECS",
+                60,
+                1,
+                86_400,
+            )?),
+            idle_timeout: Duration::from_secs(parse_num(
+                &get,
+                "HTTP_IDLE_TIMEOUT_SECS",
+                30,
+                1,
+                3600,
+            )?),
+            max_connections: parse_num(&get, "HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
+            shutdown_timeout: Duration::from_secs(parse_num(
+                &get,
+                "SHUTDOWN_TIMEOUT_SECS",
+                30,
+                1,
+                3600,
+            )?),
         };
 
         let livekit = match get("LIVEKIT_URL") {
@@ -249,6 +298,7 @@ impl Config {
             cron_secret,
             dashboard_password,
             dashboard_cookie_secure,
+            http,
             dialer,
             livekit,
             agent_name,
@@ -437,6 +487,11 @@ mod tests {
             ("DEFAULT_TIMEZONE", "EST5EDT-ish"),
             ("DASHBOARD_PASSWORD", "short"),
             ("DASHBOARD_COOKIE_SECURE", "yes please"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("HTTP_REQUEST_TIMEOUT_SECS", "1.5"),
+            ("HTTP_IDLE_TIMEOUT_SECS", "-3"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("SHUTDOWN_TIMEOUT_SECS", "forever"),
         ] {
             let e = cfg(&[(var, value)]).expect_err(var);
             assert_eq!(e.var, var, "{value}");
@@ -461,6 +516,21 @@ mod tests {
         }
         let c = cfg(&[("DUECALL_API_KEY", "k".repeat(32).as_str())]).unwrap();
         assert!(c.api_key.is_some());
+    }
+
+    #[test]
+    fn connection_limits_have_defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(
+            c.http,
+            HttpLimits {
+                header_read_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(60),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: 1024,
+                shutdown_timeout: Duration::from_secs(30),
+            }
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod import;
 pub mod policy;
 pub mod reminder;
 pub mod scheduler;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;
@@ -137,13 +138,14 @@ pub fn jitter_draw() -> f64 {
     bits as f64 / (1u64 << 53) as f64
 }
 
-/// Serve HTTP on `listener` until `shutdown` resolves, then finish in-flight requests.
+/// Serve HTTP on `listener` until `shutdown` resolves, then finish in-flight
+/// requests (for at most `SHUTDOWN_TIMEOUT_SECS`); connections are bounded as
+/// [`server`] describes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.config.http.clone();
+    server::run(listener, http::router(state), &limits, shutdown).await
 }

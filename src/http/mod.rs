@@ -119,6 +119,10 @@ pub fn served_routes() -> Vec<(Method, &'static str)> {
 }
 
 pub fn router(state: AppState) -> Router {
+    let request_timeout = tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        state.config.http.request_timeout,
+    );
     let [open, api, pages] = routes();
     let api = api.router.route_layer(middleware::from_fn_with_state(
         state.clone(),
@@ -136,8 +140,22 @@ pub fn router(state: AppState) -> Router {
         // The sign-in form is read by axum's `Form`, which honours this (the
         // JSON routes read their bodies through `read_body`, with the same limit).
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(request_timeout)
+        .layer(middleware::map_response(timeout_answer))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
+}
+
+/// A request that outlived `HTTP_REQUEST_TIMEOUT_SECS` (tower-http answers an
+/// empty 503) gets the JSON error body every answer has; the client may retry.
+async fn timeout_answer(res: Response) -> Response {
+    if res.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE
+        && !res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::Unavailable("the request took too long to answer; try again".into())
+            .into_response();
+    }
+    res
 }
 
 /// Read a whole body, refusing more than `limit` bytes with 413 (checked against
