@@ -85,9 +85,11 @@ pub struct Config {
     pub webhook_secrets: Option<WebhookSecrets>,
     pub api_key: Option<SecretString>,
     pub cron_secret: Option<SecretString>,
-    /// The dashboard's sign-in password; `None` switches the dashboard off.
-    pub dashboard_password: Option<SecretString>,
-    /// Mark the dashboard's session cookie `Secure` (set when served over HTTPS).
+    /// The dashboard's sign-in password, kept only as its Argon2id hash;
+    /// `None` switches the dashboard off.
+    pub dashboard_password: Option<crate::http::session::PasswordHash>,
+    /// Mark the dashboard's session cookie `Secure` (and name it `__Host-…`):
+    /// by default unless `BIND_ADDR` is a loopback address (plain local HTTP).
     pub dashboard_cookie_secure: bool,
     pub http: HttpLimits,
     pub dialer: DialerKind,
@@ -151,10 +153,12 @@ impl Config {
                     ),
                 ))
             }
-            Some(p) => Some(SecretString::from(p)),
+            Some(p) => Some(crate::http::session::PasswordHash::of(&SecretString::from(p))),
         };
         let dashboard_cookie_secure = match get("DASHBOARD_COOKIE_SECURE").as_deref() {
-            None | Some("false") | Some("0") => false,
+            // Plain HTTP is only safe enough on the machine itself.
+            None => !bind_addr_is_loopback(&bind_addr),
+            Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
                 return Err(err(
@@ -330,6 +334,10 @@ impl Config {
         }
         Ok(())
     }
+}
+
+fn bind_addr_is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
 }
 
 /// A bearer secret: unset, or at least [`BEARER_SECRET_MIN`] characters (a short
@@ -519,6 +527,27 @@ mod tests {
     }
 
     #[test]
+    fn the_session_cookie_is_secure_unless_served_on_loopback() {
+        assert!(!cfg(&[]).unwrap().dashboard_cookie_secure);
+        assert!(
+            !cfg(&[("BIND_ADDR", "[::1]:8080")])
+                .unwrap()
+                .dashboard_cookie_secure
+        );
+        for addr in ["0.0.0.0:8080", "10.0.0.5:8080", "[::]:8080"] {
+            assert!(
+                cfg(&[("BIND_ADDR", addr)]).unwrap().dashboard_cookie_secure,
+                "{addr}"
+            );
+        }
+        let c = cfg(&[
+            ("BIND_ADDR", "0.0.0.0:8080"),
+            ("DASHBOARD_COOKIE_SECURE", "false"),
+        ]);
+        assert!(!c.unwrap().dashboard_cookie_secure);
+    }
+
+    #[test]
     fn connection_limits_have_defaults() {
         let c = cfg(&[]).unwrap();
         assert_eq!(
@@ -551,6 +580,10 @@ mod tests {
         .unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("super-secret-key-123"));
+        assert!(
+            !printed.contains("dashboard-pass"),
+            "the password is kept only as a hash"
+        );
         assert!(!printed.contains("dashboard-pass-456"));
     }
 

@@ -146,6 +146,10 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    // The dashboard's cookie-signing key, shared through the database.
+    let key = http::session::signing_key(state.store.as_ref(), state.clock.now())
+        .await
+        .map_err(std::io::Error::other)?;
     let limits = state.config.http.clone();
-    server::run(listener, http::router(state), &limits, shutdown).await
+    server::run(listener, http::router(state, key), &limits, shutdown).await
 }

@@ -118,7 +118,14 @@ pub fn served_routes() -> Vec<(Method, &'static str)> {
     routes().into_iter().flat_map(|r| r.served).collect()
 }
 
-pub fn router(state: AppState) -> Router {
+/// The router, with the dashboard's sessions signed by `session_key`.
+pub fn router(state: AppState, session_key: tower_sessions::cookie::Key) -> Router {
+    let sessions = session::layer(
+        Arc::clone(&state.store),
+        Arc::clone(&state.clock),
+        session_key,
+        state.config.dashboard_cookie_secure,
+    );
     let request_timeout = tower_http::timeout::TimeoutLayer::with_status_code(
         axum::http::StatusCode::SERVICE_UNAVAILABLE,
         state.config.http.request_timeout,
@@ -140,6 +147,7 @@ pub fn router(state: AppState) -> Router {
         // The sign-in form is read by axum's `Form`, which honours this (the
         // JSON routes read their bodies through `read_body`, with the same limit).
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(sessions)
         .layer(request_timeout)
         .layer(middleware::map_response(timeout_answer))
         .layer(middleware::from_fn(log_requests))
