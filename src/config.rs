@@ -51,6 +51,17 @@ pub struct HttpLimits {
     pub shutdown_timeout: Duration,
 }
 
+/// The brute-force limits of the dashboard's sign-in (issue 12, item 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInLimits {
+    /// Sign-in attempts per client address per minute (a burst of this many).
+    pub per_address_per_minute: u32,
+    /// Sign-in attempts per minute from all addresses together.
+    pub total_per_minute: u32,
+    /// Refused sign-ins are logged as one summary line per this interval.
+    pub log_interval: Duration,
+}
+
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
@@ -91,6 +102,7 @@ pub struct Config {
     /// Mark the dashboard's session cookie `Secure` (and name it `__Host-…`):
     /// by default unless `BIND_ADDR` is a loopback address (plain local HTTP).
     pub dashboard_cookie_secure: bool,
+    pub sign_in_limits: SignInLimits,
     pub http: HttpLimits,
     pub dialer: DialerKind,
     pub livekit: Option<LiveKitConfig>,
@@ -167,7 +179,24 @@ impl Config {
                 ))
             }
         };
-
+        let sign_in_limits = SignInLimits {
+            per_address_per_minute: parse_num(
+                &get,
+                "DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS",
+                10,
+                1,
+                100_000,
+            )? as u32,
+            total_per_minute: parse_num(&get, "DASHBOARD_SIGN_IN_LIMIT_TOTAL", 60, 1, 1_000_000)?
+                as u32,
+            log_interval: Duration::from_secs(parse_num(
+                &get,
+                "DASHBOARD_SIGN_IN_LOG_SECS",
+                60,
+                1,
+                86_400,
+            )?),
+        };
         let http = HttpLimits {
             header_read_timeout: Duration::from_secs(parse_num(
                 &get,
@@ -302,6 +331,7 @@ impl Config {
             cron_secret,
             dashboard_password,
             dashboard_cookie_secure,
+            sign_in_limits,
             http,
             dialer,
             livekit,
@@ -495,6 +525,9 @@ mod tests {
             ("DEFAULT_TIMEZONE", "EST5EDT-ish"),
             ("DASHBOARD_PASSWORD", "short"),
             ("DASHBOARD_COOKIE_SECURE", "yes please"),
+            ("DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS", "0"),
+            ("DASHBOARD_SIGN_IN_LIMIT_TOTAL", "many"),
+            ("DASHBOARD_SIGN_IN_LOG_SECS", "0"),
             ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
             ("HTTP_REQUEST_TIMEOUT_SECS", "1.5"),
             ("HTTP_IDLE_TIMEOUT_SECS", "-3"),
@@ -548,7 +581,7 @@ mod tests {
     }
 
     #[test]
-    fn connection_limits_have_defaults() {
+    fn connection_and_sign_in_limits_have_defaults() {
         let c = cfg(&[]).unwrap();
         assert_eq!(
             c.http,
@@ -558,6 +591,14 @@ mod tests {
                 idle_timeout: Duration::from_secs(30),
                 max_connections: 1024,
                 shutdown_timeout: Duration::from_secs(30),
+            }
+        );
+        assert_eq!(
+            c.sign_in_limits,
+            SignInLimits {
+                per_address_per_minute: 10,
+                total_per_minute: 60,
+                log_interval: Duration::from_secs(60),
             }
         );
     }

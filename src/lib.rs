@@ -121,6 +121,7 @@ pub fn state_with_dialer(
         settings,
         jitter_draw,
     ));
+    let sign_in = Arc::new(http::sign_in::SignInGuard::new(&config.sign_in_limits));
     AppState {
         store,
         clock,
@@ -128,6 +129,7 @@ pub fn state_with_dialer(
         config: Arc::new(config),
         defaults,
         retry,
+        sign_in,
     }
 }
 
@@ -151,5 +153,13 @@ pub async fn serve(
         .await
         .map_err(std::io::Error::other)?;
     let limits = state.config.http.clone();
-    server::run(listener, http::router(state, key), &limits, shutdown).await
+    let sign_in = Arc::clone(&state.sign_in);
+    server::run(
+        listener,
+        http::router(state, key),
+        &limits,
+        sign_in,
+        shutdown,
+    )
+    .await
 }

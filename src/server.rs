@@ -30,6 +30,7 @@ use tokio::task::JoinSet;
 use tower_http::timeout::TimeoutBody;
 
 use crate::config::HttpLimits;
+use crate::http::sign_in::SignInGuard;
 
 /// File descriptors kept free of connections: at most this many, or half the
 /// limit when it is low.
@@ -93,6 +94,7 @@ pub async fn run(
     listener: TcpListener,
     app: Router,
     limits: &HttpLimits,
+    sign_in: Arc<SignInGuard>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cap = connection_cap(limits.max_connections, open_file_limit());
@@ -113,6 +115,15 @@ pub async fn run(
         last_logged: None,
         since: 0,
     };
+    // The refused sign-ins' summary line, once per interval.
+    let summary = tokio::spawn(async move {
+        let mut every = tokio::time::interval(sign_in.log_interval());
+        every.tick().await;
+        loop {
+            every.tick().await;
+            sign_in.flush();
+        }
+    });
 
     tokio::pin!(shutdown);
     loop {
@@ -152,6 +163,7 @@ pub async fn run(
         });
     }
     drop(listener);
+    summary.abort();
     if tokio::time::timeout(limits.shutdown_timeout, graceful.shutdown())
         .await
         .is_err()

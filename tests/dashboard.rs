@@ -4,9 +4,11 @@
 
 mod common;
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::{completed, event, msg_id, Backend, TestApp};
+use common::{completed, event, msg_id, serve_binary, Backend, TestApp};
 use duecall::reminder::ReminderId;
 use serde_json::json;
 
@@ -453,7 +455,184 @@ async fn an_oversized_sign_in_is_refused() {
     app.stop().await;
 }
 
-// --- Issue 12, items 13 and 14: sessions, cookies, cross-site forms -------------------------
+// --- Issue 12, items 12 to 14: the sign-in under attack -------------------------
+
+/// A client whose connections come from `ip` (any 127.x.y.z is this machine).
+fn client_from(ip: &str) -> reqwest::Client {
+    duecall::install_crypto();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn login_from(app: &TestApp, ip: &str, password: &str) -> reqwest::Response {
+    client_from(ip)
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("password", password), ("next", "/")]))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn retry_after(resp: &reqwest::Response) -> u64 {
+    resp.headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_dashboard_sign_in_has_a_brute_force_limit_per_client_address() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("DASHBOARD_PASSWORD", PASSWORD),
+            ("DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS", "3"),
+            ("DASHBOARD_SIGN_IN_LIMIT_TOTAL", "1000"),
+        ],
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&app, "127.0.0.2", "wrong-guess-1234")
+                .await
+                .status(),
+            401
+        );
+    }
+    // Over the limit even the right password is not looked at: a guesser
+    // would otherwise learn from the answer.
+    let resp = login_from(&app, "127.0.0.2", PASSWORD).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get("set-cookie").is_none());
+    let wait = retry_after(&resp);
+    assert!((1..=20).contains(&wait), "Retry-After: {wait}");
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("Too many sign-in attempts"));
+    // Another address signs in as usual.
+    assert_eq!(login_from(&app, "127.0.0.3", PASSWORD).await.status(), 303);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("duecall_dashboard_sign_ins_total{result=\"rate_limited\"}"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_sign_in_has_a_brute_force_limit_overall() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("DASHBOARD_PASSWORD", PASSWORD),
+            ("DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS", "100"),
+            ("DASHBOARD_SIGN_IN_LIMIT_TOTAL", "4"),
+        ],
+    )
+    .await
+    .unwrap();
+    for i in 0..4 {
+        let ip = format!("127.0.1.{}", i + 1);
+        assert_eq!(
+            login_from(&app, &ip, "wrong-guess-1234").await.status(),
+            401
+        );
+    }
+    // A guesser with many addresses still gets no more than the total.
+    let resp = login_from(&app, "127.0.1.100", PASSWORD).await;
+    assert_eq!(resp.status(), 429);
+    assert!(retry_after(&resp) >= 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_sign_in_logs_a_flood_in_a_few_lines_with_the_address() {
+    let mut server = serve_binary(
+        None,
+        &[
+            ("DASHBOARD_PASSWORD", PASSWORD),
+            ("DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS", "10"),
+            ("DASHBOARD_SIGN_IN_LOG_SECS", "1"),
+        ],
+    )
+    .await;
+    let client = client_from("127.0.0.7");
+    let guesses = (0..60).map(|i| {
+        client
+            .post(format!("{}/login", server.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("password", &format!("guess-{i:04}-wrong"))]))
+            .send()
+    });
+    let answers = futures_join_all(guesses).await;
+    let limited = answers.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        answers.iter().filter(|s| **s == 401).count(),
+        10,
+        "{answers:?}"
+    );
+    assert_eq!(limited, 50, "{answers:?}");
+    // The summary comes at the end of the interval.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.sigterm().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), server.child.wait()).await;
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("sign-in")).collect();
+    // One line at once, then a summary a second (the guesses took a few).
+    assert!(
+        (2..=5).contains(&lines.len()),
+        "60 refusals, {} lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(lines[0].contains("127.0.0.7"), "{}", lines[0]);
+    let count = |line: &str, field: &str| -> u64 {
+        line.find(&format!("{field}=")).map_or(0, |at| {
+            let at = at + field.len() + 1;
+            line[at..].split(' ').next().unwrap().parse().unwrap()
+        })
+    };
+    let summaries: Vec<&str> = lines[1..].to_vec();
+    assert!(
+        summaries.iter().all(|l| l.contains("127.0.0.7 (")),
+        "{summaries:?}"
+    );
+    // The first refusal had its own line; the other 59 are summed up.
+    let summed: u64 = summaries
+        .iter()
+        .map(|l| count(l, "wrong_password") + count(l, "rate_limited"))
+        .sum();
+    assert_eq!(summed, 59, "{summaries:?}");
+    assert!(!log.contains("guess-"), "a guess was logged");
+}
+
+/// Wait for every request; their status codes (0 for a request that failed).
+async fn futures_join_all<F>(requests: impl Iterator<Item = F>) -> Vec<u16>
+where
+    F: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+{
+    let tasks: Vec<_> = requests.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(match t.await.unwrap() {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        });
+    }
+    out
+}
 
 async fn spawn_on(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
     let mut vars = vec![("DASHBOARD_PASSWORD", PASSWORD)];

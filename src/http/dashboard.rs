@@ -8,7 +8,6 @@
 //! Pages refresh themselves (`<meta http-equiv="refresh">`) and are never cached.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Path, Query, Request, State};
@@ -21,6 +20,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use super::session::{self, ClientAddr};
+use super::sign_in::{Admission, Refusal};
 use super::AppState;
 use crate::reminder::{Attempt, Currency, Outcome, Reminder, ReminderId, Status};
 use crate::store::{Cursor, ListQuery};
@@ -29,8 +29,6 @@ use crate::store::{Cursor, ListQuery};
 pub const REFRESH_SECS: u32 = 15;
 /// Rows on one page of the list.
 pub const PAGE_ROWS: u32 = 50;
-/// A wrong password waits this long before it is answered (slows guessing).
-const WRONG_PASSWORD_DELAY: Duration = Duration::from_millis(400);
 
 const NONE: &str = "—";
 
@@ -211,6 +209,8 @@ fn cross_site() -> Response {
 
 /// `POST /login`: the password, answered with a session cookie and a redirect
 /// to where the operator was going; a wrong one is a 401 with the form again.
+/// Too many attempts (from this address, or from everyone) are a 429 with
+/// `Retry-After`, and the password is not even looked at.
 #[utoipa::path(post, path = "/login", tag = "dashboard",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
@@ -220,6 +220,8 @@ fn cross_site() -> Response {
         (status = 415, description = "Not `application/x-www-form-urlencoded`", body = String, content_type = "text/html"),
         (status = 401, description = "Wrong password: the form again", body = String, content_type = "text/html"),
         (status = 403, description = "The dashboard is off (`DASHBOARD_PASSWORD` unset), or the form was sent from another site", body = String, content_type = "text/html"),
+        (status = 429, description = "Too many sign-in attempts: `Retry-After` says when to try again", body = String, content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The database did not answer", body = String, content_type = "text/html"),
     ))]
 pub async fn login(
@@ -248,6 +250,22 @@ pub async fn login(
     let Some(password) = state.config.dashboard_password.clone() else {
         return login_page(&state, StatusCode::FORBIDDEN, next, None);
     };
+    if let Admission::Limited { retry_after, scope } = state.sign_in.admit(client) {
+        metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "rate_limited")
+            .increment(1);
+        state.sign_in.refused(client, Refusal::RateLimited);
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let secs = secs.max(1);
+        let text = if scope == "address" {
+            format!("Too many sign-in attempts from this address. Try again in {secs} s.")
+        } else {
+            format!("Too many sign-in attempts. Try again in {secs} s.")
+        };
+        let mut res = login_page(&state, StatusCode::TOO_MANY_REQUESTS, next, Some(&text));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return res;
+    }
     // Argon2id is slow on purpose: off the async threads.
     let presented = form.password;
     let matches = tokio::task::spawn_blocking(move || password.verify(&presented))
@@ -255,8 +273,7 @@ pub async fn login(
         .unwrap_or(false);
     if !matches {
         metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "refused").increment(1);
-        tracing::warn!("dashboard sign-in refused: wrong password");
-        tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
+        state.sign_in.refused(client, Refusal::WrongPassword);
         return login_page(
             &state,
             StatusCode::UNAUTHORIZED,

@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod ops;
 pub mod reminders;
 pub mod session;
+pub mod sign_in;
 
 use error::ApiError;
 
@@ -44,6 +45,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub defaults: CreateDefaults,
     pub retry: RetryPolicy,
+    /// The dashboard sign-in's rate limits and refusal log.
+    pub sign_in: Arc<sign_in::SignInGuard>,
 }
 
 /// Bodies larger than this are refused with 413 (SPEC §2; the reminders API uses the same).
