@@ -160,6 +160,8 @@ async function startServer() {
     WEBHOOK_SECRET,
     DUECALL_API_KEY: API_KEY,
     DASHBOARD_PASSWORD: PASSWORD,
+    // These tests sign in about ten times a minute from one address; the limit has its own tests.
+    DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS: '100',
     SCHEDULER_INTERVAL_SECS: '1',
     RETRY_DELAY_SECS: '1',
     DISPATCH_TIMEOUT_SECS: '20',

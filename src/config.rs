@@ -31,6 +31,37 @@ impl std::error::Error for ConfigError {}
 /// The dashboard's password is at least this long.
 pub const DASHBOARD_PASSWORD_MIN: usize = 12;
 
+/// `DUECALL_API_KEY` and `CRON_SECRET` are at least this long (`duecall init`
+/// writes 35 and 37 characters).
+pub const BEARER_SECRET_MIN: usize = 32;
+
+/// How the HTTP server guards its connections (issue 12, item 11).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpLimits {
+    /// A request's head must have arrived this long after the connection
+    /// started waiting for it (also how long an idle keep-alive connection lives).
+    pub header_read_timeout: Duration,
+    /// One request, from its head to its answer, at most this long (then 503).
+    pub request_timeout: Duration,
+    /// A request body that sends nothing for this long is cut off.
+    pub idle_timeout: Duration,
+    /// Connections open at once, at most (lowered to fit the open-file limit).
+    pub max_connections: usize,
+    /// On SIGTERM, requests in flight get this long to finish; then they are cut.
+    pub shutdown_timeout: Duration,
+}
+
+/// The brute-force limits of the dashboard's sign-in (issue 12, item 12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInLimits {
+    /// Sign-in attempts per client address per minute (a burst of this many).
+    pub per_address_per_minute: u32,
+    /// Sign-in attempts per minute from all addresses together.
+    pub total_per_minute: u32,
+    /// Refused sign-ins are logged as one summary line per this interval.
+    pub log_interval: Duration,
+}
+
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError {
         var,
@@ -65,10 +96,14 @@ pub struct Config {
     pub webhook_secrets: Option<WebhookSecrets>,
     pub api_key: Option<SecretString>,
     pub cron_secret: Option<SecretString>,
-    /// The dashboard's sign-in password; `None` switches the dashboard off.
-    pub dashboard_password: Option<SecretString>,
-    /// Mark the dashboard's session cookie `Secure` (set when served over HTTPS).
+    /// The dashboard's sign-in password, kept only as its Argon2id hash;
+    /// `None` switches the dashboard off.
+    pub dashboard_password: Option<crate::http::session::PasswordHash>,
+    /// Mark the dashboard's session cookie `Secure` (and name it `__Host-…`):
+    /// by default unless `BIND_ADDR` is a loopback address (plain local HTTP).
     pub dashboard_cookie_secure: bool,
+    pub sign_in_limits: SignInLimits,
+    pub http: HttpLimits,
     pub dialer: DialerKind,
     pub livekit: Option<LiveKitConfig>,
     pub agent_name: String,
@@ -128,8 +163,8 @@ impl Config {
         let webhook_secrets = get("WEBHOOK_SECRET")
             .map(|s| WebhookSecrets::parse(&s).map_err(|m| err("WEBHOOK_SECRET", m)))
             .transpose()?;
-        let api_key = get("DUECALL_API_KEY").map(SecretString::from);
-        let cron_secret = get("CRON_SECRET").map(SecretString::from);
+        let api_key = bearer_secret(&get, "DUECALL_API_KEY")?;
+        let cron_secret = bearer_secret(&get, "CRON_SECRET")?;
         let dashboard_password = match get("DASHBOARD_PASSWORD") {
             None => None,
             Some(p) if p.chars().count() < DASHBOARD_PASSWORD_MIN => {
@@ -140,10 +175,12 @@ impl Config {
                     ),
                 ))
             }
-            Some(p) => Some(SecretString::from(p)),
+            Some(p) => Some(crate::http::session::PasswordHash::of(&SecretString::from(p))),
         };
         let dashboard_cookie_secure = match get("DASHBOARD_COOKIE_SECURE").as_deref() {
-            None | Some("false") | Some("0") => false,
+            // Plain HTTP is only safe enough on the machine itself.
+            None => !bind_addr_is_loopback(&bind_addr),
+            Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
                 return Err(err(
@@ -151,6 +188,55 @@ impl Config {
                     format!("must be true or false, got {other:?}"),
                 ))
             }
+        };
+        let sign_in_limits = SignInLimits {
+            per_address_per_minute: parse_num(
+                &get,
+                "DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS",
+                10,
+                1,
+                100_000,
+            )? as u32,
+            total_per_minute: parse_num(&get, "DASHBOARD_SIGN_IN_LIMIT_TOTAL", 60, 1, 1_000_000)?
+                as u32,
+            log_interval: Duration::from_secs(parse_num(
+                &get,
+                "DASHBOARD_SIGN_IN_LOG_SECS",
+                60,
+                1,
+                86_400,
+            )?),
+        };
+        let http = HttpLimits {
+            header_read_timeout: Duration::from_secs(parse_num(
+                &get,
+                "HTTP_HEADER_READ_TIMEOUT_SECS",
+                10,
+                1,
+                3600,
+            )?),
+            request_timeout: Duration::from_secs(parse_num(
+                &get,
+                "HTTP_REQUEST_TIMEOUT_SECS",
+                60,
+                1,
+                86_400,
+            )?),
+            idle_timeout: Duration::from_secs(parse_num(
+                &get,
+                "HTTP_IDLE_TIMEOUT_SECS",
+                30,
+                1,
+                3600,
+            )?),
+            max_connections: parse_num(&get, "HTTP_MAX_CONNECTIONS", 1024, 1, 1_000_000)? as usize,
+            shutdown_timeout: Duration::from_secs(parse_num(
+                &get,
+                "SHUTDOWN_TIMEOUT_SECS",
+                30,
+                1,
+                3600,
+            )?),
         };
 
         let livekit = match get("LIVEKIT_URL") {
@@ -306,6 +392,8 @@ impl Config {
             cron_secret,
             dashboard_password,
             dashboard_cookie_secure,
+            sign_in_limits,
+            http,
             dialer,
             livekit,
             agent_name,
@@ -347,6 +435,29 @@ impl Config {
             ));
         }
         Ok(())
+    }
+}
+
+fn bind_addr_is_loopback(addr: &SocketAddr) -> bool {
+    addr.ip().is_loopback()
+}
+
+/// A bearer secret: unset, or at least [`BEARER_SECRET_MIN`] characters (a short
+/// one could be guessed; the value itself is never printed).
+fn bearer_secret(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<SecretString>, ConfigError> {
+    match get(var) {
+        None => Ok(None),
+        Some(v) if v.chars().count() < BEARER_SECRET_MIN => Err(err(
+            var,
+            format!(
+                "must be at least {BEARER_SECRET_MIN} characters, got {} (`duecall init` writes a random one)",
+                v.chars().count()
+            ),
+        )),
+        Some(v) => Ok(Some(SecretString::from(v))),
     }
 }
 
@@ -587,10 +698,82 @@ mod tests {
             ("DEFAULT_TIMEZONE", "EST5EDT-ish"),
             ("DASHBOARD_PASSWORD", "short"),
             ("DASHBOARD_COOKIE_SECURE", "yes please"),
+            ("DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS", "0"),
+            ("DASHBOARD_SIGN_IN_LIMIT_TOTAL", "many"),
+            ("DASHBOARD_SIGN_IN_LOG_SECS", "0"),
+            ("HTTP_HEADER_READ_TIMEOUT_SECS", "0"),
+            ("HTTP_REQUEST_TIMEOUT_SECS", "1.5"),
+            ("HTTP_IDLE_TIMEOUT_SECS", "-3"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("SHUTDOWN_TIMEOUT_SECS", "forever"),
         ] {
             let e = cfg(&[(var, value)]).expect_err(var);
             assert_eq!(e.var, var, "{value}");
         }
+    }
+
+    #[test]
+    fn secrets_of_any_length_are_accepted_no_more() {
+        // Issue 12, item 15: at least 32 characters, as `duecall init` writes.
+        for var in ["DUECALL_API_KEY", "CRON_SECRET"] {
+            for short in ["x", "0123456789abcdef0123456789abcde"] {
+                let e = cfg(&[(var, short)]).expect_err(var);
+                assert_eq!(e.var, var);
+                assert!(e.message.contains("at least 32 characters"), "{e}");
+                assert!(
+                    !e.to_string().contains(short),
+                    "the value is never printed: {e}"
+                );
+            }
+            let ok = "0123456789abcdef0123456789abcdef";
+            assert!(cfg(&[(var, ok)]).is_ok(), "{var}");
+        }
+        let c = cfg(&[("DUECALL_API_KEY", "k".repeat(32).as_str())]).unwrap();
+        assert!(c.api_key.is_some());
+    }
+
+    #[test]
+    fn the_session_cookie_is_secure_unless_served_on_loopback() {
+        assert!(!cfg(&[]).unwrap().dashboard_cookie_secure);
+        assert!(
+            !cfg(&[("BIND_ADDR", "[::1]:8080")])
+                .unwrap()
+                .dashboard_cookie_secure
+        );
+        for addr in ["0.0.0.0:8080", "10.0.0.5:8080", "[::]:8080"] {
+            assert!(
+                cfg(&[("BIND_ADDR", addr)]).unwrap().dashboard_cookie_secure,
+                "{addr}"
+            );
+        }
+        let c = cfg(&[
+            ("BIND_ADDR", "0.0.0.0:8080"),
+            ("DASHBOARD_COOKIE_SECURE", "false"),
+        ]);
+        assert!(!c.unwrap().dashboard_cookie_secure);
+    }
+
+    #[test]
+    fn connection_and_sign_in_limits_have_defaults() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(
+            c.http,
+            HttpLimits {
+                header_read_timeout: Duration::from_secs(10),
+                request_timeout: Duration::from_secs(60),
+                idle_timeout: Duration::from_secs(30),
+                max_connections: 1024,
+                shutdown_timeout: Duration::from_secs(30),
+            }
+        );
+        assert_eq!(
+            c.sign_in_limits,
+            SignInLimits {
+                per_address_per_minute: 10,
+                total_per_minute: 60,
+                log_interval: Duration::from_secs(60),
+            }
+        );
     }
 
     #[test]
@@ -605,12 +788,16 @@ mod tests {
     #[test]
     fn secrets_do_not_print() {
         let c = cfg(&[
-            ("DUECALL_API_KEY", "super-secret-key-123"),
+            ("DUECALL_API_KEY", "super-secret-key-123-0123456789abcdef"),
             ("DASHBOARD_PASSWORD", "dashboard-pass-456"),
         ])
         .unwrap();
         let printed = format!("{c:?}");
         assert!(!printed.contains("super-secret-key-123"));
+        assert!(
+            !printed.contains("dashboard-pass"),
+            "the password is kept only as a hash"
+        );
         assert!(!printed.contains("dashboard-pass-456"));
     }
 

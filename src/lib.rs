@@ -15,6 +15,7 @@ pub mod import;
 pub mod phone_zones;
 pub mod policy;
 pub mod scheduler;
+pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod webhook;
@@ -123,6 +124,7 @@ pub fn state_with_dialer(
         settings,
         jitter_draw,
     ));
+    let sign_in = Arc::new(http::sign_in::SignInGuard::new(&config.sign_in_limits));
     AppState {
         store,
         clock,
@@ -130,6 +132,7 @@ pub fn state_with_dialer(
         config: Arc::new(config),
         defaults,
         retry,
+        sign_in,
     }
 }
 
@@ -140,13 +143,26 @@ pub fn jitter_draw() -> f64 {
     bits as f64 / (1u64 << 53) as f64
 }
 
-/// Serve HTTP on `listener` until `shutdown` resolves, then finish in-flight requests.
+/// Serve HTTP on `listener` until `shutdown` resolves, then finish in-flight
+/// requests (for at most `SHUTDOWN_TIMEOUT_SECS`); connections are bounded as
+/// [`server`] describes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(state))
-        .with_graceful_shutdown(shutdown)
+    // The dashboard's cookie-signing key, shared through the database.
+    let key = http::session::signing_key(state.store.as_ref(), state.clock.now())
         .await
+        .map_err(std::io::Error::other)?;
+    let limits = state.config.http.clone();
+    let sign_in = Arc::clone(&state.sign_in);
+    server::run(
+        listener,
+        http::router(state, key),
+        &limits,
+        sign_in,
+        shutdown,
+    )
+    .await
 }

@@ -193,6 +193,15 @@ async fn serve(config: Config) -> ExitCode {
         tick_secs = every.as_secs(),
         "duecall is serving"
     );
+    if let Some(lk) = &state.config.livekit {
+        use secrecy::ExposeSecret;
+        if lk.api_secret.expose_secret().chars().count() < duecall::config::BEARER_SECRET_MIN {
+            tracing::warn!(
+                "LIVEKIT_API_SECRET is shorter than {} characters: anyone who guesses it can sign LiveKit webhooks",
+                duecall::config::BEARER_SECRET_MIN
+            );
+        }
+    }
     if state.config.dashboard_password.is_some() {
         tracing::info!("dashboard at http://{bind}/ (sign in with DASHBOARD_PASSWORD)");
     } else {

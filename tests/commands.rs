@@ -291,3 +291,37 @@ async fn init_writes_every_secret_once_and_serve_accepts_them() {
     assert!(out.status.success());
     assert_eq!(std::fs::read_to_string(&env_file).unwrap(), text);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_of_any_length_are_accepted_no_more() {
+    // Issue 12, item 15: `serve` refuses a bearer secret shorter than 32 characters.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("duecall.db").display());
+    for (var, short) in [
+        ("DUECALL_API_KEY", "short-key-qzx"),
+        ("CRON_SECRET", "cron-secret-31-characters-long!"),
+    ] {
+        let mut vars = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("BIND_ADDR", "127.0.0.1:0"),
+            ("WEBHOOK_SECRET", common::WEBHOOK_SECRET),
+            ("DUECALL_API_KEY", common::API_KEY),
+        ];
+        vars.retain(|(k, _)| *k != var);
+        vars.push((var, short));
+        let out = tokio::time::timeout(
+            Duration::from_secs(20),
+            command("serve", &dir, &vars).output(),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("serve started with a {}-character {var}", short.len()))
+        .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{var}: must be at least 32 characters")),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(short), "the secret was printed: {stderr}");
+    }
+}

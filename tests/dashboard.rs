@@ -4,7 +4,11 @@
 
 mod common;
 
-use common::{completed, event, msg_id, Backend, TestApp};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{completed, event, msg_id, serve_binary, Backend, TestApp};
 use duecall::domain::ReminderId;
 use serde_json::json;
 
@@ -219,6 +223,7 @@ async fn a_wrong_password_is_refused_and_a_right_one_goes_where_it_was_going() {
         cleared.starts_with("duecall_session=;") && cleared.contains("Max-Age=0"),
         "{cleared}"
     );
+    assert_eq!(page(&app, &cookie, "/").await.0, 303, "signed out");
     app.stop().await;
 }
 
@@ -447,5 +452,395 @@ async fn an_oversized_sign_in_is_refused() {
         .unwrap();
     assert_eq!(resp.status(), 415);
     assert!(resp.headers().get("set-cookie").is_none());
+    app.stop().await;
+}
+
+// --- Issue 12, items 12 to 14: the sign-in under attack -------------------------
+
+/// A client whose connections come from `ip` (any 127.x.y.z is this machine).
+fn client_from(ip: &str) -> reqwest::Client {
+    duecall::install_crypto();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(0)
+        .local_address(ip.parse::<IpAddr>().unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn login_from(app: &TestApp, ip: &str, password: &str) -> reqwest::Response {
+    client_from(ip)
+        .post(app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("password", password), ("next", "/")]))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn retry_after(resp: &reqwest::Response) -> u64 {
+    resp.headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_dashboard_sign_in_has_a_brute_force_limit_per_client_address() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("DASHBOARD_PASSWORD", PASSWORD),
+            ("DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS", "3"),
+            ("DASHBOARD_SIGN_IN_LIMIT_TOTAL", "1000"),
+        ],
+    )
+    .await
+    .unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            login_from(&app, "127.0.0.2", "wrong-guess-1234")
+                .await
+                .status(),
+            401
+        );
+    }
+    // Over the limit even the right password is not looked at: a guesser
+    // would otherwise learn from the answer.
+    let resp = login_from(&app, "127.0.0.2", PASSWORD).await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().get("set-cookie").is_none());
+    let wait = retry_after(&resp);
+    assert!((1..=20).contains(&wait), "Retry-After: {wait}");
+    assert!(resp
+        .text()
+        .await
+        .unwrap()
+        .contains("Too many sign-in attempts"));
+    // Another address signs in as usual.
+    assert_eq!(login_from(&app, "127.0.0.3", PASSWORD).await.status(), 303);
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics.contains("duecall_dashboard_sign_ins_total{result=\"rate_limited\"}"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_sign_in_has_a_brute_force_limit_overall() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("DASHBOARD_PASSWORD", PASSWORD),
+            ("DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS", "100"),
+            ("DASHBOARD_SIGN_IN_LIMIT_TOTAL", "4"),
+        ],
+    )
+    .await
+    .unwrap();
+    for i in 0..4 {
+        let ip = format!("127.0.1.{}", i + 1);
+        assert_eq!(
+            login_from(&app, &ip, "wrong-guess-1234").await.status(),
+            401
+        );
+    }
+    // A guesser with many addresses still gets no more than the total.
+    let resp = login_from(&app, "127.0.1.100", PASSWORD).await;
+    assert_eq!(resp.status(), 429);
+    assert!(retry_after(&resp) >= 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_sign_in_logs_a_flood_in_a_few_lines_with_the_address() {
+    let mut server = serve_binary(
+        None,
+        &[
+            ("DASHBOARD_PASSWORD", PASSWORD),
+            ("DASHBOARD_SIGN_IN_LIMIT_PER_ADDRESS", "10"),
+            ("DASHBOARD_SIGN_IN_LOG_SECS", "1"),
+        ],
+    )
+    .await;
+    let client = client_from("127.0.0.7");
+    let guesses = (0..60).map(|i| {
+        client
+            .post(format!("{}/login", server.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("password", &format!("guess-{i:04}-wrong"))]))
+            .send()
+    });
+    let answers = futures_join_all(guesses).await;
+    let limited = answers.iter().filter(|s| **s == 429).count();
+    assert_eq!(
+        answers.iter().filter(|s| **s == 401).count(),
+        10,
+        "{answers:?}"
+    );
+    assert_eq!(limited, 50, "{answers:?}");
+    // The summary comes at the end of the interval.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.sigterm().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), server.child.wait()).await;
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("sign-in")).collect();
+    // One line at once, then a summary a second (the guesses took a few).
+    assert!(
+        (2..=5).contains(&lines.len()),
+        "60 refusals, {} lines:\n{}",
+        lines.len(),
+        lines.join("\n")
+    );
+    assert!(lines[0].contains("127.0.0.7"), "{}", lines[0]);
+    let count = |line: &str, field: &str| -> u64 {
+        line.find(&format!("{field}=")).map_or(0, |at| {
+            let at = at + field.len() + 1;
+            line[at..].split(' ').next().unwrap().parse().unwrap()
+        })
+    };
+    let summaries: Vec<&str> = lines[1..].to_vec();
+    assert!(
+        summaries.iter().all(|l| l.contains("127.0.0.7 (")),
+        "{summaries:?}"
+    );
+    // The first refusal had its own line; the other 59 are summed up.
+    let summed: u64 = summaries
+        .iter()
+        .map(|l| count(l, "wrong_password") + count(l, "rate_limited"))
+        .sum();
+    assert_eq!(summed, 59, "{summaries:?}");
+    assert!(!log.contains("guess-"), "a guess was logged");
+}
+
+/// Wait for every request; their status codes (0 for a request that failed).
+async fn futures_join_all<F>(requests: impl Iterator<Item = F>) -> Vec<u16>
+where
+    F: std::future::Future<Output = reqwest::Result<reqwest::Response>> + Send + 'static,
+{
+    let tasks: Vec<_> = requests.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(match t.await.unwrap() {
+            Ok(r) => r.status().as_u16(),
+            Err(_) => 0,
+        });
+    }
+    out
+}
+
+async fn spawn_on(backend: Backend, extra: &[(&str, &str)]) -> Option<TestApp> {
+    let mut vars = vec![("DASHBOARD_PASSWORD", PASSWORD)];
+    vars.extend_from_slice(extra);
+    TestApp::spawn_with(backend, &vars).await
+}
+
+/// Another instance of the service on `app`'s database (and clock).
+async fn another_instance(app: &TestApp) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = common::test_config(
+        &app.db.url,
+        &[("BIND_ADDR", &addr), ("DASHBOARD_PASSWORD", PASSWORD)],
+    );
+    let clock: Arc<dyn duecall::clock::Clock> = Arc::new(app.clock.clone());
+    let state = duecall::build_state(config, clock).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        duecall::serve(listener, state, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (format!("http://{addr}"), tx)
+}
+
+async fn page_at(base: &str, cookie: &str, path: &str) -> u16 {
+    client()
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn signing_out_ends_the_session_everywhere_it_was_copied(backend: Backend) {
+    let Some(app) = spawn_on(backend, &[]).await else {
+        return;
+    };
+    let (other, stop_other) = another_instance(&app).await;
+    let cookie = sign_in(&app).await;
+    // The session is in the shared database: every instance knows it.
+    assert_eq!(page(&app, &cookie, "/").await.0, 200);
+    assert_eq!(page_at(&other, &cookie, "/").await, 200);
+    // A copy of the cookie, kept somewhere else.
+    let copy = cookie.clone();
+    let resp = client()
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    for base in [app.base.as_str(), other.as_str()] {
+        for path in ["/", "/login"] {
+            let status = page_at(base, &copy, path).await;
+            let expected = if path == "/" { 303 } else { 200 };
+            assert_eq!(status, expected, "{base}{path} after signing out");
+        }
+    }
+    // Signing in again makes a new session; the old cookie stays dead.
+    let again = sign_in(&app).await;
+    assert_ne!(again, copy);
+    assert_eq!(page_at(&other, &again, "/").await, 200);
+    assert_eq!(page_at(&other, &copy, "/").await, 303);
+    let _ = stop_other.send(());
+    app.stop().await;
+}
+both_backends!(
+    signing_out_ends_the_session_everywhere_it_was_copied,
+    signing_out_ends_the_session_everywhere_it_was_copied
+);
+
+#[tokio::test]
+async fn a_session_cookie_is_no_oracle_for_the_password() {
+    // Two services with one password but their own databases: a cookie is a
+    // random session id signed by a random key, not something of the password.
+    let a = spawn().await;
+    let b = spawn().await;
+    let cookie = sign_in(&a).await;
+    assert_eq!(page(&a, &cookie, "/").await.0, 200);
+    assert_eq!(
+        page(&b, &cookie, "/").await.0,
+        303,
+        "another service's key opened it"
+    );
+    // The old format (`v1.<expires>.<HMAC keyed by a hash of the password>`) is gone.
+    let value = cookie.split_once('=').unwrap().1;
+    assert!(!value.starts_with("v1."), "{value}");
+    // Sessions forged in the old format, keyed by the password itself, open nothing.
+    let expires = duecall::clock::Clock::now(&a.clock).timestamp() + 3600;
+    let forged = old_style_cookie(PASSWORD, expires);
+    assert_eq!(
+        page(&a, &format!("duecall_session={forged}"), "/").await.0,
+        303
+    );
+    a.stop().await;
+    b.stop().await;
+}
+
+/// A session cookie as the dashboard used to sign them: anyone who knew (or
+/// guessed) the password could make one, and each cookie tested a guess offline.
+fn old_style_cookie(password: &str, expires: i64) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(b"duecall dashboard session v1\0");
+    h.update(password.as_bytes());
+    let key: [u8; 32] = h.finalize().into();
+    let payload = format!("v1.{expires}");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+    mac.update(payload.as_bytes());
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{payload}.{tag}")
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_and_host_prefixed_off_loopback() {
+    // Served over plain loopback HTTP (these tests): no Secure, the plain name.
+    let local = spawn().await;
+    let resp = post_login(&local, form(&[("password", PASSWORD)])).await;
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("duecall_session="), "{set}");
+    assert!(!set.to_ascii_lowercase().contains("secure"), "{set}");
+    local.stop().await;
+    // Anywhere else (DASHBOARD_COOKIE_SECURE's default off loopback; set here,
+    // as the test server is on loopback): Secure, __Host-, Path=/, no Domain.
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[
+            ("DASHBOARD_PASSWORD", PASSWORD),
+            ("DASHBOARD_COOKIE_SECURE", "true"),
+        ],
+    )
+    .await
+    .unwrap();
+    let resp = post_login(&app, form(&[("password", PASSWORD)])).await;
+    assert_eq!(resp.status(), 303);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.starts_with("__Host-duecall_session="), "{set}");
+    for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attr), "{attr} in {set}");
+    }
+    assert!(!set.contains("Domain"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    assert_eq!(page(&app, &cookie, "/").await.0, 200);
+    // The unprefixed name is not read any more.
+    let unprefixed = cookie.replacen("__Host-", "", 1);
+    assert_eq!(page(&app, &unprefixed, "/").await.0, 303);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn cross_site_sign_in_and_sign_out_are_refused() {
+    let app = spawn().await;
+    let host = app.base.trim_start_matches("http://").to_owned();
+    let login = |headers: Vec<(&'static str, String)>| {
+        let mut req = client()
+            .post(app.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form(&[("password", PASSWORD), ("next", "/")]));
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    for headers in [
+        vec![("sec-fetch-site", "cross-site".to_owned())],
+        vec![("sec-fetch-site", "same-site".to_owned())],
+        vec![("origin", "http://evil.example".to_owned())],
+        vec![("origin", "null".to_owned())],
+    ] {
+        let resp = login(headers.clone()).await.unwrap();
+        assert_eq!(resp.status(), 403, "{headers:?}");
+        assert!(resp.headers().get("set-cookie").is_none(), "{headers:?}");
+    }
+    // From the dashboard's own page, as a browser sends it.
+    let resp = login(vec![
+        ("sec-fetch-site", "same-origin".to_owned()),
+        ("origin", format!("http://{host}")),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = sign_in(&app).await;
+    // Another site cannot sign the operator out.
+    let resp = client()
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    assert_eq!(page(&app, &cookie, "/").await.0, 200, "still signed in");
+    let resp = client()
+        .post(app.url("/logout"))
+        .header("cookie", &cookie)
+        .header("origin", format!("http://{host}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    assert_eq!(page(&app, &cookie, "/").await.0, 303);
     app.stop().await;
 }

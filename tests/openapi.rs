@@ -30,7 +30,7 @@ async fn every_route_served_is_described_and_nothing_else() {
     let app = TestApp::spawn_with(
         Backend::Sqlite,
         &[
-            ("CRON_SECRET", "cron-secret-0123456789"),
+            ("CRON_SECRET", "cron-secret-0123456789abcdefghijklmnop"),
             ("LIVEKIT_URL", "http://127.0.0.1:9"),
             ("LIVEKIT_API_KEY", "key"),
             ("LIVEKIT_API_SECRET", "secret-secret-secret-secret-secret"),

@@ -1237,3 +1237,90 @@ both_backends!(
     created_suppressed_is_cancelled,
     a_reminder_for_a_suppressed_number_is_born_cancelled
 );
+
+// --- Issue 12, item 13: the dashboard's stored sessions and the shared key ---
+
+async fn a_service_key_is_made_once_and_shared(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let now = t("2026-11-24T10:00:00Z");
+    let first = store.service_key("k", &[1; 64], now).await.unwrap();
+    assert_eq!(first, vec![1; 64]);
+    // Another instance, with its own fresh candidate, gets the stored one.
+    let other = db.store().await;
+    assert_eq!(other.service_key("k", &[2; 64], now).await.unwrap(), first);
+    assert_eq!(
+        store.service_key("another", &[3; 64], now).await.unwrap(),
+        vec![3; 64]
+    );
+    // Several instances starting at once agree on one key.
+    let racers: Vec<_> = (0..8u8)
+        .map(|i| {
+            let s = Arc::clone(&store);
+            tokio::spawn(async move { s.service_key("raced", &[i; 64], now).await.unwrap() })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for r in racers {
+        seen.insert(r.await.unwrap());
+    }
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    db.cleanup().await;
+}
+
+both_backends!(
+    a_service_key_is_made_once_and_shared,
+    a_service_key_is_made_once_and_shared
+);
+
+async fn dashboard_sessions_end_when_deleted_or_expired(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let now = t("2026-11-24T10:00:00Z");
+    let expires = now + Duration::hours(12);
+    assert!(store
+        .insert_session("a", "{\"x\":1}", expires)
+        .await
+        .unwrap());
+    assert!(
+        !store.insert_session("a", "{}", expires).await.unwrap(),
+        "a taken id is refused"
+    );
+    let (data, at) = store.load_session("a", now).await.unwrap().unwrap();
+    assert_eq!(data, "{\"x\":1}");
+    assert_eq!(at, expires);
+    // Every instance reads the same session.
+    let other = db.store().await;
+    assert!(other.load_session("a", now).await.unwrap().is_some());
+    // Saving replaces it.
+    store
+        .save_session("a", "{\"x\":2}", expires + Duration::hours(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_session("a", now).await.unwrap().unwrap().0,
+        "{\"x\":2}"
+    );
+    store.save_session("b", "{}", expires).await.unwrap();
+    // Expired sessions are not loaded, and are forgotten on request.
+    assert!(store.load_session("b", expires).await.unwrap().is_none());
+    assert!(store
+        .load_session("b", expires - Duration::seconds(1))
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(store.delete_expired_sessions(expires).await.unwrap(), 1);
+    assert!(store.load_session("a", expires).await.unwrap().is_some());
+    // Deleting ends it for every instance; deleting twice is no error.
+    other.delete_session("a").await.unwrap();
+    other.delete_session("a").await.unwrap();
+    assert!(store.load_session("a", now).await.unwrap().is_none());
+    db.cleanup().await;
+}
+
+both_backends!(
+    dashboard_sessions_end_when_deleted_or_expired,
+    dashboard_sessions_end_when_deleted_or_expired
+);

@@ -42,8 +42,8 @@ pytestmark = pytest.mark.skipif(not DUECALL_BIN, reason="set DUECALL_BIN to the 
 SECRET = "whsec_" + base64.b64encode(b"e2e-test-only-webhook-secret-001").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"e2e-test-only-older-secret-00002").decode()
 WRONG_SECRET = "whsec_" + base64.b64encode(b"e2e-test-only-a-wrong-secret-003").decode()
-API_TOKEN = "e2e-api-key-test-only"
-CRON_TOKEN = "e2e-cron-secret-test-only"
+API_TOKEN = "e2e-api-key-test-only-0123456789abcdef"
+CRON_TOKEN = "e2e-cron-secret-test-only-0123456789abcdef"
 AGENT_NAME = "payment-reminder-e2e"
 TRUNK = "ST_e2e_trunk"
 

@@ -8,7 +8,6 @@
 //! Pages refresh themselves (`<meta http-equiv="refresh">`) and are never cached.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use askama::Template;
 use axum::extract::{Path, Query, Request, State};
@@ -18,8 +17,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
+use tower_sessions::Session;
 
-use super::session::{self, SessionKey};
+use super::session::{self, ClientAddr};
+use super::sign_in::{Admission, Refusal};
 use super::AppState;
 use crate::domain::{Attempt, Currency, Outcome, Reminder, ReminderId, Status};
 use crate::store::{Cursor, ListQuery};
@@ -28,8 +29,6 @@ use crate::store::{Cursor, ListQuery};
 pub const REFRESH_SECS: u32 = 15;
 /// Rows on one page of the list.
 pub const PAGE_ROWS: u32 = 50;
-/// A wrong password waits this long before it is answered (slows guessing).
-const WRONG_PASSWORD_DELAY: Duration = Duration::from_millis(400);
 
 const NONE: &str = "—";
 
@@ -113,31 +112,31 @@ fn storage_failed(e: impl std::fmt::Display) -> Response {
 
 // --- Sign-in -------------------------------------------------------------------
 
-fn session_key(state: &AppState) -> Option<SessionKey> {
-    state
-        .config
-        .dashboard_password
-        .as_ref()
-        .map(SessionKey::from_password)
-}
-
-fn signed_in(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some(key) = session_key(state) else {
-        return false;
-    };
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| session::cookie_value(v, session::COOKIE))
-        .any(|token| key.verify(token, state.clock.now()))
+/// Whether `session` is signed in (and its sign-in younger than its lifetime).
+async fn signed_in(state: &AppState, session: &Session) -> Result<bool, Response> {
+    if state.config.dashboard_password.is_none() {
+        return Ok(false);
+    }
+    match session.get::<i64>(session::SIGNED_IN_AT).await {
+        Ok(at) => Ok(at.is_some_and(|at| {
+            state.clock.now().timestamp() < at.saturating_add(session::LIFETIME_SECS)
+        })),
+        Err(e) => Err(storage_failed(e)),
+    }
 }
 
 /// Route layer of the signed-in pages: no valid session, no page — a redirect
 /// to the sign-in form that comes back here afterwards.
-pub async fn require_session(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if signed_in(&state, req.headers()) {
-        return next.run(req).await;
+pub async fn require_session(
+    State(state): State<AppState>,
+    session: Session,
+    req: Request,
+    next: Next,
+) -> Response {
+    match signed_in(&state, &session).await {
+        Ok(true) => return next.run(req).await,
+        Ok(false) => {}
+        Err(failed) => return failed,
     }
     let back = req
         .uri()
@@ -175,15 +174,18 @@ fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<&s
     responses(
         (status = 200, description = "The sign-in form (or a notice that the dashboard is off)", body = String, content_type = "text/html"),
         (status = 303, description = "Already signed in: on to `next`"),
+        (status = 503, description = "The database did not answer", body = String, content_type = "text/html"),
     ))]
 pub async fn login_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    session: Session,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let next = session::safe_next(q.get("next").map(String::as_str));
-    if signed_in(&state, &headers) {
-        return see_other(next);
+    match signed_in(&state, &session).await {
+        Ok(true) => return see_other(next),
+        Ok(false) => {}
+        Err(failed) => return failed,
     }
     login_page(&state, StatusCode::OK, next, None)
 }
@@ -196,22 +198,42 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
+/// A state-changing request from another site (`Sec-Fetch-Site`, `Origin`).
+fn cross_site() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "Refused",
+        "This form can only be sent from the dashboard's own pages.",
+    )
+}
+
 /// `POST /login`: the password, answered with a session cookie and a redirect
 /// to where the operator was going; a wrong one is a 401 with the form again.
+/// Too many attempts (from this address, or from everyone) are a 429 with
+/// `Retry-After`, and the password is not even looked at.
 #[utoipa::path(post, path = "/login", tag = "dashboard",
     request_body(content = LoginForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Signed in: a `duecall_session` cookie, and on to `next`"),
+        (status = 303, description = "Signed in: a `duecall_session` cookie (`__Host-duecall_session` when `Secure`), and on to `next`"),
         (status = 400, description = "Not a form", body = String, content_type = "text/html"),
         (status = 413, description = "Larger than 64 KiB", body = String, content_type = "text/html"),
         (status = 415, description = "Not `application/x-www-form-urlencoded`", body = String, content_type = "text/html"),
         (status = 401, description = "Wrong password: the form again", body = String, content_type = "text/html"),
-        (status = 403, description = "The dashboard is off (`DASHBOARD_PASSWORD` unset)", body = String, content_type = "text/html"),
+        (status = 403, description = "The dashboard is off (`DASHBOARD_PASSWORD` unset), or the form was sent from another site", body = String, content_type = "text/html"),
+        (status = 429, description = "Too many sign-in attempts: `Retry-After` says when to try again", body = String, content_type = "text/html",
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The database did not answer", body = String, content_type = "text/html"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
+    session: Session,
+    headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
+    if !session::same_origin(&headers) {
+        return cross_site();
+    }
     let form = match form {
         Ok(Form(form)) => form,
         Err(rejection) => {
@@ -225,13 +247,33 @@ pub async fn login(
         }
     };
     let next = session::safe_next(form.next.as_deref());
-    let Some(password) = state.config.dashboard_password.as_ref() else {
+    let Some(password) = state.config.dashboard_password.clone() else {
         return login_page(&state, StatusCode::FORBIDDEN, next, None);
     };
-    if !session::password_matches(&form.password, password) {
+    if let Admission::Limited { retry_after, scope } = state.sign_in.admit(client) {
+        metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "rate_limited")
+            .increment(1);
+        state.sign_in.refused(client, Refusal::RateLimited);
+        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let secs = secs.max(1);
+        let text = if scope == "address" {
+            format!("Too many sign-in attempts from this address. Try again in {secs} s.")
+        } else {
+            format!("Too many sign-in attempts. Try again in {secs} s.")
+        };
+        let mut res = login_page(&state, StatusCode::TOO_MANY_REQUESTS, next, Some(&text));
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return res;
+    }
+    // Argon2id is slow on purpose: off the async threads.
+    let presented = form.password;
+    let matches = tokio::task::spawn_blocking(move || password.verify(&presented))
+        .await
+        .unwrap_or(false);
+    if !matches {
         metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "refused").increment(1);
-        tracing::warn!("dashboard sign-in refused: wrong password");
-        tokio::time::sleep(WRONG_PASSWORD_DELAY).await;
+        state.sign_in.refused(client, Refusal::WrongPassword);
         return login_page(
             &state,
             StatusCode::UNAUTHORIZED,
@@ -239,39 +281,37 @@ pub async fn login(
             Some("Wrong password."),
         );
     }
-    metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "accepted").increment(1);
-    tracing::info!("dashboard sign-in");
-    let token = SessionKey::from_password(password).issue(state.clock.now());
-    let secure = if state.config.dashboard_cookie_secure {
-        "; Secure"
-    } else {
-        ""
+    // A new session id at every sign-in (a planted cookie never becomes a session).
+    let started = async {
+        session.cycle_id().await?;
+        session
+            .insert(session::SIGNED_IN_AT, state.clock.now().timestamp())
+            .await
     };
-    let cookie = format!(
-        "{}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
-        session::COOKIE,
-        session::LIFETIME_SECS
-    );
-    let mut res = see_other(next);
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
+    if let Err(e) = started.await {
+        return storage_failed(e);
     }
-    res
+    metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "accepted").increment(1);
+    tracing::info!(client = %client.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()), "dashboard sign-in");
+    see_other(next)
 }
 
-/// Forget the session cookie.
+/// End the session: its record is deleted, so the cookie (and any copy of it)
+/// opens nothing any more, on every instance.
 #[utoipa::path(post, path = "/logout", tag = "dashboard",
-    responses((status = 303, description = "Signed out: on to `/login`")))]
-pub async fn logout() -> Response {
-    let mut res = see_other("/login");
-    let cookie = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
-        session::COOKIE
-    );
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        res.headers_mut().insert(header::SET_COOKIE, v);
+    responses(
+        (status = 303, description = "Signed out: on to `/login`"),
+        (status = 403, description = "Sent from another site", body = String, content_type = "text/html"),
+        (status = 503, description = "The database did not answer", body = String, content_type = "text/html"),
+    ))]
+pub async fn logout(session: Session, headers: HeaderMap) -> Response {
+    if !session::same_origin(&headers) {
+        return cross_site();
     }
-    res
+    if let Err(e) = session.flush().await {
+        return storage_failed(e);
+    }
+    see_other("/login")
 }
 
 // --- Formatting ------------------------------------------------------------------

@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod ops;
 pub mod reminders;
 pub mod session;
+pub mod sign_in;
 pub mod suppressions;
 
 use error::ApiError;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub defaults: CreateDefaults,
     pub retry: RetryPolicy,
+    /// The dashboard sign-in's rate limits and refusal log.
+    pub sign_in: Arc<sign_in::SignInGuard>,
 }
 
 /// Bodies larger than this are refused with 413 (SPEC §2; the reminders API uses the same).
@@ -131,7 +134,18 @@ pub fn served_routes() -> Vec<(Method, &'static str)> {
     routes().into_iter().flat_map(|r| r.served).collect()
 }
 
-pub fn router(state: AppState) -> Router {
+/// The router, with the dashboard's sessions signed by `session_key`.
+pub fn router(state: AppState, session_key: tower_sessions::cookie::Key) -> Router {
+    let sessions = session::layer(
+        Arc::clone(&state.store),
+        Arc::clone(&state.clock),
+        session_key,
+        state.config.dashboard_cookie_secure,
+    );
+    let request_timeout = tower_http::timeout::TimeoutLayer::with_status_code(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        state.config.http.request_timeout,
+    );
     let [open, api, pages] = routes();
     let api = api.router.route_layer(middleware::from_fn_with_state(
         state.clone(),
@@ -149,8 +163,23 @@ pub fn router(state: AppState) -> Router {
         // The sign-in form is read by axum's `Form`, which honours this (the
         // JSON routes read their bodies through `read_body`, with the same limit).
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(sessions)
+        .layer(request_timeout)
+        .layer(middleware::map_response(timeout_answer))
         .layer(middleware::from_fn(log_requests))
         .with_state(state)
+}
+
+/// A request that outlived `HTTP_REQUEST_TIMEOUT_SECS` (tower-http answers an
+/// empty 503) gets the JSON error body every answer has; the client may retry.
+async fn timeout_answer(res: Response) -> Response {
+    if res.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE
+        && !res.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return ApiError::Unavailable("the request took too long to answer; try again".into())
+            .into_response();
+    }
+    res
 }
 
 /// Read a whole body, refusing more than `limit` bytes with 413 (checked against

@@ -348,6 +348,44 @@ pub trait Store: Send + Sync + 'static {
 
     /// Is the number on the list.
     async fn is_suppressed(&self, phone: &PhoneNumber) -> Result<bool, StoreError>;
+    /// The service key called `name`: the one already stored, or else `fresh`,
+    /// stored now. Every instance on one database gets the same bytes.
+    async fn service_key(
+        &self,
+        name: &str,
+        fresh: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>, StoreError>;
+
+    /// Store a new dashboard session; `false` (nothing written) when `id` is taken.
+    async fn insert_session(
+        &self,
+        id: &str,
+        data: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Store a dashboard session, replacing the one with the same `id`.
+    async fn save_session(
+        &self,
+        id: &str,
+        data: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// A dashboard session's data and expiry, unless it has expired at `now`
+    /// (or was deleted).
+    async fn load_session(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError>;
+
+    /// End a dashboard session (nothing happens if there is none).
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError>;
+
+    /// Forget the dashboard sessions expired at `now`; how many there were.
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 }
 
 /// What `add_suppression` did.

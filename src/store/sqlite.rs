@@ -1049,4 +1049,95 @@ impl Store for SqliteStore {
             .await?;
         Ok(found.is_some())
     }
+
+    async fn service_key(
+        &self,
+        name: &str,
+        fresh: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO service_keys (name, value, created_at) VALUES (?, ?, ?) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(fresh)
+        .bind(ms(now))
+        .execute(&self.write)
+        .await?;
+        let value: Vec<u8> = sqlx::query_scalar("SELECT value FROM service_keys WHERE name = ?")
+            .bind(name)
+            .fetch_one(&self.write)
+            .await?;
+        Ok(value)
+    }
+
+    async fn insert_session(
+        &self,
+        id: &str,
+        data: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let n = sqlx::query(
+            "INSERT INTO dashboard_sessions (id, data, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(id)
+        .bind(data)
+        .bind(ms(expires_at))
+        .execute(&self.write)
+        .await?
+        .rows_affected();
+        Ok(n == 1)
+    }
+
+    async fn save_session(
+        &self,
+        id: &str,
+        data: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO dashboard_sessions (id, data, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
+        )
+        .bind(id)
+        .bind(data)
+        .bind(ms(expires_at))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_session(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(String, DateTime<Utc>)>, StoreError> {
+        let row: Option<(String, i64)> = sqlx::query_as(
+            "SELECT data, expires_at FROM dashboard_sessions WHERE id = ? AND expires_at > ?",
+        )
+        .bind(id)
+        .bind(ms(now))
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|(data, at)| Ok((data, from_ms(at)?))).transpose()
+    }
+
+    async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM dashboard_sessions WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let n = sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= ?")
+            .bind(ms(now))
+            .execute(&self.write)
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
 }

@@ -13,7 +13,7 @@ use duecall::http::AppState;
 use duecall::store::Store;
 use sqlx::Connection;
 
-pub const API_KEY: &str = "test-api-key-0123456789";
+pub const API_KEY: &str = "test-api-key-0123456789abcdefghijklmnop";
 pub const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,4 +434,95 @@ pub async fn raw_post(app: &TestApp, path: &str, body: &[u8], chunked: bool) -> 
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+// --- The real binary -----------------------------------------------------------
+
+/// `duecall serve` as a user runs it, with its log (stderr) in a file.
+pub struct Serve {
+    pub child: tokio::process::Child,
+    pub base: String,
+    log: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// `duecall serve` on a free loopback port; with `files`, under `ulimit -n files`.
+pub async fn serve_binary(files: Option<u32>, vars: &[(&str, &str)]) -> Serve {
+    duecall::install_crypto();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log = dir.path().join("serve.log");
+    let bin = env!("CARGO_BIN_EXE_duecall");
+    let mut cmd = match files {
+        Some(n) => {
+            let mut c = tokio::process::Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" serve"), bin]);
+            c
+        }
+        None => {
+            let mut c = tokio::process::Command::new(bin);
+            c.arg("serve");
+            c
+        }
+    };
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("duecall.db").display()),
+        )
+        .env("BIND_ADDR", format!("127.0.0.1:{port}"))
+        .env("WEBHOOK_SECRET", WEBHOOK_SECRET)
+        .env("DUECALL_API_KEY", API_KEY)
+        .env("SCHEDULER_INTERVAL_SECS", "0")
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    for _ in 0..100 {
+        if client.get(format!("{base}/healthz")).send().await.is_ok() {
+            return Serve {
+                child,
+                base,
+                log,
+                _dir: dir,
+            };
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!(
+        "duecall serve did not start: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+impl Serve {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn addr(&self) -> &str {
+        self.base.trim_start_matches("http://")
+    }
+
+    pub async fn sigterm(&mut self) {
+        let pid = self.child.id().expect("running").to_string();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+    }
 }
