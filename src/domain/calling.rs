@@ -457,3 +457,181 @@ pub fn plan_claims(
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::NaiveTime;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn rules() -> Rules {
+        Rules {
+            window: CallingWindow {
+                start: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+                end: NaiveTime::from_hms_opt(21, 0, 0).unwrap(),
+                to_midnight: false,
+                days: (0..6).collect(),
+                blackout: Default::default(),
+            },
+            frequency: Frequency::parse("7/7d").unwrap(),
+            region_frequency: vec![(
+                Region::parse("US-MA").unwrap(),
+                Frequency::parse("2/7d").unwrap(),
+            )],
+            quiet_after_conversation: Duration::days(7),
+        }
+    }
+
+    fn reminder(phone: &str, zones: &[&str]) -> Reminder {
+        let body = serde_json::json!({"customer_name": "Ada", "phone_number": phone,
+            "amount_due_minor": 100, "currency": "USD", "due_date": "2026-12-01"});
+        let defaults = CreateDefaults {
+            timezone: TimeZone::parse("America/New_York").unwrap(),
+            zone_policy: ZonePolicy::All,
+            language: Language::parse("en").unwrap(),
+            max_attempts: 10,
+        };
+        let mut r = NewReminder::parse(body.as_object().unwrap(), &defaults)
+            .unwrap()
+            .into_reminder(ReminderId::new(), t("2026-11-20T00:00:00Z"));
+        r.calling_zones = zones.iter().map(|z| TimeZone::parse(z).unwrap()).collect();
+        r
+    }
+
+    fn past(r: &Reminder, at: &str, result: Option<OutcomeResult>) -> PastAttempt {
+        PastAttempt {
+            reminder_id: r.id,
+            attempt: 1,
+            dispatched_at: t(at),
+            ended_at: Some(t(at)),
+            result,
+        }
+    }
+
+    #[test]
+    fn the_window_must_hold_in_every_zone() {
+        // Tuesday 13:00 UTC: 08:00 in New York, 05:00 in Los Angeles.
+        let r = reminder("+14155550100", &["America/New_York", "America/Los_Angeles"]);
+        let now = t("2026-11-24T13:00:00Z");
+        assert_eq!(
+            rules().decide(&r, &[], false, now),
+            CallVerdict::Defer {
+                until: t("2026-11-24T16:00:00Z"),
+                by: DeferredBy::Window
+            },
+            "08:00 in Los Angeles"
+        );
+        // A 08:00-12:00 window in New York and Tokyo (14 hours apart) never overlaps.
+        let mut narrow = rules();
+        narrow.window.end = NaiveTime::from_hms_opt(12, 0, 0).unwrap();
+        let far = reminder("+14155550100", &["America/New_York", "Asia/Tokyo"]);
+        assert_eq!(
+            narrow.decide(&far, &[], false, now),
+            CallVerdict::NoLawfulTime
+        );
+    }
+
+    #[test]
+    fn suppression_wins_over_everything() {
+        let r = reminder("+12125550100", &["America/New_York"]);
+        assert_eq!(
+            rules().decide(&r, &[], true, t("2026-11-24T15:00:00Z")),
+            CallVerdict::Suppressed
+        );
+    }
+
+    #[test]
+    fn the_frequency_cap_counts_the_debt_and_the_region_is_stricter() {
+        let mut r = reminder("+12125550100", &["America/New_York"]);
+        let now = t("2026-11-24T15:00:00Z");
+        let history: Vec<_> = (0..7)
+            .map(|d| past(&r, &format!("2026-11-{:02}T15:00:00Z", 18 + d % 6), None))
+            .collect();
+        match rules().decide(&r, &history, false, now) {
+            CallVerdict::Defer {
+                by: DeferredBy::Frequency,
+                until,
+            } => assert!(until > now),
+            other => panic!("{other:?}"),
+        }
+        r.region = Some(Region::parse("us-ma").unwrap());
+        let two = &history[..2];
+        assert!(matches!(
+            rules().decide(&r, two, false, now),
+            CallVerdict::Defer {
+                by: DeferredBy::Frequency,
+                ..
+            }
+        ));
+        assert_eq!(
+            rules().decide(&r, &history[..1], false, now),
+            CallVerdict::Now
+        );
+    }
+
+    #[test]
+    fn the_quiet_period_follows_a_conversation_but_not_the_callback_asked_for() {
+        let mut r = reminder("+12125550100", &["America/New_York"]);
+        let now = t("2026-11-24T15:00:00Z");
+        let talked = [past(
+            &r,
+            "2026-11-23T15:00:00Z",
+            Some(OutcomeResult::Disputed),
+        )];
+        assert_eq!(
+            rules().decide(&r, &talked, false, now),
+            CallVerdict::Defer {
+                until: t("2026-11-30T15:00:00Z"),
+                by: DeferredBy::QuietPeriod
+            }
+        );
+        let unreached = [past(
+            &r,
+            "2026-11-23T15:00:00Z",
+            Some(OutcomeResult::NoAnswer),
+        )];
+        assert_eq!(rules().decide(&r, &unreached, false, now), CallVerdict::Now);
+        r.attempt_count = 1;
+        r.skip_reason = Some(SKIP_CALLBACK_REQUESTED.to_owned());
+        let callback = [past(
+            &r,
+            "2026-11-23T15:00:00Z",
+            Some(OutcomeResult::CallbackRequested),
+        )];
+        assert_eq!(rules().decide(&r, &callback, false, now), CallVerdict::Now);
+    }
+
+    #[test]
+    fn a_blackout_date_is_named_as_such() {
+        let mut rules = rules();
+        rules
+            .window
+            .blackout
+            .insert(chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap());
+        let r = reminder("+12125550100", &["America/New_York"]);
+        assert_eq!(
+            rules.decide(&r, &[], false, t("2026-11-24T15:00:00Z")),
+            CallVerdict::Defer {
+                until: t("2026-11-25T13:00:00Z"),
+                by: DeferredBy::Blackout
+            }
+        );
+    }
+
+    #[test]
+    fn frequencies_and_spans_parse() {
+        assert_eq!(Frequency::parse("2/7d").unwrap().period, Duration::days(7));
+        assert_eq!(Frequency::parse("3/24h").unwrap().max, 3);
+        for bad in ["0/7d", "7", "7/7", "x/7d", "7/7w"] {
+            assert!(Frequency::parse(bad).is_none(), "{bad}");
+        }
+        assert!(Frequency::parse("7/7d")
+            .unwrap()
+            .stricter_than(&Frequency::parse("8/7d").unwrap()));
+        assert_eq!(parse_span("0"), Some(Duration::zero()));
+        assert!(Region::parse("USMA").is_err());
+    }
+}
