@@ -545,6 +545,10 @@ describe('dashboard', { timeout: 240_000 }, () => {
     }
     assert.deepEqual(rows.map((r) => r.id).sort(), all.map((r) => r.id).sort(), 'the rows vs the API');
     assert.equal(await page.$('#next-page'), null, 'a next-page link with every row shown');
+    // Calling at any hour on any day is looser than the law: the page says so, naming each rule.
+    const looser = await page.$$eval('#looser-than-law li[data-variable]', (lis) => lis.map((li) => [li.dataset.variable, li.textContent]));
+    assert.deepEqual(looser.map(([v]) => v), ['CALLING_WINDOW', 'CALLING_DAYS'], 'the looser-than-law banner');
+    assert.ok(looser[0][1].includes('1006.6(b)(1)(i)'), `the window's source: ${looser[0][1]}`);
     await shot(page, 'dashboard');
   });
 
@@ -671,6 +675,9 @@ describe('dashboard', { timeout: 240_000 }, () => {
     p = await readReminderPage(page);
     assert.equal(squash(p.fields.status), 'pending');
     assert.ok(squash(p.fields.next_attempt_at).includes('2099-01-01'), `next_attempt_at reads ${p.fields.next_attempt_at}`);
+    assert.equal(squash(p.fields.waiting), 'its scheduled time', `waiting reads ${p.fields.waiting}`);
+    const pending = (await listAll()).find((r) => r.id === ids.pending);
+    assert.equal(squash(p.fields.calling_zones), pending.calling_zones.join(', '), 'the calling zones, as the API lists them');
     assert.equal(p.attempts?.length ?? 0, 0);
     await shot(page, 'reminder-pending');
   });

@@ -569,6 +569,23 @@ impl Config {
                 source: "940 CMR 7.04(1)(f) (Massachusetts): at most two calls about a debt in seven days",
             });
         }
+        if self.zone_policy == ZonePolicy::Given {
+            out.push(LooserThanLaw {
+                variable: "ZONE_POLICY",
+                value: "given".to_owned(),
+                floor: "all",
+                source: "12 CFR 1006.6(b)(1)(i) (Regulation F): where the consumer's location is unknown or conflicting, only times convenient in every zone they may be in",
+            });
+        }
+        // Sunday (6; Monday is 0) is not in the default Mon-Sat.
+        if self.calling_window.days.contains(&6) {
+            out.push(LooserThanLaw {
+                variable: "CALLING_DAYS",
+                value: days_label(&self.calling_window.days),
+                floor: "Mon-Sat",
+                source: "duecall's default (Regulation F names no days; several states restrict Sunday collection calls)",
+            });
+        }
         if self.quiet_after_conversation < chrono::Duration::days(7) {
             out.push(LooserThanLaw {
                 variable: "QUIET_AFTER_CONVERSATION",
@@ -578,6 +595,24 @@ impl Config {
             });
         }
         out
+    }
+
+    /// Logs one WARN line per limit set looser than the law (SPEC §7): at
+    /// every start of `serve` and `tick`.
+    pub fn warn_looser_than_law(&self) {
+        for l in self.looser_than_law() {
+            tracing::warn!(
+                variable = l.variable,
+                value = %l.value,
+                floor = l.floor,
+                source = l.source,
+                "{}={} is looser than the law's floor {}: {}",
+                l.variable,
+                l.value,
+                l.floor,
+                l.source
+            );
+        }
     }
 
     /// The rules every claim is held to (SPEC §7).
@@ -627,6 +662,15 @@ fn parse_days(s: &str) -> Option<BTreeSet<u8>> {
         }
     }
     (!days.is_empty()).then_some(days)
+}
+
+/// `0,1,6` → `Mon,Tue,Sun` (the days as set, Monday first).
+fn days_label(days: &BTreeSet<u8>) -> String {
+    const NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    days.iter()
+        .filter_map(|d| NAMES.get(usize::from(*d)).copied())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 #[cfg(test)]
@@ -813,5 +857,110 @@ mod tests {
         .unwrap();
         assert!(c.dashboard_password.is_some());
         assert!(c.dashboard_cookie_secure);
+    }
+
+    fn looser(vars: &[(&str, &str)]) -> Vec<&'static str> {
+        cfg(vars)
+            .unwrap()
+            .looser_than_law()
+            .iter()
+            .map(|l| l.variable)
+            .collect()
+    }
+
+    #[test]
+    fn the_defaults_are_not_looser_than_the_law_and_stricter_settings_are_not_either() {
+        assert!(looser(&[]).is_empty());
+        assert!(looser(&[
+            ("CALLING_WINDOW", "09:00-20:00"),
+            ("CALLING_DAYS", "Mon-Fri"),
+            ("CALL_FREQUENCY", "3/7d"),
+            ("REGION_CALL_FREQUENCY", "US-MA=1/7d,US-NY=2/7d"),
+            ("QUIET_AFTER_CONVERSATION", "14d"),
+            ("ZONE_POLICY", "all"),
+        ])
+        .is_empty());
+        // Exactly the floor is not looser.
+        assert!(looser(&[
+            ("CALLING_WINDOW", "08:00-21:00"),
+            ("CALL_FREQUENCY", "7/7d"),
+            ("QUIET_AFTER_CONVERSATION", "7d")
+        ])
+        .is_empty());
+    }
+
+    #[test]
+    fn every_looser_limit_is_named_with_its_floor_and_source() {
+        assert_eq!(
+            looser(&[("CALLING_WINDOW", "07:30-21:00")]),
+            ["CALLING_WINDOW"]
+        );
+        assert_eq!(
+            looser(&[("CALLING_WINDOW", "08:00-24:00")]),
+            ["CALLING_WINDOW"]
+        );
+        assert_eq!(
+            looser(&[("CALLING_WINDOW", "08:00-21:01")]),
+            ["CALLING_WINDOW"]
+        );
+        assert_eq!(looser(&[("CALL_FREQUENCY", "8/7d")]), ["CALL_FREQUENCY"]);
+        // Seven in six days is more calls than seven in seven.
+        assert_eq!(looser(&[("CALL_FREQUENCY", "7/6d")]), ["CALL_FREQUENCY"]);
+        assert_eq!(
+            looser(&[("REGION_CALL_FREQUENCY", "US-MA=3/7d")]),
+            ["REGION_CALL_FREQUENCY"]
+        );
+        // With no Massachusetts cap, the general cap applies there: 7/7d > 2/7d.
+        assert_eq!(
+            looser(&[("REGION_CALL_FREQUENCY", "none")]),
+            ["REGION_CALL_FREQUENCY"]
+        );
+        // A general cap at the Massachusetts floor covers Massachusetts too.
+        assert!(looser(&[
+            ("REGION_CALL_FREQUENCY", "none"),
+            ("CALL_FREQUENCY", "2/7d")
+        ])
+        .is_empty());
+        assert_eq!(
+            looser(&[("QUIET_AFTER_CONVERSATION", "6d")]),
+            ["QUIET_AFTER_CONVERSATION"]
+        );
+        assert_eq!(looser(&[("ZONE_POLICY", "given")]), ["ZONE_POLICY"]);
+        assert_eq!(looser(&[("CALLING_DAYS", "Mon-Sun")]), ["CALLING_DAYS"]);
+
+        let all = cfg(&[
+            ("CALLING_WINDOW", "00:00-24:00"),
+            ("CALLING_DAYS", "Mon-Sun"),
+            ("CALL_FREQUENCY", "100/1d"),
+            ("QUIET_AFTER_CONVERSATION", "0"),
+            ("ZONE_POLICY", "given"),
+        ])
+        .unwrap()
+        .looser_than_law();
+        let names: Vec<_> = all.iter().map(|l| l.variable).collect();
+        assert_eq!(
+            names,
+            [
+                "CALLING_WINDOW",
+                "CALL_FREQUENCY",
+                "ZONE_POLICY",
+                "CALLING_DAYS",
+                "QUIET_AFTER_CONVERSATION"
+            ]
+        );
+        let window = &all[0];
+        assert_eq!(window.value, "00:00-24:00");
+        assert_eq!(window.floor, "08:00-21:00");
+        assert!(window.source.starts_with("12 CFR 1006.6(b)(1)(i)"));
+        assert_eq!(all[1].value, "100/1d");
+        assert!(all[1].source.starts_with("12 CFR 1006.14(b)(2)(i)"));
+        // The Massachusetts default still holds there: the strictest cap wins.
+        assert_eq!(all[3].value, "Mon,Tue,Wed,Thu,Fri,Sat,Sun");
+        assert!(all[4].source.starts_with("12 CFR 1006.14(b)(2)(ii)"));
+        let ma = cfg(&[("REGION_CALL_FREQUENCY", "US-MA=5/7d")])
+            .unwrap()
+            .looser_than_law();
+        assert_eq!(ma[0].value, "US-MA=5/7d");
+        assert!(ma[0].source.starts_with("940 CMR 7.04(1)(f)"));
     }
 }

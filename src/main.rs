@@ -138,7 +138,7 @@ fn block_on(command: impl std::future::Future<Output = ExitCode>) -> ExitCode {
 
 async fn tick(config: Config) -> ExitCode {
     let db = duecall::store::redact_url(&config.database_url);
-    warn_without_dialer(&config);
+    warn_at_start(&config);
     let state = match duecall::build_state(config, Arc::new(SystemClock)).await {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot open the database {db}: {e}")),
@@ -161,7 +161,10 @@ async fn tick(config: Config) -> ExitCode {
     }
 }
 
-fn warn_without_dialer(config: &Config) {
+/// What every start of `serve` and `tick` warns about: no real dialer, and
+/// each calling rule set looser than the law (SPEC §7).
+fn warn_at_start(config: &Config) {
+    config.warn_looser_than_law();
     match config.dialer {
         DialerKind::None => tracing::warn!(
             "DIALER is none: reminders are stored but nobody is called (set LIVEKIT_URL to call)"
@@ -176,7 +179,7 @@ fn warn_without_dialer(config: &Config) {
 async fn serve(config: Config) -> ExitCode {
     let db = duecall::store::redact_url(&config.database_url);
     let bind = config.bind_addr;
-    warn_without_dialer(&config);
+    warn_at_start(&config);
     let every = config.scheduler_interval;
     let state = match duecall::build_state(config, Arc::new(SystemClock)).await {
         Ok(s) => s,

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{completed, event, msg_id, serve_binary, Backend, TestApp};
+use duecall::clock::Clock;
 use duecall::domain::ReminderId;
 use serde_json::json;
 
@@ -843,4 +844,158 @@ async fn cross_site_sign_in_and_sign_out_are_refused() {
     assert_eq!(resp.status(), 303);
     assert_eq!(page(&app, &cookie, "/").await.0, 303);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_waiting_reminder_shows_its_calling_zones_its_debt_and_the_rule_that_holds_it() {
+    let app = spawn().await;
+    // 15:00 UTC on a Tuesday: 10:00 in New York, 07:00 in San Francisco.
+    let resp = app
+        .create(common::reminder_body(json!({
+            "customer_name": "West Coast", "phone_number": "+14155550123",
+            "external_id": "INV-SF-1", "region": "US-CA"
+        })))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let created: serde_json::Value = resp.json().await.unwrap();
+    let id = ReminderId::parse(created["id"].as_str().unwrap()).unwrap();
+    let now = app.clock.now();
+    let report = app
+        .state
+        .store
+        .claim(&[id], now, 10, &common::default_rules())
+        .await
+        .unwrap();
+    assert!(report.claimed.is_empty(), "07:00 in San Francisco");
+
+    let cookie = sign_in(&app).await;
+    let (status, html) = page(&app, &cookie, &format!("/reminders/{id}")).await;
+    assert_eq!(status, 200);
+    let field = |name: &str| text_after(&html, &format!("data-field=\"{name}\"")).to_owned();
+    assert_eq!(field("status"), "pending");
+    assert_eq!(field("timezone"), "none given");
+    assert_eq!(field("calling_zones"), "America/Los_Angeles");
+    assert_eq!(field("debt_ref"), "INV-SF-1", "the external id by default");
+    assert_eq!(field("region"), "US-CA");
+    assert!(
+        field("next_attempt_at").starts_with("2026-11-24 16:00:00 UTC (Tue 08:00 PST"),
+        "08:00 in San Francisco: {}",
+        field("next_attempt_at")
+    );
+    assert!(
+        field("waiting").starts_with("the calling window"),
+        "{}",
+        field("waiting")
+    );
+    // Neither page warns about rules at their defaults.
+    assert!(!html.contains("looser-than-law"));
+    let (_, home) = page(&app, &cookie, "/").await;
+    assert!(!home.contains("looser-than-law"));
+
+    // A reminder of the same debt, after a conversation: held by the quiet period.
+    let second = app
+        .live_reminder(json!({"external_id": "INV-NY-2", "debt_ref": "DEBT-7"}))
+        .await;
+    let talked = completed(second, "disputed");
+    assert_eq!(app.send_event(&msg_id(), &talked).await.status(), 200);
+    let third: serde_json::Value = app
+        .create(common::reminder_body(
+            json!({"external_id": "INV-NY-3", "debt_ref": "DEBT-7"}),
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let third = ReminderId::parse(third["id"].as_str().unwrap()).unwrap();
+    app.state
+        .store
+        .claim(&[third], now, 10, &common::default_rules())
+        .await
+        .unwrap();
+    let (_, html) = page(&app, &cookie, &format!("/reminders/{third}")).await;
+    let field = |name: &str| text_after(&html, &format!("data-field=\"{name}\"")).to_owned();
+    assert_eq!(field("status"), "pending", "{}", app.reminder(third).await);
+    assert_eq!(field("debt_ref"), "DEBT-7");
+    assert_eq!(field("calling_zones"), "America/New_York");
+    assert!(
+        field("waiting").starts_with("the quiet period after a conversation"),
+        "{}",
+        field("waiting")
+    );
+    // Settled reminders wait for nothing.
+    let (_, html) = page(&app, &cookie, &format!("/reminders/{second}")).await;
+    assert_eq!(text_after(&html, "data-field=\"waiting\""), "—");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn rules_looser_than_the_law_are_shown_on_every_signed_in_page() {
+    let app = spawn_on(
+        Backend::Sqlite,
+        &[("CALL_FREQUENCY", "10/7d"), ("ZONE_POLICY", "given")],
+    )
+    .await
+    .expect("SQLite is always there");
+    let id = app.live_reminder(json!({})).await;
+    let cookie = sign_in(&app).await;
+    for path in ["/".to_owned(), format!("/reminders/{id}")] {
+        let (status, html) = page(&app, &cookie, &path).await;
+        assert_eq!(status, 200);
+        let banner = &html[html.find("id=\"looser-than-law\"").expect("the banner")..];
+        let banner = &banner[..banner.find("</div>").unwrap()];
+        assert!(
+            banner.contains("data-variable=\"CALL_FREQUENCY\""),
+            "{banner}"
+        );
+        assert!(banner.contains("CALL_FREQUENCY=10/7d"), "{banner}");
+        assert!(banner.contains("12 CFR 1006.14(b)(2)(i)"), "{banner}");
+        assert!(banner.contains("data-variable=\"ZONE_POLICY\""), "{banner}");
+        assert!(!banner.contains("CALLING_WINDOW"), "{banner}");
+    }
+    // Not before signing in.
+    let (status, html) = page(&app, "", "/login").await;
+    assert_eq!(status, 200);
+    assert!(!html.contains("looser-than-law"));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_warns_at_start_about_each_rule_looser_than_the_law() {
+    let mut server = serve_binary(
+        None,
+        &[
+            ("CALLING_WINDOW", "07:00-21:00"),
+            ("QUIET_AFTER_CONVERSATION", "1d"),
+        ],
+    )
+    .await;
+    server.sigterm().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), server.child.wait()).await;
+    let log = server.log();
+    let warned: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("looser than the law"))
+        .collect();
+    assert_eq!(warned.len(), 2, "{log}");
+    assert!(warned.iter().all(|l| l.contains("WARN")), "{warned:?}");
+    assert!(
+        warned[0].contains("CALLING_WINDOW=07:00-21:00") && warned[0].contains("1006.6(b)(1)(i)"),
+        "{}",
+        warned[0]
+    );
+    assert!(
+        warned[1].contains("QUIET_AFTER_CONVERSATION=1d")
+            && warned[1].contains("1006.14(b)(2)(ii)"),
+        "{}",
+        warned[1]
+    );
+
+    let mut quiet = serve_binary(None, &[]).await;
+    quiet.sigterm().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), quiet.child.wait()).await;
+    assert!(
+        !quiet.log().contains("looser than the law"),
+        "{}",
+        quiet.log()
+    );
 }

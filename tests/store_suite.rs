@@ -708,6 +708,42 @@ both_backends!(
     weekly_cap_is_enforced_by_the_claim
 );
 
+/// However an attempt is started (the claim, or a `Start` change applied on
+/// its own), it counts against every reminder of its debt.
+async fn an_applied_start_counts_against_its_debt(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let at = "2026-11-24T15:00:00Z";
+    let ids = due_reminders(&store, 2, at, json!({"debt_ref": "DEBT-shared"})).await;
+    let first = store.get_reminder(ids[0]).await.unwrap().unwrap();
+    let start = domain::claim(&first, t(at)).unwrap();
+    assert!(matches!(
+        store.apply(&start, None).await.unwrap(),
+        Applied::Done(_)
+    ));
+    let rules = common::test_config(
+        "sqlite://unused.db",
+        &[
+            ("CALLING_WINDOW", "00:00-24:00"),
+            ("CALLING_DAYS", "Mon-Sun"),
+            ("CALL_FREQUENCY", "1/7d"),
+        ],
+    )
+    .calling_rules();
+    let report = store.claim(&[ids[1]], t(at), 10, &rules).await.unwrap();
+    assert!(report.claimed.is_empty(), "{report:?}");
+    let second = store.get_reminder(ids[1]).await.unwrap().unwrap();
+    assert_eq!(second.deferred_by, Some(domain::DeferredBy::Frequency));
+    assert_eq!(second.next_attempt_at, Some(t("2026-12-01T15:00:00Z")));
+    db.cleanup().await;
+}
+
+both_backends!(
+    a_started_attempt_counts_against_its_debt,
+    an_applied_start_counts_against_its_debt
+);
+
 async fn many_concurrent_applies_each_commit_once(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;

@@ -22,6 +22,7 @@ use tower_sessions::Session;
 use super::session::{self, ClientAddr};
 use super::sign_in::{Admission, Refusal};
 use super::AppState;
+use crate::config::LooserThanLaw;
 use crate::domain::{Attempt, Currency, Outcome, Reminder, ReminderId, Status};
 use crate::store::{Cursor, ListQuery};
 
@@ -366,7 +367,8 @@ struct ReminderView {
     customer_name: String,
     external_id: String,
     phone_number: String,
-    timezone: String,
+    /// Every zone the window must hold in (SPEC §7).
+    calling_zones: String,
     language: String,
     amount_due: String,
     due_date: String,
@@ -379,6 +381,42 @@ struct ReminderView {
     outcome: OutcomeView,
     created_at: String,
     updated_at: String,
+    /// The `timezone` as given (SPEC §7), or none.
+    timezone_given: String,
+    debt_ref: String,
+    region: String,
+    /// What a pending reminder waits for; none for the others.
+    waiting: String,
+}
+
+/// Why a pending reminder is not being called yet, in words (SPEC §7's
+/// `deferred_by`, a requested callback, a retry, or its scheduled time).
+fn waiting_for(r: &Reminder) -> String {
+    use crate::domain::{DeferredBy, OutcomeResult};
+    if r.status != Status::Pending {
+        return NONE.to_owned();
+    }
+    match r.deferred_by {
+        Some(DeferredBy::Window) => {
+            "the calling window (CALLING_WINDOW, CALLING_DAYS), which must be open in every calling zone".to_owned()
+        }
+        Some(DeferredBy::Blackout) => {
+            "a blackout date in a calling zone (CALLING_BLACKOUT_DATES)".to_owned()
+        }
+        Some(DeferredBy::Frequency) => {
+            "the frequency cap of its debt (CALL_FREQUENCY, REGION_CALL_FREQUENCY)".to_owned()
+        }
+        Some(DeferredBy::QuietPeriod) => {
+            "the quiet period after a conversation about its debt (QUIET_AFTER_CONVERSATION)".to_owned()
+        }
+        None => match r.outcome.as_ref() {
+            Some(o) if o.result == OutcomeResult::CallbackRequested && o.callback_at.is_some() => {
+                "the callback the customer asked for".to_owned()
+            }
+            _ if r.attempt_count > 0 => format!("the retry after attempt {}", r.attempt_count),
+            _ => "its scheduled time".to_owned(),
+        },
+    }
 }
 
 impl ReminderView {
@@ -388,7 +426,7 @@ impl ReminderView {
             customer_name: r.customer_name.clone(),
             external_id: or_none(r.external_id.as_deref()),
             phone_number: r.phone_number.as_str().to_owned(),
-            timezone: r
+            calling_zones: r
                 .calling_zones
                 .iter()
                 .map(|z| z.name())
@@ -414,6 +452,16 @@ impl ReminderView {
             outcome: OutcomeView::of(r.outcome.as_ref(), r.currency),
             created_at: time(Some(r.created_at)),
             updated_at: time(Some(r.updated_at)),
+            timezone_given: r
+                .timezone
+                .as_ref()
+                .map_or_else(|| "none given".to_owned(), |z| z.name().to_owned()),
+            debt_ref: r.debt_ref.clone(),
+            region: r
+                .region
+                .as_ref()
+                .map_or_else(|| NONE.to_owned(), |g| g.as_str().to_owned()),
+            waiting: waiting_for(r),
         }
     }
 }
@@ -477,6 +525,7 @@ struct OptionView {
 struct DashboardPage {
     refresh_secs: u32,
     now: String,
+    looser: Vec<LooserThanLaw>,
     counts: Vec<CountView>,
     options: Vec<OptionView>,
     filter: String,
@@ -636,6 +685,7 @@ pub async fn home(
         DashboardPage {
             refresh_secs: REFRESH_SECS,
             now: time(Some(state.clock.now())),
+            looser: state.config.looser_than_law(),
             counts: count_views,
             options,
             filter: filter.to_owned(),
@@ -654,6 +704,7 @@ pub async fn home(
 struct ReminderPage {
     refresh_secs: u32,
     now: String,
+    looser: Vec<LooserThanLaw>,
     r: ReminderView,
     attempts: Vec<AttemptView>,
 }
@@ -697,6 +748,7 @@ pub async fn reminder(
         ReminderPage {
             refresh_secs: REFRESH_SECS,
             now: time(Some(state.clock.now())),
+            looser: state.config.looser_than_law(),
             attempts: attempts
                 .iter()
                 .map(|a| AttemptView::of(a, r.currency))

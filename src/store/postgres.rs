@@ -415,9 +415,10 @@ impl Store for PgStore {
         match &change.attempt {
             None => {}
             Some(AttemptWrite::Start { attempt, room_name }) => {
+                // The attempt counts against its debt (SPEC §7) whatever path started it.
                 q.push(
                     ", att AS (INSERT INTO attempts (reminder_id, attempt, status, room_name, \
-                     dispatched_at, updated_at) SELECT ",
+                     dispatched_at, updated_at, debt_ref) SELECT ",
                 )
                 .push_bind(id)
                 .push(", ")
@@ -428,7 +429,7 @@ impl Store for PgStore {
                 .push_bind(change.at)
                 .push(", ")
                 .push_bind(change.at)
-                .push(" FROM write RETURNING 1)");
+                .push(", target.debt_ref FROM write, target RETURNING 1)");
             }
             Some(AttemptWrite::Update {
                 attempt,

@@ -266,13 +266,14 @@ async fn apply_in(
         let attempt_written = match &change.attempt {
             None => 1,
             Some(AttemptWrite::Start { attempt, room_name }) => sqlx::query(
-                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at) \
-                 VALUES (?, ?, 'in_progress', ?, ?, ?) ON CONFLICT DO NOTHING",
+                // The attempt counts against its debt (SPEC §7) whatever path started it.
+                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at, debt_ref) \
+                 VALUES (?1, ?2, 'in_progress', ?3, ?4, ?4, (SELECT debt_ref FROM reminders WHERE id = ?1)) \
+                 ON CONFLICT DO NOTHING",
             )
             .bind(&id)
             .bind(i64::from(*attempt))
             .bind(room_name)
-            .bind(ms(change.at))
             .bind(ms(change.at))
             .execute(&mut *tx)
             .await?
