@@ -99,7 +99,7 @@ const BATCH: &[Sample] = &[
         currency: "USD",
         timezone: "America/New_York",
         language: "en",
-        persona: "callback",
+        persona: "callback,promise",
     },
     Sample {
         reference: "demo-08",
@@ -150,6 +150,16 @@ const BATCH: &[Sample] = &[
         timezone: "Asia/Tokyo",
         language: "ja",
         persona: "voicemail,promise",
+    },
+    Sample {
+        reference: "demo-13",
+        name: "Katherine Johnson",
+        phone: "+17575550113",
+        amount_minor: 22_750,
+        currency: "USD",
+        timezone: "America/New_York",
+        language: "en",
+        persona: "third_party,promise",
     },
 ];
 
@@ -356,7 +366,7 @@ pub async fn run(
     // The summary, oldest first, with what the database holds for each.
     let mut rows = Vec::new();
     let (mut attempts_total, mut events_total) = (0usize, 0u64);
-    let (mut retried, mut rescued) = (Vec::new(), Vec::new());
+    let (mut retried, mut rescued, mut called_back) = (Vec::new(), Vec::new(), Vec::new());
     for r in reminders.iter().rev() {
         let id = crate::domain::ReminderId::parse(r["id"].as_str().unwrap_or_default())
             .context("a reminder id")?;
@@ -366,6 +376,9 @@ pub async fn run(
         for a in &attempts[..before_last] {
             if a.outcome.as_ref().is_some_and(|o| o.result.is_unreached()) {
                 retried.push(reference);
+            }
+            if a.outcome.as_ref().is_some_and(|o| o.callback_at.is_some()) {
+                called_back.push(reference);
             }
             if a.failure.as_ref().and_then(|f| f.reason.as_deref())
                 == Some(crate::domain::SKIP_CALL_TIMEOUT)
@@ -381,6 +394,8 @@ pub async fn run(
     retried.dedup();
     rescued.sort();
     rescued.dedup();
+    called_back.sort();
+    called_back.dedup();
     rows.sort_by_key(|(reference, _, _)| *reference);
     writeln!(out, "\nSummary ({:.1} s):\n", took.as_secs_f64())?;
     writeln!(
@@ -423,12 +438,13 @@ pub async fn run(
     };
     writeln!(
         out,
-        "Retried after no answer, busy or voicemail: {}. Rescued by the timeout monitor after \
-         their agent went silent: {}.\n\n\
+        "Retried after no answer, busy, voicemail or someone else answering: {}. Called back at \
+         the time they asked: {}. Rescued by the timeout monitor after their agent went silent: {}.\n\n\
          The data lives in {} (SQLite). Look inside:\n  \
          sqlite3 {} \"select external_id, status, attempt_count, skip_reason from reminders order by external_id\"\n\
          To run the service for real: cargo run --release -- init && cargo run --release -- serve",
         list(&retried),
+        list(&called_back),
         list(&rescued),
         db.display(),
         db.display()

@@ -925,6 +925,22 @@ async fn a_waiting_reminder_shows_its_calling_zones_its_debt_and_the_rule_that_h
     // Settled reminders wait for nothing.
     let (_, html) = page(&app, &cookie, &format!("/reminders/{second}")).await;
     assert_eq!(text_after(&html, "data-field=\"waiting\""), "—");
+    // A customer who asked to be called back at 17:00 New York time.
+    let asked = app.live_reminder(json!({"external_id": "INV-CB"})).await;
+    let body = event(
+        "call_completed",
+        asked,
+        json!({"outcome": {"result": "callback_requested", "callback_at": "2026-11-24T22:00:00Z"}}),
+    );
+    assert_eq!(app.send_event(&msg_id(), &body).await.status(), 200);
+    let (_, html) = page(&app, &cookie, &format!("/reminders/{asked}")).await;
+    let field = |name: &str| text_after(&html, &format!("data-field=\"{name}\"")).to_owned();
+    assert_eq!(field("waiting"), "the callback the customer asked for");
+    assert!(
+        field("next_attempt_at").starts_with("2026-11-24 22:00:00 UTC (Tue 17:00 EST"),
+        "{}",
+        field("next_attempt_at")
+    );
     app.stop().await;
 }
 

@@ -49,7 +49,7 @@ async fn demo_settles_and_its_summary_matches_the_database() {
             )
         })
         .collect();
-    assert_eq!(table.len(), 12, "{stdout}");
+    assert_eq!(table.len(), 13, "{stdout}");
 
     let url = format!("sqlite://{}", dir.path().join("data/duecall.db").display());
     let store = duecall::store::connect(&url, 2).await.unwrap();
@@ -62,7 +62,7 @@ async fn demo_settles_and_its_summary_matches_the_database() {
         })
         .await
         .unwrap();
-    assert_eq!(page.reminders.len(), 12);
+    assert_eq!(page.reminders.len(), 13);
     let mut reached_retry = false;
     let mut rescued = false;
     for r in &page.reminders {
@@ -100,6 +100,34 @@ async fn demo_settles_and_its_summary_matches_the_database() {
             }
         }
     }
+    // Someone else answered demo-13's first call: tried again, then reached.
+    let by_ref = |reference: &str| {
+        page.reminders
+            .iter()
+            .find(|r| r.external_id.as_deref() == Some(reference))
+            .unwrap()
+            .id
+    };
+    let third_party = store.list_attempts(by_ref("demo-13")).await.unwrap();
+    assert_eq!(
+        third_party[0].outcome.as_ref().unwrap().result.as_str(),
+        "not_available"
+    );
+    assert_eq!(table["demo-13"].0, "completed");
+    assert!(table["demo-13"].1 >= 2);
+    // demo-07 asked to be called back: its next call came no earlier than asked.
+    let callback = store.list_attempts(by_ref("demo-07")).await.unwrap();
+    let asked = callback[0]
+        .outcome
+        .as_ref()
+        .and_then(|o| o.callback_at)
+        .expect("a callback time");
+    assert!(callback.len() >= 2, "called back");
+    assert!(callback[1].dispatched_at >= asked, "{callback:?}");
+    assert!(
+        stdout.contains("Called back at the time they asked: demo-07."),
+        "{stdout}"
+    );
     assert!(reached_retry, "at least one retry after no answer");
     assert!(rescued, "at least one timeout rescue");
     assert!(
@@ -169,7 +197,7 @@ async fn demo_serve_keeps_its_dashboard_open_until_interrupted() {
         .and_then(|li| li.split("<span class=\"count\">").nth(1))
         .and_then(|c| c.split('<').next())
         .expect("the total");
-    assert_eq!(all, "12", "the demo's twelve reminders");
+    assert_eq!(all, "13", "the demo's thirteen reminders");
     assert!(html.contains("demo-01"));
 
     // Ctrl-C ends it cleanly.

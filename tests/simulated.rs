@@ -62,12 +62,25 @@ async fn personas(backend: Backend) {
     let invalid = create(&app, "invalid_number", json!({})).await;
     let trunk = create(&app, "trunk_error", json!({})).await;
     let silent = create(&app, "silent,paid", json!({})).await;
+    // Each its own debt: a conversation holds every reminder of its debt (SPEC §7).
+    let third_party = create(&app, "third_party,promise", json!({})).await;
+    let callback = create(&app, "callback,promise", json!({})).await;
     let all = [
-        promise, dispute, wrong, opt_out, no_answer, busy, invalid, trunk, silent,
+        promise,
+        dispute,
+        wrong,
+        opt_out,
+        no_answer,
+        busy,
+        invalid,
+        trunk,
+        silent,
+        third_party,
+        callback,
     ];
 
     let report = app.state.scheduler.tick().await.unwrap();
-    assert_eq!(report.dispatched, 9);
+    assert_eq!(report.dispatched, 11);
     settle(&app, &all, &[silent]).await;
 
     let r = app.reminder(promise).await;
@@ -109,17 +122,53 @@ async fn personas(backend: Backend) {
     assert_eq!(r["status"], "failed");
     assert!(r["next_attempt_at"].is_string(), "retryable");
     assert_eq!(app.reminder(silent).await["status"], "in_progress");
+    // Someone else answered: unreached, tried again after the retry delay.
+    let r = app.reminder(third_party).await;
+    assert_eq!(
+        (r["status"].as_str(), r["skip_reason"].as_str()),
+        (Some("pending"), Some("not_available"))
+    );
+    assert_eq!(r["attempts"][0]["outcome"]["result"], "not_available");
+    assert!(r["attempts"][0]["answered_at"].is_string());
+    // The callback is pending at the time the customer asked for (2 s on).
+    let r = app.reminder(callback).await;
+    assert_eq!(
+        (r["status"].as_str(), r["skip_reason"].as_str()),
+        (Some("pending"), Some("callback_requested"))
+    );
+    let asked = r["attempts"][0]["outcome"]["callback_at"].as_str().unwrap();
+    assert_eq!(r["next_attempt_at"].as_str(), Some(asked));
+    assert_eq!(
+        common::t(asked),
+        common::t("2026-11-24T15:00:02Z"),
+        "the clock stands still"
+    );
+    // Not before.
+    let report = app.state.scheduler.tick().await.unwrap();
+    assert_eq!(report.dispatched, 0);
+    app.clock.advance(chrono::Duration::seconds(2));
+    let report = app.state.scheduler.tick().await.unwrap();
+    assert_eq!(report.dispatched, 1, "the callback, at the time asked");
+    settle(&app, &all, &[silent, third_party]).await;
+    let r = app.reminder(callback).await;
+    assert_eq!(r["status"], "completed");
+    assert_eq!(r["outcome"]["result"], "payment_promised");
 
     // The silent agent is rescued by the timeout; the retries go out later.
     app.clock.advance(chrono::Duration::hours(3));
     let report = app.state.scheduler.tick().await.unwrap();
     assert_eq!(report.timed_out, 1);
-    assert_eq!(report.dispatched, 2, "no_answer and trunk_error retried");
-    settle(&app, &all, &[silent]).await;
     assert_eq!(
-        app.reminder(no_answer).await["outcome"]["result"],
-        "payment_promised"
+        report.dispatched, 3,
+        "no_answer, trunk_error and third_party retried"
     );
+    settle(&app, &all, &[silent]).await;
+    for id in [no_answer, third_party] {
+        assert_eq!(
+            app.reminder(id).await["outcome"]["result"],
+            "payment_promised"
+        );
+    }
     app.clock.advance(chrono::Duration::hours(3));
     let report = app.state.scheduler.tick().await.unwrap();
     assert!(report.dispatched >= 1);

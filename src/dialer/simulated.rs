@@ -31,8 +31,12 @@ pub enum Persona {
     Dispute,
     /// Answers and refuses to pay.
     Refuse,
-    /// Answers and asks to be called back.
+    /// Answers and asks to be called back a little later (`callback_at`,
+    /// `Pace::callback` from the call's end).
     Callback,
+    /// Someone else answers; the customer cannot come to the phone
+    /// (`not_available`: nothing said about the debt, tried again).
+    ThirdParty,
     /// Answers: not the named customer.
     WrongNumber,
     /// Answers and asks never to be called again.
@@ -61,6 +65,7 @@ impl FromStr for Persona {
             "dispute" => Self::Dispute,
             "refuse" => Self::Refuse,
             "callback" => Self::Callback,
+            "third_party" => Self::ThirdParty,
             "wrong_number" => Self::WrongNumber,
             "opt_out" => Self::OptOut,
             "no_answer" => Self::NoAnswer,
@@ -110,6 +115,8 @@ pub struct Pace {
     pub ring: Duration,
     /// From answer to the end of the conversation.
     pub talk: Duration,
+    /// From the end of a call to the callback its customer asks for.
+    pub callback: Duration,
 }
 
 impl Default for Pace {
@@ -117,6 +124,7 @@ impl Default for Pace {
         Self {
             ring: Duration::from_millis(600),
             talk: Duration::from_millis(1200),
+            callback: Duration::from_secs(2),
         }
     }
 }
@@ -211,8 +219,19 @@ impl Agent {
             ),
             Persona::Refuse => outcome("refused", "Declined to pay."),
             Persona::Callback => {
-                outcome("callback_requested", "Busy now; asked for a call tomorrow.")
+                let mut o = outcome(
+                    "callback_requested",
+                    "Busy now; asked to be called back a little later.",
+                );
+                let at = self.clock.now()
+                    + chrono::Duration::from_std(self.pace.callback).unwrap_or_default();
+                o["callback_at"] = json!(at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                o
             }
+            Persona::ThirdParty => outcome(
+                "not_available",
+                "Someone else answered; the customer could not come to the phone. Nothing about the debt was said.",
+            ),
             Persona::WrongNumber => outcome(
                 "wrong_number",
                 "The person who answered is not the customer.",

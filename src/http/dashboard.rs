@@ -392,7 +392,7 @@ struct ReminderView {
 /// Why a pending reminder is not being called yet, in words (SPEC §7's
 /// `deferred_by`, a requested callback, a retry, or its scheduled time).
 fn waiting_for(r: &Reminder) -> String {
-    use crate::domain::{DeferredBy, OutcomeResult};
+    use crate::domain::{DeferredBy, SKIP_CALLBACK_REQUESTED};
     if r.status != Status::Pending {
         return NONE.to_owned();
     }
@@ -409,13 +409,11 @@ fn waiting_for(r: &Reminder) -> String {
         Some(DeferredBy::QuietPeriod) => {
             "the quiet period after a conversation about its debt (QUIET_AFTER_CONVERSATION)".to_owned()
         }
-        None => match r.outcome.as_ref() {
-            Some(o) if o.result == OutcomeResult::CallbackRequested && o.callback_at.is_some() => {
-                "the callback the customer asked for".to_owned()
-            }
-            _ if r.attempt_count > 0 => format!("the retry after attempt {}", r.attempt_count),
-            _ => "its scheduled time".to_owned(),
-        },
+        None if r.skip_reason.as_deref() == Some(SKIP_CALLBACK_REQUESTED) => {
+            "the callback the customer asked for".to_owned()
+        }
+        None if r.attempt_count > 0 => format!("the retry after attempt {}", r.attempt_count),
+        None => "its scheduled time".to_owned(),
     }
 }
 
