@@ -66,3 +66,40 @@ fn call_status_vectors_verify_and_parse() {
         }
     }
 }
+
+#[test]
+fn call_status_vectors_carry_the_new_outcomes_as_the_spec_reads_them() {
+    use duecall::domain::{EventKind, OutcomeResult};
+    let outcome_of = |name: &str| {
+        let case = cases("call-status.json")
+            .into_iter()
+            .find(|c| c["name"] == name)
+            .unwrap_or_else(|| panic!("no vector {name}"));
+        let received =
+            chrono::DateTime::from_timestamp(case["timestamp"].as_i64().unwrap(), 0).unwrap();
+        match parse_event(case["payload"].as_str().unwrap().as_bytes(), received)
+            .unwrap()
+            .kind
+        {
+            EventKind::Completed(o) => o,
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+    // Someone else answered: unreached (retried), not a conversation.
+    let o = outcome_of("completed_not_available");
+    assert_eq!(o.result, OutcomeResult::NotAvailable);
+    assert!(o.result.is_unreached() && !o.result.is_conversation());
+    // 17:00 at UTC-5, sent as UTC.
+    let o = outcome_of("completed_callback_requested_at");
+    assert_eq!(o.result, OutcomeResult::CallbackRequested);
+    assert_eq!(
+        o.callback_at,
+        Some(
+            chrono::DateTime::parse_from_rfc3339("2026-11-25T22:00:00Z")
+                .unwrap()
+                .into()
+        )
+    );
+    assert!(o.result.is_conversation());
+    assert_eq!(outcome_of("completed_callback_requested").callback_at, None);
+}

@@ -55,6 +55,8 @@ class Result(str, enum.Enum):
     NO_ANSWER = "no_answer"
     BUSY = "busy"
     VOICEMAIL = "voicemail"
+    # Someone other than the customer answered; nothing about the debt was said (SPEC §1).
+    NOT_AVAILABLE = "not_available"
 
 
 REACHED = frozenset(
@@ -69,7 +71,7 @@ REACHED = frozenset(
         Result.OPTED_OUT,
     }
 )
-UNREACHED = frozenset({Result.NO_ANSWER, Result.BUSY, Result.VOICEMAIL})
+UNREACHED = frozenset({Result.NO_ANSWER, Result.BUSY, Result.VOICEMAIL, Result.NOT_AVAILABLE})
 
 # Results that presuppose the debt was discussed with the confirmed customer.
 _NEEDS_IDENTITY = frozenset({Result.PAYMENT_PROMISED, Result.PAID, Result.REFUSED, Result.DISPUTED})
@@ -85,9 +87,16 @@ class Outcome:
     summary: str | None = None
     transcript: str | None = None
     duration_seconds: int | None = None
+    # For callback_requested: when the customer asked to be called back (an aware datetime).
+    callback_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "result", Result(self.result))
+        if self.callback_at is not None:
+            if self.result is not Result.CALLBACK_REQUESTED:
+                raise ValueError("only callback_requested carries a callback_at")
+            if self.callback_at.tzinfo is None or self.callback_at.utcoffset() is None:
+                raise ValueError("callback_at must be an aware datetime (its zone known)")
         if self.result is Result.PAYMENT_PROMISED:
             if self.promised_amount_minor is None or self.promised_date is None:
                 raise ValueError("payment_promised needs promised_amount_minor and promised_date")
@@ -113,6 +122,9 @@ class Outcome:
             out["transcript"] = self.transcript
         if self.duration_seconds is not None:
             out["duration_seconds"] = self.duration_seconds
+        if self.callback_at is not None:
+            at = self.callback_at.astimezone(dt.timezone.utc).replace(microsecond=0)
+            out["callback_at"] = at.isoformat().replace("+00:00", "Z")
         return out
 
 

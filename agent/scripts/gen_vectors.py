@@ -220,10 +220,9 @@ def _event_cases() -> list[tuple[str, str, dict[str, Any] | str]]:
         ("completed_disputed", "reached", completed(5, Outcome(
             R.DISPUTED, summary="Customer disputes the debt. Note: says the invoice was cancelled [identity confirmed]",
             duration_seconds=77))),
-        ("completed_callback_requested", "reached; a third party answered, no details kept", completed(6, Outcome(
-            R.CALLBACK_REQUESTED,
-            summary="The customer was not available; no details were given to the person who answered. [identity not confirmed]",
-            duration_seconds=25))),
+        ("completed_callback_requested", "reached; the customer asked to be called back and named no time (the retry delay applies)",
+         completed(6, Outcome(
+            R.CALLBACK_REQUESTED, summary="A callback was requested. [identity confirmed]", duration_seconds=25))),
         ("completed_wrong_number", "reached", completed(7, Outcome(
             R.WRONG_NUMBER, summary="Wrong number: the person who answered is not the customer. [identity not confirmed]",
             duration_seconds=19))),
@@ -262,6 +261,17 @@ def _event_cases() -> list[tuple[str, str, dict[str, Any] | str]]:
         build_body("call_completed", REMINDER_ID, ATTEMPT, occurred(20), outcome=Outcome(R.BUSY)), indent=2
     ) + "\n"
     items.append(("completed_pretty_printed", "indented JSON with a trailing newline: the raw bytes are what is signed", pretty))
+    # Appended, so the earlier cases keep their timestamps and bytes.
+    items += [
+        ("completed_callback_requested_at", "reached; called back at the time asked (callback_at, UTC)", completed(21, Outcome(
+            R.CALLBACK_REQUESTED, summary="Customer asked to be called back at 5 pm. [identity confirmed]", duration_seconds=33,
+            callback_at=dt.datetime(2026, 11, 25, 17, 0, tzinfo=dt.timezone(dt.timedelta(hours=-5)))))),
+        ("completed_not_available", "unreached; someone else answered, nothing about the debt was said, tried again",
+         completed(22, Outcome(
+            R.NOT_AVAILABLE,
+            summary="Someone else answered; the customer could not come to the phone. [identity not confirmed]",
+            duration_seconds=21))),
+    ]
     return items
 
 

@@ -367,3 +367,24 @@ def test_property_tool_call_sequences(actions: list[str], amount: int, days: int
         assert r.identity_confirmed
     if out.result is Result.VOICEMAIL or out.result is Result.WRONG_NUMBER:
         assert not r.identity_confirmed
+
+
+# ---- callback_at and not_available on the wire (SPEC §1, §2) ---------------------------------
+
+
+def test_callback_at_is_sent_in_utc_and_only_with_a_callback() -> None:
+    five_pm_new_york = dt.datetime(2026, 11, 25, 17, 0, 30, 123, tzinfo=dt.timezone(dt.timedelta(hours=-5)))
+    o = Outcome(Result.CALLBACK_REQUESTED, callback_at=five_pm_new_york)
+    assert o.to_json() == {"result": "callback_requested", "callback_at": "2026-11-25T22:00:30Z"}
+    assert "callback_at" not in Outcome(Result.CALLBACK_REQUESTED).to_json()
+    with pytest.raises(ValueError, match="only callback_requested"):
+        Outcome(Result.PAID, callback_at=five_pm_new_york)
+    with pytest.raises(ValueError, match="aware"):
+        Outcome(Result.CALLBACK_REQUESTED, callback_at=dt.datetime(2026, 11, 25, 17, 0))
+
+
+def test_not_available_is_unreached() -> None:
+    from duecall_agent.outcomes import REACHED, UNREACHED
+
+    assert Result.NOT_AVAILABLE in UNREACHED and Result.NOT_AVAILABLE not in REACHED
+    assert Outcome(Result.NOT_AVAILABLE).to_json() == {"result": "not_available"}

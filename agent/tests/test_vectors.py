@@ -90,8 +90,10 @@ def test_call_status_covers_every_event_and_result() -> None:
     assert events == {"call_answered", "call_completed", "call_failed"}
     assert results == {
         "payment_promised", "paid", "refused", "disputed", "callback_requested", "wrong_number",
-        "other", "opted_out", "no_answer", "busy", "voicemail",
+        "other", "opted_out", "no_answer", "busy", "voicemail", "not_available",
     }
+    callbacks = [json.loads(c["payload"])["outcome"] for c in CALL_STATUS["cases"] if c["name"].startswith("completed_callback")]
+    assert any("callback_at" in o for o in callbacks) and any("callback_at" not in o for o in callbacks)
     failures = [json.loads(c["payload"]).get("failure") for c in CALL_STATUS["cases"] if c["event_type"] == "call_failed"]
     assert None in failures and any(f and f["retryable"] is False for f in failures)
     assert any(f and f.get("sip_status") == 503 and f["retryable"] for f in failures)
