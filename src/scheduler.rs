@@ -66,15 +66,9 @@ pub struct TickReport {
     /// Due reminders moved to the first moment every calling rule allows.
     pub deferred: u64,
     /// Due reminders cancelled instead of dialled: their number is suppressed.
-    #[serde(skip_serializing_if = "is_zero")]
     pub suppressed: u64,
     /// Due reminders failed for good: their zones share no calling time.
-    #[serde(skip_serializing_if = "is_zero")]
     pub no_lawful_calling_time: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 impl TickReport {

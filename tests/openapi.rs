@@ -133,3 +133,81 @@ async fn the_description_names_its_security_schemes() {
     assert!(security("/", "get").get("session").is_some());
     app.stop().await;
 }
+
+/// The property names of schema `name`, following a `$ref`.
+fn properties(doc: &Value, name: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][name]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no schema {name} with properties"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn every_field_an_answer_carries_is_described() {
+    const CRON: &str = "cron-secret-0123456789abcdefghijklmnop";
+    let app = TestApp::spawn_with(Backend::Sqlite, &[("CRON_SECRET", CRON)])
+        .await
+        .unwrap();
+    let doc = description(&app).await;
+
+    // A reminder with every optional field set, after a callback was asked for.
+    let id = app
+        .live_reminder(
+            serde_json::json!({"external_id": "INV-1", "debt_ref": "D-1",
+            "region": "US-NY", "timezone": "America/New_York"}),
+        )
+        .await;
+    let body = common::event(
+        "call_completed",
+        id,
+        serde_json::json!({"outcome": {"result": "callback_requested",
+            "callback_at": "2026-11-25T17:00:00Z", "summary": "later",
+            "duration_seconds": 12, "transcript": "…"}}),
+    );
+    assert_eq!(app.send_event(&common::msg_id(), &body).await.status(), 200);
+    let r = app.reminder(id).await;
+    let mut reminder = keys(&r);
+    reminder.remove("attempts");
+    assert_eq!(reminder, properties(&doc, "Reminder"));
+    assert_eq!(keys(&r["attempts"][0]), properties(&doc, "Attempt"));
+    assert_eq!(keys(&r["outcome"]), properties(&doc, "Outcome"));
+    let create = properties(&doc, "CreateReminder");
+    for field in ["debt_ref", "region", "timezone"] {
+        assert!(create.contains(field), "{field} can be given on create");
+    }
+    let deferred_by = &doc["components"]["schemas"]["DeferredBy"]["enum"];
+    assert_eq!(
+        deferred_by,
+        &serde_json::json!(["window", "blackout", "frequency", "quiet_period"])
+    );
+
+    // A suppression as added, and the tick's report.
+    let added: Value = app
+        .api(reqwest::Method::POST, "/api/suppressions")
+        .json(&serde_json::json!({"phone_number": "+12125550111", "reason": "asked"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys(&added), properties(&doc, "Suppression"), "{added}");
+    let tick: Value = app
+        .client
+        .post(app.url("/api/cron/process-reminders"))
+        .bearer_auth(CRON)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(keys(&tick), properties(&doc, "TickReport"), "{tick}");
+    app.stop().await;
+}

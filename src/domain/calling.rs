@@ -108,6 +108,7 @@ pub fn calling_zones(
 
 /// Which rule last held a due reminder back (SPEC §7 `deferred_by`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
 pub enum DeferredBy {
     Window,
     Blackout,

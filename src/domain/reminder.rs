@@ -270,8 +270,10 @@ pub struct Reminder {
     #[serde(serialize_with = "ser_zones")]
     #[schema(value_type = Vec<String>, example = json!(["America/New_York"]))]
     pub calling_zones: Vec<TimeZone>,
-    /// Which rule last held it back: `window`, `blackout`, `frequency`, `quiet_period`.
-    #[schema(value_type = Option<String>, required = true)]
+    /// Which rule last held it back (SPEC §7): `window` (hours and days in
+    /// every calling zone), `blackout`, `frequency` (the cap of its debt),
+    /// `quiet_period` (after a conversation about its debt); null when none did.
+    #[schema(value_type = Option<DeferredBy>, required = true)]
     pub deferred_by: Option<DeferredBy>,
 }
 
