@@ -655,6 +655,43 @@ async fn four_instances(backend: Backend) {
 
 both_backends!(four_schedulers_hold_the_frequency_cap, four_instances);
 
+/// Two instances whose clocks are a minute apart: the one ahead dials the
+/// debt's first reminder; the one behind, deciding on its second, still
+/// counts that attempt, although by its own clock it was dispatched a minute
+/// from now. `CALL_FREQUENCY=1/7d`: the second waits a week.
+async fn skewed_clocks(backend: Backend) {
+    let vars = [("CALL_FREQUENCY", "1/7d")];
+    let Some(rig) = Rig::start(backend, T0, &vars).await else {
+        return;
+    };
+    let ahead_clock = ManualClock::new(t(T0) + Duration::minutes(1));
+    let ahead = instance(&rig, &vars, &ahead_clock).await;
+    let first = rig.create(json!({"debt_ref": "skew-1"})).await;
+    let report = ahead.scheduler.tick().await.unwrap();
+    assert_eq!(report.dispatched, 1);
+    assert_eq!(rig.dialled(first), vec![1]);
+    assert_eq!(
+        time(&rig.get(first).await["last_attempt_at"]),
+        t("2026-11-24T15:01:00Z")
+    );
+
+    // The instance behind (the service's own, at 15:00) decides on the second.
+    let second = rig.create(json!({"debt_ref": "skew-1"})).await;
+    let report = rig.tick().await;
+    assert_eq!(did(&report), (0, 1, 0), "{report}");
+    assert_eq!(rig.dialled(second), Vec::<u32>::new());
+    let r = rig.get(second).await;
+    assert_eq!(r["deferred_by"], "frequency");
+    assert_eq!(next_attempt(&r), t("2026-12-01T15:01:00Z"));
+    drop(ahead);
+    rig.stop().await;
+}
+
+both_backends!(
+    an_instance_behind_counts_attempts_from_one_ahead,
+    skewed_clocks
+);
+
 // --- 5. A third party answers ----------------------------------------------------------
 
 /// `not_available` (someone else answered): back to pending with a retry,
