@@ -163,13 +163,15 @@ impl Frequency {
     }
 
     /// When an attempt may next be made under this cap, given when the
-    /// debt's attempts were dispatched: `at` itself when fewer than `max` fall
-    /// in the period ending at `at`, else when enough of them have aged out.
+    /// debt's attempts were dispatched: `at` itself when fewer than `max` were
+    /// dispatched since `at - period`, else when enough of them have aged out.
+    /// An attempt stamped after `at` counts as well: another instance whose
+    /// clock runs ahead dispatched it, and it is no less a call.
     pub fn clears_at(&self, dispatched: &[DateTime<Utc>], at: DateTime<Utc>) -> DateTime<Utc> {
         let mut recent: Vec<DateTime<Utc>> = dispatched
             .iter()
             .copied()
-            .filter(|t| *t > at - self.period && *t <= at)
+            .filter(|t| *t > at - self.period)
             .collect();
         if recent.len() < self.max as usize {
             return at;
@@ -603,6 +605,17 @@ mod tests {
             Some(OutcomeResult::CallbackRequested),
         )];
         assert_eq!(rules().decide(&r, &callback, false, now), CallVerdict::Now);
+    }
+
+    #[test]
+    fn an_attempt_stamped_ahead_of_the_clock_still_counts() {
+        // Another instance, its clock a minute ahead, dispatched the debt's attempt.
+        let cap = Frequency::parse("1/7d").unwrap();
+        let now = t("2026-11-24T15:00:00Z");
+        assert_eq!(
+            cap.clears_at(&[t("2026-11-24T15:01:00Z")], now),
+            t("2026-12-01T15:01:00Z")
+        );
     }
 
     #[test]
