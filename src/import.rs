@@ -98,6 +98,8 @@ pub const COLUMNS: &[&str] = &[
     "scheduled_for",
     "max_attempts",
     "metadata",
+    "debt_ref",
+    "region",
 ];
 
 /// The columns every file must have (the API's required fields).

@@ -489,3 +489,46 @@ async fn a_do_not_call_list_on_postgres() {
     a_do_not_call_list(&db.url).await;
     db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debt_ref_and_region_columns_import_as_the_api_takes_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("debts.csv");
+    std::fs::write(
+        &file,
+        "external_id,customer_name,phone_number,amount_due_minor,currency,due_date,debt_ref,region\n\
+         d-1,Ada Lovelace,+16175550120,100,USD,2026-12-01,acct-7,us-ma\n\
+         d-2,Ada Lovelace,+16175550120,200,USD,2026-12-02,acct-7,\n\
+         d-3,Grace Hopper,+16175550121,300,USD,2026-12-03,,\n\
+         d-4,Bad Region,+16175550122,400,USD,2026-12-04,,Massachusetts\n",
+    )
+    .unwrap();
+    let url = format!("sqlite://{}", dir.path().join("duecall.db").display());
+    let out = import(dir.path(), &file, &[("DATABASE_URL", url.as_str())]).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        "imported 3, already there 0, refused 1 (of 4 rows)\n"
+    );
+    assert_eq!(
+        reports(&out),
+        ["line 5: region: must be an ISO 3166-2 subdivision code, like US-MA or CA-QC"]
+    );
+    let store = duecall::store::connect(&url, 2).await.unwrap();
+    let all = all_reminders(&*store).await;
+    let one = by_external_id(&all, "d-1");
+    assert_eq!(
+        (
+            one.debt_ref.as_str(),
+            one.region.as_ref().map(|r| r.as_str())
+        ),
+        ("acct-7", Some("US-MA"))
+    );
+    let two = by_external_id(&all, "d-2");
+    assert_eq!(
+        (two.debt_ref.as_str(), two.region.as_ref()),
+        ("acct-7", None)
+    );
+    // No debt_ref: the external id (SPEC §7).
+    assert_eq!(by_external_id(&all, "d-3").debt_ref, "d-3");
+}
