@@ -172,7 +172,7 @@ async fn a_timeout_is_one_structured_log_line() {
     let dispatched = chrono::Utc::now() - chrono::Duration::minutes(11);
     assert_eq!(
         store
-            .claim(&[id], dispatched, 10, &common::default_rules())
+            .claim(&[id], dispatched, 10, &common::any_time_rules())
             .await
             .unwrap()
             .claimed
@@ -213,7 +213,7 @@ async fn log_format_json_writes_one_object_per_line() {
     let dispatched = chrono::Utc::now() - chrono::Duration::minutes(11);
     assert_eq!(
         store
-            .claim(&[id], dispatched, 10, &common::default_rules())
+            .claim(&[id], dispatched, 10, &common::any_time_rules())
             .await
             .unwrap()
             .claimed
