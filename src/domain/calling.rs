@@ -274,8 +274,10 @@ pub struct Rules {
     pub quiet_after_conversation: Duration,
 }
 
-/// How far a rule may push a claim into the future before the reminder is
-/// read as never callable (a year and a week: every blackout list of dates).
+/// How long past the moment the other rules allow the window may stay shut
+/// before the reminder is read as never callable (a year and a week: every
+/// blackout list of dates). Counted from that moment, not from `now`: a cap
+/// or a quiet period may itself be longer than a year.
 const HORIZON_DAYS: i64 = 372;
 
 impl Rules {
@@ -326,7 +328,6 @@ impl Rules {
         let dispatched: Vec<DateTime<Utc>> = debt.iter().map(|a| a.dispatched_at).collect();
         let caps = self.caps_for(r.region.as_ref());
         let quiet_until = self.quiet_until(r, debt);
-        let horizon = now + Duration::days(HORIZON_DAYS);
         let mut at = now;
         let mut by = None;
         // Each rule only ever moves `at` forward; once no rule moves it, every
@@ -344,6 +345,7 @@ impl Rules {
                     by.get_or_insert(DeferredBy::Frequency);
                 }
             }
+            let horizon = at + Duration::days(HORIZON_DAYS);
             match self.window.next_open_all(at, zones, horizon) {
                 Some(open) if open > at => {
                     let rule = if self.window.blackout.is_empty()
@@ -631,6 +633,44 @@ mod tests {
             CallVerdict::Defer {
                 until: t("2026-11-25T13:00:00Z"),
                 by: DeferredBy::Blackout
+            }
+        );
+    }
+
+    #[test]
+    fn a_cap_or_quiet_period_longer_than_a_year_defers_rather_than_fails() {
+        // Both are accepted settings, stricter than the law. Found by
+        // tests/calling_rules_props.rs: deferring past a year from `now` read
+        // as "no lawful calling time", and the reminder was failed for good.
+        let r = reminder("+12125550100", &["America/New_York"]);
+        let now = t("2026-11-24T15:00:00Z"); // Tuesday 10:00 in New York
+        let mut long = rules();
+        long.frequency = Frequency::parse("1/400d").unwrap();
+        let called = [past(
+            &r,
+            "2026-11-23T15:00:00Z",
+            Some(OutcomeResult::NoAnswer),
+        )];
+        assert_eq!(
+            long.decide(&r, &called, false, now),
+            CallVerdict::Defer {
+                // Tuesday 10:00 in New York, 400 days after the attempt.
+                until: t("2027-12-28T15:00:00Z"),
+                by: DeferredBy::Frequency
+            }
+        );
+        let mut long = rules();
+        long.quiet_after_conversation = Duration::days(400);
+        let talked = [past(
+            &r,
+            "2026-11-23T15:00:00Z",
+            Some(OutcomeResult::Refused),
+        )];
+        assert_eq!(
+            long.decide(&r, &talked, false, now),
+            CallVerdict::Defer {
+                until: t("2027-12-28T15:00:00Z"),
+                by: DeferredBy::QuietPeriod
             }
         );
     }
