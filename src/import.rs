@@ -958,6 +958,8 @@ mod tests {
             "2026-11-25T14:00:00Z",
             "5",
             r#"{"invoice": "1042"}"#,
+            "acct-7",
+            "us-ma",
         ]);
         let body = cols.body(&row).unwrap();
         assert_eq!(body["amount_due_minor"], json!(12345));
@@ -966,6 +968,8 @@ mod tests {
         let new = NewReminder::parse(&body, &defaults()).unwrap();
         assert_eq!(new.max_attempts, 5);
         assert_eq!(new.timezone.map(|t| t.name()), Some("Europe/Berlin"));
+        assert_eq!(new.debt_ref.as_deref(), Some("acct-7"));
+        assert_eq!(new.region.map(|r| r.to_string()).as_deref(), Some("US-MA"));
     }
 
     #[test]
@@ -1028,7 +1032,7 @@ mod tests {
         }
         assert_eq!(
             cols.body(&record(&["a", "b"])).unwrap_err().to_string(),
-            "2 cells, but the header has 11 columns"
+            "2 cells, but the header has 13 columns"
         );
     }
 
