@@ -821,6 +821,92 @@ async fn late_completion_beats_timeout(backend: Backend) {
     app.stop().await;
 }
 
+/// A conversation reported after the monitor gave up on its attempt ended when
+/// the report came, not when the monitor guessed: its quiet period (SPEC §7)
+/// runs from then.
+async fn late_conversation_starts_the_quiet_period_when_reported(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let id = app.live_reminder(json!({"debt_ref": "DEBT-late"})).await;
+    app.clock.advance(Duration::minutes(11));
+    let r = app.state.store.get_reminder(id).await.unwrap().unwrap();
+    let att = app.state.store.get_attempt(id, 1).await.unwrap();
+    let ctx = duecall::domain::Ctx {
+        now: duecall::clock::Clock::now(&app.clock),
+        retry: &app.state.retry,
+        jitter: 0.5,
+    };
+    let change =
+        duecall::domain::fail_live_attempt(&r, att.as_ref(), "call_timeout", &ctx).unwrap();
+    app.state.store.apply(&change, None).await.unwrap();
+    // Five hours later the agent's report of a refusal arrives (15:11 → 20:11 UTC).
+    app.clock.advance(Duration::hours(5));
+    let body = event(
+        "call_completed",
+        id,
+        json!({"attempt": 1, "outcome": {"result": "refused"}}),
+    );
+    expect(app.send_event(&msg_id(), &body).await, StatusCode::OK).await;
+    let got = app.reminder(id).await;
+    assert_eq!(got["status"], "completed");
+    assert_eq!(got["attempts"][0]["ended_at"], "2026-11-24T20:11:00Z");
+
+    // Another reminder of the debt, a week and an hour after the monitor's guess.
+    let resp = app
+        .create(common::reminder_body(json!({"debt_ref": "DEBT-late"})))
+        .await;
+    let other: Value = resp.json().await.unwrap();
+    let other = ReminderId::parse(other["id"].as_str().unwrap()).unwrap();
+    let rules = common::default_rules();
+    let report = app
+        .state
+        .store
+        .claim(&[other], t("2026-12-01T16:11:00Z"), 10, &rules)
+        .await
+        .unwrap();
+    assert!(
+        report.claimed.is_empty(),
+        "inside the quiet period: {report:?}"
+    );
+    let held = app.reminder(other).await;
+    assert_eq!(held["deferred_by"], "quiet_period");
+    assert_eq!(held["next_attempt_at"], "2026-12-01T20:11:00Z");
+
+    // The same when the report comes after the reminder was called again: the
+    // timed-out attempt is superseded, its conversation still counts from its report.
+    let id = app.live_reminder(json!({"debt_ref": "DEBT-later"})).await;
+    app.clock.advance(Duration::minutes(11));
+    let r = app.state.store.get_reminder(id).await.unwrap().unwrap();
+    let att = app.state.store.get_attempt(id, 1).await.unwrap();
+    let ctx = duecall::domain::Ctx {
+        now: duecall::clock::Clock::now(&app.clock),
+        retry: &app.state.retry,
+        jitter: 0.5,
+    };
+    let change =
+        duecall::domain::fail_live_attempt(&r, att.as_ref(), "call_timeout", &ctx).unwrap();
+    app.state.store.apply(&change, None).await.unwrap();
+    app.clock.advance(Duration::hours(3));
+    app.start_attempt(id).await;
+    app.clock.advance(Duration::hours(1));
+    let body = event(
+        "call_completed",
+        id,
+        json!({"attempt": 1, "outcome": {"result": "disputed"}}),
+    );
+    expect(app.send_event(&msg_id(), &body).await, StatusCode::CONFLICT).await;
+    let got = app.reminder(id).await;
+    assert_eq!(
+        got["status"], "in_progress",
+        "a stale report changes no status"
+    );
+    assert_eq!(got["attempts"][0]["outcome"]["result"], "disputed");
+    let reported = common::t(got["attempts"][0]["ended_at"].as_str().unwrap());
+    assert_eq!(reported, duecall::clock::Clock::now(&app.clock));
+    app.stop().await;
+}
+
 // --- races -------------------------------------------------------------------
 
 async fn racing_events(backend: Backend) {
@@ -994,6 +1080,10 @@ both_backends!(
 both_backends!(
     late_completion_overrides_a_timeout,
     late_completion_beats_timeout
+);
+both_backends!(
+    a_late_conversation_starts_its_quiet_period_when_reported,
+    late_conversation_starts_the_quiet_period_when_reported
 );
 both_backends!(racing_events_end_in_one_consistent_state, racing_events);
 both_backends!(hostile_input_gets_a_clear_4xx, hostile_input);

@@ -101,6 +101,10 @@ pub enum AttemptWrite {
         status: AttemptStatus,
         answered_at: Option<DateTime<Utc>>,
         ended_at: Option<DateTime<Utc>>,
+        /// `ended_at` replaces the one stored: the agent's report of how a
+        /// call ended corrects the end the service guessed (a timeout), so
+        /// the quiet period after a conversation (SPEC §7) runs from it.
+        replace_end: bool,
         outcome: Option<Outcome>,
         failure: Option<Failure>,
     },
@@ -395,6 +399,7 @@ fn record_on_attempt(
 ) -> AttemptWrite {
     use AttemptStatus as A;
     let live = matches!(att.status, A::InProgress | A::Processing);
+    let mut replace_end = false;
     let (status, answered_at, ended_at, outcome, failure) = match &ev.kind {
         EventKind::Answered => {
             let status = if att.status == A::InProgress {
@@ -405,6 +410,11 @@ fn record_on_attempt(
             (status, Some(received), None, None, None)
         }
         EventKind::Completed(o) => {
+            // The first word of how the call ended, for an attempt the
+            // service failed by a guess (current or already superseded).
+            replace_end = att.status == A::Failed
+                && att.outcome.is_none()
+                && failed_by_guess(att.failure.as_ref().and_then(|f| f.reason.as_deref()));
             let status = if live || (guessed && att.status == A::Failed) {
                 A::Completed
             } else {
@@ -428,6 +438,7 @@ fn record_on_attempt(
         status,
         answered_at,
         ended_at,
+        replace_end,
         outcome,
         failure,
     }
@@ -522,6 +533,7 @@ pub fn fail_live_attempt(
                 status: AttemptStatus::Failed,
                 answered_at: None,
                 ended_at: Some(ctx.now),
+                replace_end: false,
                 outcome: None,
                 failure: Some(Failure {
                     reason: Some(reason.to_owned()),

@@ -436,6 +436,7 @@ impl Store for PgStore {
                 status,
                 answered_at,
                 ended_at,
+                replace_end,
                 outcome,
                 failure,
                 ..
@@ -444,9 +445,13 @@ impl Store for PgStore {
                     .push_bind(status.as_str())
                     .push(", answered_at = COALESCE(answered_at, ")
                     .push_bind(*answered_at)
-                    .push("), ended_at = COALESCE(ended_at, ")
+                    .push("), ended_at = CASE WHEN ")
+                    .push_bind(*replace_end)
+                    .push(" THEN ")
                     .push_bind(*ended_at)
-                    .push("), outcome = COALESCE(outcome, ")
+                    .push(" ELSE COALESCE(ended_at, ")
+                    .push_bind(*ended_at)
+                    .push(") END, outcome = COALESCE(outcome, ")
                     .push_bind(outcome.as_ref().map(to_json))
                     .push("), failure = COALESCE(failure, ")
                     .push_bind(failure.as_ref().map(to_json))

@@ -284,16 +284,20 @@ async fn apply_in(
                 status,
                 answered_at,
                 ended_at,
+                replace_end,
                 outcome,
                 failure,
             }) => sqlx::query(
                 "UPDATE attempts SET status = ?, answered_at = COALESCE(answered_at, ?), \
-                 ended_at = COALESCE(ended_at, ?), outcome = COALESCE(outcome, ?), \
+                 ended_at = CASE WHEN ? THEN ? ELSE COALESCE(ended_at, ?) END, \
+                 outcome = COALESCE(outcome, ?), \
                  failure = COALESCE(failure, ?), updated_at = ? \
                  WHERE reminder_id = ? AND attempt = ? AND status = ?",
             )
             .bind(status.as_str())
             .bind(answered_at.map(ms))
+            .bind(*replace_end)
+            .bind(ended_at.map(ms))
             .bind(ended_at.map(ms))
             .bind(outcome.as_ref().map(to_json))
             .bind(failure.as_ref().map(to_json))
