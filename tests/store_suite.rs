@@ -300,6 +300,42 @@ async fn cancel_is_compare_and_set(backend: Backend) {
     db.cleanup().await;
 }
 
+/// `deferred_by` says what holds a waiting reminder back; once a decision
+/// moves the reminder on (here an operator's cancel), nothing does.
+async fn a_decision_clears_deferred_by(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    // 21:30 in New York: the window is closed.
+    let now = t("2026-11-25T02:30:00Z");
+    let id = ReminderId::new();
+    store
+        .create_reminder(&new_reminder(json!({})), id, now)
+        .await
+        .unwrap();
+    let report = store
+        .claim(&[id], now, 10, &common::default_rules())
+        .await
+        .unwrap();
+    assert!(report.claimed.is_empty());
+    let r = store.get_reminder(id).await.unwrap().unwrap();
+    assert_eq!(r.deferred_by, Some(domain::DeferredBy::Window));
+    let change = domain::cancel(&r, now + Duration::minutes(1))
+        .unwrap()
+        .unwrap();
+    let Applied::Done(done) = store.apply(&change, None).await.unwrap() else {
+        panic!("the cancel applies")
+    };
+    assert_eq!(done.deferred_by, None);
+    assert_eq!(
+        store.get_reminder(id).await.unwrap().unwrap().deferred_by,
+        None
+    );
+    db.cleanup().await;
+}
+
+both_backends!(a_cancel_clears_deferred_by, a_decision_clears_deferred_by);
+
 async fn concurrent_cancels_one_winner(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;

@@ -404,7 +404,7 @@ impl Store for PgStore {
                 .push_bind(&u.skip_reason)
                 .push(", outcome = COALESCE(")
                 .push_bind(u.outcome.as_ref().map(to_json))
-                .push(", outcome), updated_at = ")
+                .push(", outcome), deferred_by = NULL, updated_at = ")
                 .push_bind(change.at)
                 .push(" WHERE id = ")
                 .push_bind(id)

@@ -225,7 +225,8 @@ async fn apply_in(
         let guarded = match &change.reminder {
             Some(u) => sqlx::query(&format!(
                 "UPDATE reminders SET status = ?, attempt_count = ?, next_attempt_at = ?, \
-                 last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ? \
+                 last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ?, \
+                 deferred_by = NULL \
                  WHERE id = ? AND status = ? AND attempt_count = ? RETURNING {REMINDER_COLS}"
             ))
             .bind(u.status.as_str())
