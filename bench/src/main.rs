@@ -67,6 +67,10 @@ enum Command {
         database_url: String,
         #[arg(long, default_value_t = 5_000)]
         due: usize,
+        /// Another empty database: the same claim of plain reminders (nothing
+        /// to hold back) runs there first, the ceiling of this run's figure.
+        #[arg(long)]
+        ceiling_database_url: Option<String>,
         #[arg(long, default_value_t = 1)]
         instances: usize,
     },
@@ -253,84 +257,270 @@ impl Dialer for InstantDialer {
     }
 }
 
+/// The benchmarks' clock: it starts at [`BENCH_START`] and runs with the wall
+/// clock, plus whatever [`BenchClock::advance`] adds.
+struct BenchClock {
+    since: Instant,
+    extra: std::sync::Mutex<chrono::Duration>,
+}
+
+/// Tuesday 2026-11-24 19:00 UTC: 14:00 in New York and Boston, 13:00 in
+/// Chicago, 12:00 in Denver, 11:00 in Los Angeles, 09:00 in Honolulu and Adak,
+/// 19:00 in London — inside the default window (08:00–21:00, Mon–Sat) in
+/// every zone the mix seeds but Tokyo's (04:00 on Wednesday).
+const BENCH_START: &str = "2026-11-24T19:00:00Z";
+
+/// [`BENCH_START`] as a time: the seeders' `now`.
+fn bench_start() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(BENCH_START)
+        .expect("a time")
+        .with_timezone(&Utc)
+}
+
+impl BenchClock {
+    /// A clock at [`BENCH_START`] now (made once the seeding is done, so the
+    /// seeding's time does not count).
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            since: Instant::now(),
+            extra: std::sync::Mutex::new(chrono::Duration::zero()),
+        })
+    }
+
+    fn advance(&self, by: chrono::Duration) {
+        *self.extra.lock().expect("clock") += by;
+    }
+}
+
+impl Clock for BenchClock {
+    fn now(&self) -> DateTime<Utc> {
+        let start = bench_start();
+        let ran = chrono::Duration::from_std(self.since.elapsed()).unwrap_or_default();
+        duecall::clock::to_millis(start + ran + *self.extra.lock().expect("clock"))
+    }
+}
+
+/// The service's configuration with its defaults, the calling rules of SPEC §7
+/// included; only the live-call cap is lifted (the claim's throughput is
+/// measured, not LiveKit's).
 fn bench_config(database_url: &str) -> anyhow::Result<duecall::config::Config> {
     let vars = [
         ("DATABASE_URL", database_url),
         ("WEBHOOK_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-        ("CALLING_WINDOW", "00:00-23:59"),
-        ("CALLING_DAYS", "Mon-Sun"),
         ("MAX_CONCURRENT_CALLS", "100000"),
         ("DATABASE_MAX_CONNECTIONS", "8"),
     ];
-    duecall::config::Config::from_lookup(|k| {
+    let config = duecall::config::Config::from_lookup(|k| {
         vars.iter()
             .find(|(n, _)| *n == k)
             .map(|(_, v)| (*v).to_owned())
     })
-    .map_err(|e| anyhow::anyhow!("{e}"))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let looser = config.looser_than_law();
+    anyhow::ensure!(
+        looser.is_empty(),
+        "the benchmark runs the default rules, yet {} is looser",
+        looser[0].variable
+    );
+    Ok(config)
 }
 
-async fn instance(database_url: &str) -> anyhow::Result<duecall::http::AppState> {
+/// The rules in force, in one line.
+fn describe_rules(rules: &duecall::domain::Rules) -> String {
+    let w = &rules.window;
+    let regions: Vec<String> = rules
+        .region_frequency
+        .iter()
+        .map(|(r, f)| format!("{r}={f}"))
+        .collect();
+    format!(
+        "window {}-{} days {:?} (0 = Mon), blackout {} dates, CALL_FREQUENCY {}, \
+         REGION_CALL_FREQUENCY {}, QUIET_AFTER_CONVERSATION {}",
+        w.start.format("%H:%M"),
+        if w.to_midnight {
+            "24:00".to_owned()
+        } else {
+            w.end.format("%H:%M").to_string()
+        },
+        w.days,
+        w.blackout.len(),
+        rules.frequency,
+        regions.join(","),
+        duecall::domain::describe_span(rules.quiet_after_conversation),
+    )
+}
+
+async fn instance(
+    database_url: &str,
+    clock: Arc<BenchClock>,
+) -> anyhow::Result<duecall::http::AppState> {
     let config = bench_config(database_url)?;
     let store = duecall::store::connect(database_url, 8).await?;
     Ok(duecall::state_with_dialer(
         store,
-        Arc::new(SystemClock),
+        clock,
         config,
         Some(Arc::new(InstantDialer)),
     ))
 }
 
-async fn claim(database_url: &str, due: usize, instances: usize) -> anyhow::Result<()> {
-    let now = SystemClock.now();
-    seed::due(database_url, due, now).await?;
+/// What one claim run did.
+#[derive(Default, Clone, Copy)]
+struct ClaimRun {
+    elapsed: Duration,
+    dispatched: u64,
+    deferred: u64,
+    suppressed: u64,
+    no_lawful_time: u64,
+    dispatch_failed: u64,
+}
+
+impl ClaimRun {
+    fn decided(&self) -> u64 {
+        self.dispatched
+            + self.deferred
+            + self.suppressed
+            + self.no_lawful_time
+            + self.dispatch_failed
+    }
+    fn per_s(&self, n: u64) -> f64 {
+        n as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `instances` schedulers tick against the database (already seeded, at
+/// [`BENCH_START`]) until nothing is due; every due reminder is decided
+/// exactly once.
+async fn run_claims(
+    database_url: &str,
+    instances: usize,
+) -> anyhow::Result<(ClaimRun, duecall::http::AppState)> {
+    let clock = BenchClock::new();
     let mut states = Vec::new();
     for _ in 0..instances.max(1) {
-        states.push(instance(database_url).await?);
+        states.push(instance(database_url, Arc::clone(&clock)).await?);
     }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for state in states.clone() {
         tasks.push(tokio::spawn(async move {
-            let mut dispatched = 0u64;
+            let mut run = ClaimRun::default();
             loop {
                 let r = state.scheduler.tick().await?;
-                dispatched += r.dispatched;
-                if r.dispatched == 0 && state.store.due(state.clock.now(), 1).await?.is_empty() {
-                    return anyhow::Ok(dispatched);
+                run.dispatched += r.dispatched;
+                run.deferred += r.deferred;
+                run.suppressed += r.suppressed;
+                run.no_lawful_time += r.no_lawful_calling_time;
+                run.dispatch_failed += r.dispatch_failed;
+                let quiet = r.dispatched + r.deferred + r.suppressed + r.no_lawful_calling_time;
+                if quiet == 0 && state.store.due(state.clock.now(), 1).await?.is_empty() {
+                    return anyhow::Ok(run);
                 }
             }
         }));
     }
-    let mut total = 0;
+    let mut total = ClaimRun::default();
     for t in tasks {
-        total += t.await??;
+        let r = t.await??;
+        total.dispatched += r.dispatched;
+        total.deferred += r.deferred;
+        total.suppressed += r.suppressed;
+        total.no_lawful_time += r.no_lawful_time;
+        total.dispatch_failed += r.dispatch_failed;
     }
-    let elapsed = started.elapsed();
-    if total as usize != due {
-        bail!("dispatched {total}, expected {due}");
+    total.elapsed = started.elapsed();
+    Ok((total, states.swap_remove(0)))
+}
+
+async fn claim(
+    database_url: &str,
+    ceiling_url: Option<&str>,
+    due: usize,
+    instances: usize,
+) -> anyhow::Result<()> {
+    let k = instances.max(1);
+    let rules = bench_config(database_url)?.calling_rules();
+    println!("claim: rules {}", describe_rules(&rules));
+    // The ceiling, in the same run: as many plain reminders (each its own
+    // debt, one zone, no history, nothing suppressed), the same rules, the
+    // same code; nothing to hold back.
+    let ceiling = match ceiling_url {
+        Some(url) => {
+            seed::plain_due(url, due, bench_start()).await?;
+            let (run, _) = run_claims(url, k).await?;
+            anyhow::ensure!(
+                run.dispatched as usize == due,
+                "ceiling: dispatched {}, expected {due}",
+                run.dispatched
+            );
+            println!(
+                "claim {k} instance(s), ceiling (plain reminders, nothing held back): \
+                 {due} claimed and dispatched in {:.2} s = {:.0}/s",
+                run.elapsed.as_secs_f64(),
+                run.per_s(run.dispatched)
+            );
+            Some(run)
+        }
+        None => None,
+    };
+    let mix = seed::due(database_url, due, bench_start()).await?;
+    println!("claim: seeded {}", mix.describe());
+    let (run, state) = run_claims(database_url, k).await?;
+    if run.decided() as usize != due {
+        bail!("decided {}, expected {due}", run.decided());
     }
-    let live = states[0].store.count_live().await?;
+    let live = state.store.count_live().await?;
+    let by: Vec<String> = seed::deferred_by(database_url)
+        .await?
+        .into_iter()
+        .map(|(rule, n)| format!("{rule} {n}"))
+        .collect();
     println!(
-        "claim {} instance(s): {due} due reminders claimed and dispatched in {:.2} s = {:.0}/s (live afterwards: {live})",
-        instances.max(1),
-        elapsed.as_secs_f64(),
-        due as f64 / elapsed.as_secs_f64()
+        "claim {k} instance(s), realistic mix: {due} due reminders decided in {:.2} s: \
+         claimed and dispatched {} = {:.0}/s; deferred {} ({}); suppressed {}; \
+         no lawful time {}; dispatch failed {}; decided {:.0}/s (live afterwards: {live})",
+        run.elapsed.as_secs_f64(),
+        run.dispatched,
+        run.per_s(run.dispatched),
+        run.deferred,
+        by.join(", "),
+        run.suppressed,
+        run.no_lawful_time,
+        run.dispatch_failed,
+        run.per_s(run.decided()),
     );
+    if let Some(c) = ceiling {
+        println!(
+            "claim {k} instance(s): realistic mix at {:.0} % of the ceiling \
+             (dispatched/s {:.0} of {:.0}; decided/s {:.0} % of it)",
+            100.0 * run.per_s(run.dispatched) / c.per_s(c.dispatched),
+            run.per_s(run.dispatched),
+            c.per_s(c.dispatched),
+            100.0 * run.per_s(run.decided()) / c.per_s(c.dispatched),
+        );
+    }
     Ok(())
 }
 
 async fn scale(database_url: &str, rows: usize) -> anyhow::Result<()> {
-    let now: DateTime<Utc> = SystemClock.now();
     let seeded = Instant::now();
-    seed::table(database_url, rows, now).await?;
+    let (mix, samples) = seed::table(database_url, rows, bench_start()).await?;
     let seeded = seeded.elapsed();
-    let state = instance(database_url).await?;
-    let plans = state.store.query_plans(now).await?;
-    // The first tick: 25 overdue attempts time out, 100 due reminders are claimed and dispatched.
+    let clock = BenchClock::new();
+    println!("scale {rows} rows: seeded {}", mix.describe());
+    let state = instance(database_url, Arc::clone(&clock)).await?;
+    let rules = bench_config(database_url)?.calling_rules();
+    let plans = state.store.query_plans(clock.now(), &rules).await?;
+    // The claim tick: 100 due reminders of the mix are claimed and dispatched,
+    // deferred or cancelled (nothing is overdue yet).
     let t = Instant::now();
     let first = state.scheduler.tick().await?;
-    let first_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let claim_ms = t.elapsed().as_secs_f64() * 1000.0;
+    // Two minutes on, 25 live attempts have outlived the dispatch timeout.
+    clock.advance(chrono::Duration::minutes(2));
+    let t = Instant::now();
+    let second = state.scheduler.tick().await?;
+    let timeout_ms = t.elapsed().as_secs_f64() * 1000.0;
     // Then idle ticks: the scans alone (nothing due, nothing overdue).
     let mut idle = Vec::new();
     for _ in 0..20 {
@@ -356,10 +546,9 @@ async fn scale(database_url: &str, rows: usize) -> anyhow::Result<()> {
         dash.push(t.elapsed());
     }
     dash.sort();
-    // The dashboard's search: one number among all the rows.
+    // The dashboard's search: one number (one debt's reminders) among all the rows.
     let mut searched = Vec::new();
-    for i in 0..20u64 {
-        let phone = seed::seeded_phone(1 + i * (rows as u64 / 20).max(1));
+    for (phone, n) in samples {
         let t = Instant::now();
         let found = state
             .store
@@ -372,8 +561,8 @@ async fn scale(database_url: &str, rows: usize) -> anyhow::Result<()> {
             .await?;
         searched.push(t.elapsed());
         anyhow::ensure!(
-            found.reminders.len() == 1,
-            "the search finds its one reminder"
+            found.reminders.len() == n,
+            "the search finds its debt's {n} reminders"
         );
     }
     searched.sort();
@@ -388,20 +577,56 @@ async fn scale(database_url: &str, rows: usize) -> anyhow::Result<()> {
         dash[dash.len() - 1].as_secs_f64() * 1000.0,
     );
     println!(
-        "scale {rows} rows (seeded in {:.1} s): first tick {first_ms:.2} ms (timed out {}, dispatched {}); idle tick median {:.2} ms, max {:.2} ms",
+        "scale {rows} rows (seeded in {:.1} s): claim tick {claim_ms:.2} ms (dispatched {}, deferred {}, \
+         suppressed {}, no lawful time {}); timeout tick {timeout_ms:.2} ms (timed out {}); \
+         both {:.2} ms; idle tick median {:.2} ms, max {:.2} ms",
         seeded.as_secs_f64(),
-        first.timed_out,
         first.dispatched,
+        first.deferred,
+        first.suppressed,
+        first.no_lawful_calling_time,
+        second.timed_out,
+        claim_ms + timeout_ms,
         idle[idle.len() / 2].as_secs_f64() * 1000.0,
         idle[idle.len() - 1].as_secs_f64() * 1000.0,
     );
     for (query, plan) in plans {
         println!("  plan of {query} (before the first tick):");
         for line in plan.lines() {
-            println!("    {line}");
+            println!("    {}", abbreviate_arrays(line));
         }
     }
+    anyhow::ensure!(
+        first.dispatched + first.deferred + first.suppressed + first.no_lawful_calling_time == 100
+            && first.timed_out == 0
+            && second.timed_out == 25,
+        "the claim tick decides the 100 due reminders (and times out nothing), the timeout \
+         tick times out the 25 overdue attempts"
+    );
     Ok(())
+}
+
+/// PostgreSQL prints a bound array in full: `'{a,b,…}'` becomes `'{a,…}' (N)`.
+fn abbreviate_arrays(line: &str) -> String {
+    let mut out = String::new();
+    let mut rest = line;
+    while let Some(start) = rest.find("'{") {
+        let Some(len) = rest[start..].find("}'") else {
+            break;
+        };
+        let inner = &rest[start + 2..start + len];
+        out.push_str(&rest[..start]);
+        let n = inner.split(',').count();
+        if n > 2 {
+            let first = inner.split(',').next().unwrap_or_default();
+            out.push_str(&format!("'{{{first},…}}' ({n} values)"));
+        } else {
+            out.push_str(&rest[start..start + len + 2]);
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[tokio::main]
@@ -421,9 +646,18 @@ async fn main() -> anyhow::Result<()> {
         } => noop(&url, requests, concurrency).await,
         Command::Claim {
             database_url,
+            ceiling_database_url,
             due,
             instances,
-        } => claim(&database_url, due, instances).await,
+        } => {
+            claim(
+                &database_url,
+                ceiling_database_url.as_deref(),
+                due,
+                instances,
+            )
+            .await
+        }
         Command::Scale { database_url, rows } => scale(&database_url, rows).await,
     }
 }

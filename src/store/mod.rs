@@ -306,10 +306,14 @@ pub trait Store: Send + Sync + 'static {
     async fn count_by_status(&self) -> Result<Vec<(Status, u64)>, StoreError>;
 
     /// The database's plans for the scheduler's scans (`due`, `overdue`,
-    /// `count_live`) at `now`: to show they use their indexes (docs/PERFORMANCE.md).
+    /// `count_live`) at `now`, and for the statements a claim of the batch due
+    /// now makes under `rules` (its candidates, the debts' attempts, the
+    /// suppression list, its writes): to show they use their indexes
+    /// (docs/PERFORMANCE.md). Writes nothing.
     async fn query_plans(
         &self,
         now: DateTime<Utc>,
+        rules: &Rules,
     ) -> Result<Vec<(&'static str, String)>, StoreError>;
 
     /// How many events are recorded for a reminder (tests and the dashboard).

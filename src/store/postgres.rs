@@ -116,6 +116,59 @@ fn overdue_sql() -> String {
     )
 }
 
+/// The claim's candidates: those of `$1` still due at `$2`, earliest first,
+/// locked (rows another writer holds are skipped).
+fn claim_candidates_sql() -> String {
+    format!(
+        "SELECT {REMINDER_COLS} FROM reminders \
+         WHERE id = ANY($1) AND {DUE} AND next_attempt_at <= $2 \
+           AND attempt_count < max_attempts \
+         ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED"
+    )
+}
+
+/// The frequency caps' and the quiet period's facts: the debts `$1`'s
+/// attempts since `$2` (through `attempts_debt`).
+const CLAIM_HISTORY_SQL: &str = "SELECT reminder_id, attempt, debt_ref, dispatched_at, ended_at, \
+       outcome->>'result' AS result \
+     FROM attempts WHERE debt_ref = ANY($1) AND dispatched_at > $2";
+
+/// The suppression list's answer for the numbers `$1`.
+const CLAIM_SUPPRESSED_SQL: &str =
+    "SELECT phone_number FROM suppressions WHERE phone_number = ANY($1)";
+
+/// Start the next attempt of every reminder in `$1` at `$2`, with its attempt row.
+fn claim_start_sql() -> String {
+    format!(
+        "WITH claimed AS ( \
+           UPDATE reminders r SET status = 'in_progress', attempt_count = r.attempt_count + 1, \
+             next_attempt_at = NULL, last_attempt_at = $2, skip_reason = NULL, \
+             deferred_by = NULL, updated_at = $2 \
+           WHERE r.id = ANY($1) \
+           RETURNING r.*), \
+         started AS ( \
+           INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, \
+             updated_at, debt_ref) \
+           SELECT id, attempt_count, 'in_progress', \
+             'reminder-' || id::text || '-' || attempt_count::text, $2, $2, debt_ref \
+           FROM claimed) \
+         SELECT {REMINDER_COLS} FROM claimed ORDER BY next_attempt_at, id"
+    )
+}
+
+/// Defer each reminder of `$1` to its time in `$2`, by its rule in `$3`.
+const CLAIM_DEFER_SQL: &str =
+    "UPDATE reminders r SET next_attempt_at = v.next_at, deferred_by = v.rule, \
+       updated_at = $4 \
+     FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[]) AS v(id, next_at, rule) \
+     WHERE r.id = v.id";
+
+/// Cancel or fail each reminder of `$1` (status `$2`, reason `$3`).
+const CLAIM_END_SQL: &str = "UPDATE reminders r SET status = v.status, skip_reason = v.reason, \
+       next_attempt_at = NULL, deferred_by = NULL, updated_at = $4 \
+     FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(id, status, reason) \
+     WHERE r.id = v.id";
+
 fn count_live_sql() -> String {
     format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}")
 }
@@ -562,16 +615,11 @@ impl Store for PgStore {
             .bind(CLAIM_LOCK)
             .execute(&mut *tx)
             .await?;
-        let rows = sqlx::query(&format!(
-            "SELECT {REMINDER_COLS} FROM reminders \
-             WHERE id = ANY($1) AND {DUE} AND next_attempt_at <= $2 \
-               AND attempt_count < max_attempts \
-             ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED"
-        ))
-        .bind(&ids)
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
+        let rows = sqlx::query(&claim_candidates_sql())
+            .bind(&ids)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
         let candidates = rows
             .iter()
             .map(reminder_from_row)
@@ -584,15 +632,11 @@ impl Store for PgStore {
             .fetch_one(&mut *tx)
             .await?;
         let debt_refs: Vec<&str> = candidates.iter().map(|r| r.debt_ref.as_str()).collect();
-        let attempts = sqlx::query(
-            "SELECT reminder_id, attempt, debt_ref, dispatched_at, ended_at, \
-               outcome->>'result' AS result \
-             FROM attempts WHERE debt_ref = ANY($1) AND dispatched_at > $2",
-        )
-        .bind(&debt_refs)
-        .bind(now - rules.lookback())
-        .fetch_all(&mut *tx)
-        .await?;
+        let attempts = sqlx::query(CLAIM_HISTORY_SQL)
+            .bind(&debt_refs)
+            .bind(now - rules.lookback())
+            .fetch_all(&mut *tx)
+            .await?;
         let mut debts: HashMap<String, Vec<PastAttempt>> = HashMap::new();
         for row in &attempts {
             let debt: String = row.try_get("debt_ref")?;
@@ -606,14 +650,12 @@ impl Store for PgStore {
             });
         }
         let phones: Vec<&str> = candidates.iter().map(|r| r.phone_number.as_str()).collect();
-        let suppressed: HashSet<String> = sqlx::query_scalar(
-            "SELECT phone_number FROM suppressions WHERE phone_number = ANY($1)",
-        )
-        .bind(&phones)
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .collect();
+        let suppressed: HashSet<String> = sqlx::query_scalar(CLAIM_SUPPRESSED_SQL)
+            .bind(&phones)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
         let slots = (i64::from(max_live) - live).max(0) as usize;
         let plan = plan_claims(rules, &candidates, &mut debts, &suppressed, slots, now);
 
@@ -645,57 +687,33 @@ impl Store for PgStore {
             }
         }
         if !claim_ids.is_empty() {
-            let rows = sqlx::query(&format!(
-                "WITH claimed AS ( \
-                   UPDATE reminders r SET status = 'in_progress', attempt_count = r.attempt_count + 1, \
-                     next_attempt_at = NULL, last_attempt_at = $2, skip_reason = NULL, \
-                     deferred_by = NULL, updated_at = $2 \
-                   WHERE r.id = ANY($1) \
-                   RETURNING r.*), \
-                 started AS ( \
-                   INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, \
-                     updated_at, debt_ref) \
-                   SELECT id, attempt_count, 'in_progress', \
-                     'reminder-' || id::text || '-' || attempt_count::text, $2, $2, debt_ref \
-                   FROM claimed) \
-                 SELECT {REMINDER_COLS} FROM claimed ORDER BY next_attempt_at, id"
-            ))
-            .bind(&claim_ids)
-            .bind(now)
-            .fetch_all(&mut *tx)
-            .await?;
+            let rows = sqlx::query(&claim_start_sql())
+                .bind(&claim_ids)
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
             report.claimed = rows
                 .iter()
                 .map(reminder_from_row)
                 .collect::<Result<Vec<_>, _>>()?;
         }
         if !defer_ids.is_empty() {
-            sqlx::query(
-                "UPDATE reminders r SET next_attempt_at = v.next_at, deferred_by = v.rule, \
-                   updated_at = $4 \
-                 FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[]) AS v(id, next_at, rule) \
-                 WHERE r.id = v.id",
-            )
-            .bind(&defer_ids)
-            .bind(&defer_at)
-            .bind(&defer_by)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(CLAIM_DEFER_SQL)
+                .bind(&defer_ids)
+                .bind(&defer_at)
+                .bind(&defer_by)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         if !end_ids.is_empty() {
-            sqlx::query(
-                "UPDATE reminders r SET status = v.status, skip_reason = v.reason, \
-                   next_attempt_at = NULL, deferred_by = NULL, updated_at = $4 \
-                 FROM UNNEST($1::uuid[], $2::text[], $3::text[]) AS v(id, status, reason) \
-                 WHERE r.id = v.id",
-            )
-            .bind(&end_ids)
-            .bind(&end_status)
-            .bind(&end_reason)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query(CLAIM_END_SQL)
+                .bind(&end_ids)
+                .bind(&end_status)
+                .bind(&end_reason)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(report)
@@ -733,6 +751,7 @@ impl Store for PgStore {
     async fn query_plans(
         &self,
         now: DateTime<Utc>,
+        rules: &Rules,
     ) -> Result<Vec<(&'static str, String)>, StoreError> {
         let lines = |rows: Vec<PgRow>| -> Result<String, StoreError> {
             let mut out = Vec::new();
@@ -757,10 +776,64 @@ impl Store for PgStore {
         let live = sqlx::query(&format!("{explain} {}", count_live_sql()))
             .fetch_all(&self.pool)
             .await?;
+        // The claim's own statements, for the batch a tick would claim now,
+        // run (ANALYZE) in a transaction that is rolled back: nothing stays.
+        let batch = self.due(now, crate::scheduler::BATCH).await?;
+        let ids: Vec<uuid::Uuid> = batch.iter().map(|r| r.id.as_uuid()).collect();
+        let debts: Vec<&str> = batch.iter().map(|r| r.debt_ref.as_str()).collect();
+        let phones: Vec<&str> = batch.iter().map(|r| r.phone_number.as_str()).collect();
+        let mut tx = self.pool.begin().await?;
+        let candidates = sqlx::query(&format!("{explain} {}", claim_candidates_sql()))
+            .bind(&ids)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let history = sqlx::query(&format!("{explain} {CLAIM_HISTORY_SQL}"))
+            .bind(&debts)
+            .bind(now - rules.lookback())
+            .fetch_all(&mut *tx)
+            .await?;
+        let suppressed = sqlx::query(&format!("{explain} {CLAIM_SUPPRESSED_SQL}"))
+            .bind(&phones)
+            .fetch_all(&mut *tx)
+            .await?;
+        let start = sqlx::query(&format!("{explain} {}", claim_start_sql()))
+            .bind(&ids)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let later: Vec<DateTime<Utc>> = ids.iter().map(|_| now).collect();
+        let rule: Vec<&str> = ids.iter().map(|_| "window").collect();
+        let defer = sqlx::query(&format!("{explain} {CLAIM_DEFER_SQL}"))
+            .bind(&ids)
+            .bind(&later)
+            .bind(&rule)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let status: Vec<&str> = ids.iter().map(|_| Status::Cancelled.as_str()).collect();
+        let reason: Vec<&str> = ids.iter().map(|_| SKIP_SUPPRESSED).collect();
+        let end = sqlx::query(&format!("{explain} {CLAIM_END_SQL}"))
+            .bind(&ids)
+            .bind(&status)
+            .bind(&reason)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.rollback().await?;
         Ok(vec![
             ("due", lines(due)?),
             ("overdue", lines(overdue)?),
             ("count_live", lines(live)?),
+            ("claim: candidates", lines(candidates)?),
+            (
+                "claim: frequency and quiet period (debts' attempts)",
+                lines(history)?,
+            ),
+            ("claim: suppression list", lines(suppressed)?),
+            ("claim: start the attempts", lines(start)?),
+            ("claim: defer", lines(defer)?),
+            ("claim: cancel or fail", lines(end)?),
         ])
     }
 

@@ -25,7 +25,7 @@ use crate::domain::{room_name, Attempt, AttemptWrite, Change, NewReminder, Remin
 use std::collections::{HashMap, HashSet};
 
 use crate::domain::{
-    plan_claims, ClaimAction, PastAttempt, Rules, SKIP_NO_LAWFUL_TIME, SKIP_SUPPRESSED,
+    plan_claims, ClaimAction, DeferredBy, PastAttempt, Rules, SKIP_NO_LAWFUL_TIME, SKIP_SUPPRESSED,
 };
 use crate::domain::{
     PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAction, SuppressionAudit,
@@ -434,6 +434,160 @@ fn overdue_sql() -> String {
     )
 }
 
+/// The claim's candidates: those of `ids` still due at `now`, earliest first,
+/// each looked up by its primary key. `prefix`: `EXPLAIN QUERY PLAN ` or "".
+/// The `+` keeps the planner off the status index (without statistics it
+/// would walk every pending and failed reminder there) and the due index
+/// (every due one): both grow with the table, the ids do not.
+fn claim_candidates_sql(
+    prefix: &str,
+    ids: &[ReminderId],
+    now: DateTime<Utc>,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "{prefix}SELECT {REMINDER_COLS} FROM reminders WHERE id IN ("
+    ));
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(id.to_string());
+    }
+    qb.push(
+        ") AND +status IN ('pending', 'failed') AND +next_attempt_at IS NOT NULL \
+         AND +next_attempt_at <= ",
+    )
+    .push_bind(ms(now))
+    .push(" AND attempt_count < max_attempts ORDER BY next_attempt_at, id");
+    qb
+}
+
+/// The frequency caps' and the quiet period's facts: the candidates' debts'
+/// attempts since `since` (through `attempts_debt`).
+fn claim_history_sql(
+    prefix: &str,
+    debt_refs: impl Iterator<Item = String>,
+    since: DateTime<Utc>,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "{prefix}SELECT reminder_id, attempt, debt_ref, dispatched_at, ended_at, \
+         json_extract(outcome, '$.result') AS result FROM attempts WHERE dispatched_at > "
+    ));
+    qb.push_bind(ms(since)).push(" AND debt_ref IN (");
+    let mut list = qb.separated(", ");
+    for debt in debt_refs {
+        list.push_bind(debt);
+    }
+    qb.push(")");
+    qb
+}
+
+/// The suppression list's answer for the candidates' numbers.
+fn claim_suppressed_sql(
+    prefix: &str,
+    phones: impl Iterator<Item = String>,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "{prefix}SELECT phone_number FROM suppressions WHERE phone_number IN ("
+    ));
+    let mut list = qb.separated(", ");
+    for phone in phones {
+        list.push_bind(phone);
+    }
+    qb.push(")");
+    qb
+}
+
+/// Reminders per write statement of a claim (SQLite binds at most 32,766
+/// parameters; a deferral takes 3).
+const CLAIM_CHUNK: usize = 500;
+
+/// Start the next attempt of each of `ids` at `now`, returning them.
+fn claim_start_sql(
+    prefix: &str,
+    ids: &[ReminderId],
+    now: DateTime<Utc>,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "{prefix}UPDATE reminders SET status = 'in_progress', \
+         attempt_count = attempt_count + 1, next_attempt_at = NULL, last_attempt_at = "
+    ));
+    qb.push_bind(ms(now))
+        .push(", skip_reason = NULL, deferred_by = NULL, updated_at = ")
+        .push_bind(ms(now))
+        .push(" WHERE id IN (");
+    let mut list = qb.separated(", ");
+    for id in ids {
+        list.push_bind(id.to_string());
+    }
+    qb.push(format!(") RETURNING {REMINDER_COLS}"));
+    qb
+}
+
+/// The attempt rows of the reminders a claim started.
+fn claim_attempts_sql(
+    prefix: &str,
+    started: &[Reminder],
+    now: DateTime<Utc>,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+        "{prefix}INSERT INTO attempts (reminder_id, attempt, status, room_name, \
+         dispatched_at, updated_at, debt_ref) "
+    ));
+    qb.push_values(started, |mut b, r| {
+        b.push_bind(r.id.to_string())
+            .push_bind(i64::from(r.attempt_count))
+            .push_bind("in_progress")
+            .push_bind(room_name(r.id, r.attempt_count))
+            .push_bind(ms(now))
+            .push_bind(ms(now))
+            .push_bind(r.debt_ref.clone());
+    });
+    qb
+}
+
+/// Defer each reminder to its time, by its rule (each found by its primary key).
+fn claim_defer_sql(
+    prefix: &str,
+    defers: &[(ReminderId, DateTime<Utc>, DeferredBy)],
+    now: DateTime<Utc>,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new(format!("{prefix}WITH v (id, next_at, rule) AS ("));
+    qb.push_values(defers, |mut b, (id, until, by)| {
+        b.push_bind(id.to_string())
+            .push_bind(ms(*until))
+            .push_bind(by.as_str());
+    });
+    qb.push(
+        ") UPDATE reminders SET next_attempt_at = v.next_at, deferred_by = v.rule, \
+         updated_at = ",
+    )
+    .push_bind(ms(now))
+    .push(" FROM v WHERE reminders.id = v.id");
+    qb
+}
+
+/// Cancel (suppressed) or fail (no lawful time) each reminder, with its reason.
+fn claim_end_sql(
+    prefix: &str,
+    ends: &[(ReminderId, Status, &'static str)],
+    now: DateTime<Utc>,
+) -> QueryBuilder<'static, Sqlite> {
+    let mut qb: QueryBuilder<Sqlite> =
+        QueryBuilder::new(format!("{prefix}WITH v (id, status, reason) AS ("));
+    qb.push_values(ends, |mut b, (id, status, reason)| {
+        b.push_bind(id.to_string())
+            .push_bind(status.as_str())
+            .push_bind(*reason);
+    });
+    qb.push(
+        ") UPDATE reminders SET status = v.status, skip_reason = v.reason, \
+         next_attempt_at = NULL, deferred_by = NULL, updated_at = ",
+    )
+    .push_bind(ms(now))
+    .push(" FROM v WHERE reminders.id = v.id");
+    qb
+}
+
 fn count_live_sql() -> String {
     format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}")
 }
@@ -713,17 +867,7 @@ impl Store for SqliteStore {
         // first: a read-then-write transaction cannot be refused half-way by
         // another process's writer (several schedulers on one file).
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-            "SELECT {REMINDER_COLS} FROM reminders WHERE id IN ("
-        ));
-        let mut list = qb.separated(", ");
-        for id in ids {
-            list.push_bind(id.to_string());
-        }
-        qb.push(format!(") AND {DUE} AND next_attempt_at <= "))
-            .push_bind(ms(now))
-            .push(" AND attempt_count < max_attempts ORDER BY next_attempt_at, id");
-        let candidates = qb
+        let candidates = claim_candidates_sql("", ids, now)
             .build()
             .fetch_all(&mut *tx)
             .await?
@@ -734,21 +878,12 @@ impl Store for SqliteStore {
             tx.commit().await?;
             return Ok(ClaimReport::default());
         }
-        let live: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM reminders WHERE {LIVE}"))
+        let live: i64 = sqlx::query_scalar(&count_live_sql())
             .fetch_one(&mut *tx)
             .await?;
         let mut debts: HashMap<String, Vec<PastAttempt>> = HashMap::new();
-        let mut qb: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT reminder_id, attempt, debt_ref, dispatched_at, ended_at, \
-             json_extract(outcome, '$.result') AS result FROM attempts WHERE dispatched_at > ",
-        );
-        qb.push_bind(ms(now - rules.lookback()))
-            .push(" AND debt_ref IN (");
-        let mut list = qb.separated(", ");
-        for r in &candidates {
-            list.push_bind(r.debt_ref.clone());
-        }
-        qb.push(")");
+        let debt_refs = candidates.iter().map(|r| r.debt_ref.clone());
+        let mut qb = claim_history_sql("", debt_refs, now - rules.lookback());
         for row in qb.build().fetch_all(&mut *tx).await? {
             let debt: String = row.try_get("debt_ref")?;
             let reminder_id: String = row.try_get("reminder_id")?;
@@ -762,14 +897,10 @@ impl Store for SqliteStore {
                 result: result.and_then(|r| r.parse().ok()),
             });
         }
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new("SELECT phone_number FROM suppressions WHERE phone_number IN (");
-        let mut list = qb.separated(", ");
-        for r in &candidates {
-            list.push_bind(r.phone_number.as_str().to_owned());
-        }
-        qb.push(")");
-        let suppressed: HashSet<String> = qb
+        let phones = candidates
+            .iter()
+            .map(|r| r.phone_number.as_str().to_owned());
+        let suppressed: HashSet<String> = claim_suppressed_sql("", phones)
             .build()
             .fetch_all(&mut *tx)
             .await?
@@ -779,69 +910,60 @@ impl Store for SqliteStore {
         let slots = (i64::from(max_live) - live).max(0) as usize;
         let plan = plan_claims(rules, &candidates, &mut debts, &suppressed, slots, now);
 
+        // The decisions, written a statement per kind and chunk (not a
+        // statement per reminder: each one is a round trip to the driver's
+        // thread, and those round trips were most of a claim's time).
         let mut report = ClaimReport::default();
+        let mut claim_ids = Vec::new();
+        let mut defers = Vec::new();
+        let mut ends = Vec::new();
         for (id, action) in &plan {
-            let id_text = id.to_string();
             match action {
-                ClaimAction::Claim => {
-                    let row = sqlx::query(&format!(
-                        "UPDATE reminders SET status = 'in_progress', \
-                         attempt_count = attempt_count + 1, next_attempt_at = NULL, \
-                         last_attempt_at = ?1, skip_reason = NULL, deferred_by = NULL, \
-                         updated_at = ?1 WHERE id = ?2 RETURNING {REMINDER_COLS}"
-                    ))
-                    .bind(ms(now))
-                    .bind(&id_text)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let r = reminder_from_row(&row)?;
-                    sqlx::query(
-                        "INSERT INTO attempts (reminder_id, attempt, status, room_name, \
-                         dispatched_at, updated_at, debt_ref) \
-                         VALUES (?1, ?2, 'in_progress', ?3, ?4, ?4, ?5)",
-                    )
-                    .bind(&id_text)
-                    .bind(i64::from(r.attempt_count))
-                    .bind(room_name(r.id, r.attempt_count))
-                    .bind(ms(now))
-                    .bind(&r.debt_ref)
-                    .execute(&mut *tx)
-                    .await?;
-                    report.claimed.push(r);
-                }
+                ClaimAction::Claim => claim_ids.push(*id),
                 ClaimAction::Defer { until, by } => {
-                    sqlx::query(
-                        "UPDATE reminders SET next_attempt_at = ?1, deferred_by = ?2, \
-                         updated_at = ?3 WHERE id = ?4",
-                    )
-                    .bind(ms(*until))
-                    .bind(by.as_str())
-                    .bind(ms(now))
-                    .bind(&id_text)
-                    .execute(&mut *tx)
-                    .await?;
+                    defers.push((*id, *until, *by));
                     report.deferred.push((*id, *by));
                 }
-                ClaimAction::CancelSuppressed | ClaimAction::FailNoLawfulTime => {
-                    let (status, reason) = if *action == ClaimAction::CancelSuppressed {
-                        report.suppressed.push(*id);
-                        (Status::Cancelled, SKIP_SUPPRESSED)
-                    } else {
-                        report.no_lawful_time.push(*id);
-                        (Status::Failed, SKIP_NO_LAWFUL_TIME)
-                    };
-                    sqlx::query(
-                        "UPDATE reminders SET status = ?1, skip_reason = ?2, \
-                         next_attempt_at = NULL, deferred_by = NULL, updated_at = ?3 WHERE id = ?4",
-                    )
-                    .bind(status.as_str())
-                    .bind(reason)
-                    .bind(ms(now))
-                    .bind(&id_text)
-                    .execute(&mut *tx)
-                    .await?;
+                ClaimAction::CancelSuppressed => {
+                    ends.push((*id, Status::Cancelled, SKIP_SUPPRESSED));
+                    report.suppressed.push(*id);
+                }
+                ClaimAction::FailNoLawfulTime => {
+                    ends.push((*id, Status::Failed, SKIP_NO_LAWFUL_TIME));
+                    report.no_lawful_time.push(*id);
                 }
             }
+        }
+        for chunk in claim_ids.chunks(CLAIM_CHUNK) {
+            let mut started = claim_start_sql("", chunk, now)
+                .build()
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(reminder_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            if started.is_empty() {
+                continue;
+            }
+            claim_attempts_sql("", &started, now)
+                .build()
+                .execute(&mut *tx)
+                .await?;
+            // In the plan's order (earliest due first): RETURNING keeps none.
+            started.sort_by_key(|r| chunk.iter().position(|id| *id == r.id));
+            report.claimed.extend(started);
+        }
+        for chunk in defers.chunks(CLAIM_CHUNK) {
+            claim_defer_sql("", chunk, now)
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        for chunk in ends.chunks(CLAIM_CHUNK) {
+            claim_end_sql("", chunk, now)
+                .build()
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(report)
@@ -880,6 +1002,7 @@ impl Store for SqliteStore {
     async fn query_plans(
         &self,
         now: DateTime<Utc>,
+        rules: &Rules,
     ) -> Result<Vec<(&'static str, String)>, StoreError> {
         let explain = |rows: Vec<SqliteRow>| -> Result<String, StoreError> {
             let mut out = Vec::new();
@@ -904,11 +1027,71 @@ impl Store for SqliteStore {
         let live = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", count_live_sql()))
             .fetch_all(&self.read)
             .await?;
-        Ok(vec![
+        // The claim's own statements, for the batch a tick would claim now.
+        let batch = self.due(now, crate::scheduler::BATCH).await?;
+        let scans = vec![
             ("due", explain(due)?),
             ("overdue", explain(overdue)?),
             ("count_live", explain(live)?),
-        ])
+        ];
+        if batch.is_empty() {
+            return Ok(scans);
+        }
+        let ids: Vec<ReminderId> = batch.iter().map(|r| r.id).collect();
+        let debts = batch.iter().map(|r| r.debt_ref.clone());
+        let phones = batch.iter().map(|r| r.phone_number.as_str().to_owned());
+        let qp = "EXPLAIN QUERY PLAN ";
+        let candidates = claim_candidates_sql(qp, &ids, now)
+            .build()
+            .fetch_all(&self.read)
+            .await?;
+        let history = claim_history_sql(qp, debts, now - rules.lookback())
+            .build()
+            .fetch_all(&self.read)
+            .await?;
+        let suppressed = claim_suppressed_sql(qp, phones)
+            .build()
+            .fetch_all(&self.read)
+            .await?;
+        let start = claim_start_sql(qp, &ids, now)
+            .build()
+            .fetch_all(&self.read)
+            .await?;
+        let attempts = claim_attempts_sql(qp, &batch, now)
+            .build()
+            .fetch_all(&self.read)
+            .await?;
+        let defers: Vec<_> = ids
+            .iter()
+            .map(|id| (*id, now, DeferredBy::Window))
+            .collect();
+        let defer = claim_defer_sql(qp, &defers, now)
+            .build()
+            .fetch_all(&self.read)
+            .await?;
+        let ends: Vec<_> = ids
+            .iter()
+            .map(|id| (*id, Status::Cancelled, SKIP_SUPPRESSED))
+            .collect();
+        let end = claim_end_sql(qp, &ends, now)
+            .build()
+            .fetch_all(&self.read)
+            .await?;
+        Ok(scans
+            .into_iter()
+            .chain([
+                ("claim: candidates", explain(candidates)?),
+                (
+                    "claim: frequency and quiet period (debts' attempts)",
+                    explain(history)?,
+                ),
+                ("claim: suppression list", explain(suppressed)?),
+                ("claim: start the attempts", explain(start)?),
+                ("claim: their attempt rows", explain(attempts)?),
+                ("claim: defer", explain(defer)?),
+                ("claim: cancel or fail", explain(end)?),
+            ])
+            .collect())
     }
 
     async fn get_event(&self, webhook_id: &str) -> Result<Option<EventRecord>, StoreError> {
