@@ -572,22 +572,19 @@ def _date_pass(s: _Scan, today: dt.date) -> list[_DateM]:
         if s.used[i]:
             i += 1
             continue
-        hit = (
-            _iso_date(s, i, today)
-            or _numeric_date(s, i, today)
-            or _relative_day(s, i, today)
-            or _day_of_month(s, i, today)
-            or _month_then_day(s, i, today)
-            or _in_units(s, i, today)
-            or _month_end(s, i, today)
-        )
+        hit, explicit = None, False
+        for matcher, names_a_day in _DATE_MATCHERS:
+            hit = matcher(s, i, today)
+            if hit is not None:
+                explicit = names_a_day
+                break
         if hit is None:
             i += 1
             continue
         end, primary, cands = hit
         s.take(i, end)
         if primary is not None:
-            out.append(_DateM(i, end, primary, frozenset(cands) | {primary}, explicit=True))
+            out.append(_DateM(i, end, primary, frozenset(cands) | {primary}, explicit=explicit))
         i = end
     # weekdays last, so that "Friday the 4th" / "Friday, December 4th" is the explicit date
     for i in range(s.n):
@@ -791,6 +788,17 @@ def _month_end(s: _Scan, i: int, today: dt.date) -> _Hit | None:
     m = _add_months(today.replace(day=1), best[1])
     return best[0], m.replace(day=calendar.monthrange(m.year, m.month)[1]), ()
 
+
+# (matcher, names a calendar day: a weekday next to it is that day's name, not another date)
+_DATE_MATCHERS = [
+    (_iso_date, True),
+    (_numeric_date, True),
+    (_relative_day, False),
+    (_day_of_month, True),
+    (_month_then_day, True),
+    (_in_units, False),
+    (_month_end, False),
+]
 
 # ---- times -----------------------------------------------------------------------------------------
 
