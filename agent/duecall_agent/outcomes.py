@@ -514,14 +514,14 @@ class OutcomeRecorder:
             "ask the customer to say themselves how much they will pay and on which day, repeat "
             "both back, and quote the customer's words that state them"
         )
+        digits = "" if said.words_understood else " (in this language only amounts in digits are read)"
         if not said.amounts and not said.dates:
             raise self._refuse(
                 "record_promise",
-                "the customer's words state no amount and no date; a bare yes, okay or sure is not a "
-                f"promise: {ask}",
+                f"the customer's words state no amount and no date{digits}; a bare yes, okay or sure "
+                f"is not a promise: {ask}",
             )
         if not said.amounts:
-            digits = "" if said.words_understood else " (in this language only amounts in digits are read)"
             raise self._refuse("record_promise", f"the customer's words state no amount{digits}: {ask}")
         if not said.dates and said.words_understood:
             raise self._refuse("record_promise", f"the customer's words state no date: {ask}")

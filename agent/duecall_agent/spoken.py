@@ -25,7 +25,7 @@ import datetime as dt
 import re
 import unicodedata
 import zoneinfo
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fractions import Fraction
 
 from .outcomes import minor_unit_digits
@@ -275,6 +275,9 @@ class PromiseReading:
     words_understood: bool  # False: the language's words are not read, only digits
 
 
+_WordAt = Callable[[int], "str | None"]  # the free word at a token index, or None
+
+
 class _Scan:
     """Tokens of one text, each consumed at most once by the date, time and amount passes."""
 
@@ -387,7 +390,7 @@ class _Scan:
         return None
 
 
-def _en_cardinal(w, i: int) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+def _en_cardinal(w: _WordAt, i: int) -> tuple[int, int] | None:
     """English cardinal words up to the millions at ``i``: ``(value, end)``.
 
     Adjacent small numbers are *separate* numbers ("one twenty" is 1 then 20, never 120);
@@ -433,7 +436,7 @@ def _en_cardinal(w, i: int) -> tuple[int, int] | None:  # type: ignore[no-untype
     return total + group, j
 
 
-def _es_cardinal(w, i: int) -> tuple[int, int] | None:  # type: ignore[no-untyped-def]
+def _es_cardinal(w: _WordAt, i: int) -> tuple[int, int] | None:
     """Spanish cardinal words up to the millions at ``i``: ``(value, end)``."""
     j, total, group, last = i, 0, 0, None
     last_scale = 10**12
@@ -702,9 +705,8 @@ def _day_of_month(s: _Scan, i: int, today: dt.date) -> _Hit | None:
     tok = s.toks[k]
     if ordinal and (lead or tok.kind == "num"):
         return k2, _day_only(day, today, None), ()
-    if s.es and lead and s.t(i) is not None and s.w(i) == "el" and not ordinal:
-        nxt = s.w(k2)
-        if s.currency_word(k2, "") is None and nxt not in ("mil", "millones", "por", "porciento"):
+    if s.es and s.w(i) == "el" and not ordinal:  # "el 15", "el día quince"
+        if s.currency_word(k2, "") is None and s.w(k2) not in ("mil", "millones", "por", "porciento"):
             return k2, _day_only(day, today, None), ()
     return None
 
@@ -803,7 +805,9 @@ _DATE_MATCHERS = [
 # ---- times -----------------------------------------------------------------------------------------
 
 
-_CUES_EN = [("at",), ("around",), ("after",), ("from",), ("any", "time", "after"), ("anytime", "after"), ("about",)]
+# Words that make a bare number a time of day ("at 5"). Not "about" / "from": "about 20 on Friday"
+# is an amount.
+_CUES_EN = [("at",), ("around",), ("after",), ("any", "time", "after"), ("anytime", "after")]
 _CUES_ES = [
     ("a", "las"), ("a", "la"), ("despues", "de", "las"), ("despues", "de", "la"), ("desde", "las"), ("sobre", "las"),
     ("hacia", "las"), ("a", "eso", "de", "las"), ("como", "a", "las"), ("las",), ("la",),
@@ -931,7 +935,7 @@ def _clock_time(s: _Scan, i: int) -> tuple[int, _TimeM] | None:
         hour, end = h
         minute = 0
         # minutes: "five thirty", "five oh five", "cinco y media", "cinco y cuarto", "5 y 20"
-        if s.en and s.t(end) is not None and s.t(end).kind == "word":  # type: ignore[union-attr]
+        if s.en and s.w(end) is not None:
             if s.w(end) in ("oh", "o") and s.w(end + 1) in _EN_UNITS:
                 minute, end = _EN_UNITS[s.w(end + 1) or ""], end + 2
             elif (card := _en_cardinal(s.w, end)) is not None and 10 <= card[0] <= 59 and s.w(end) not in ("a",):
