@@ -195,7 +195,9 @@ class PaymentReminderAgent(Agent):
         Args:
             amount_minor: The amount the customer said they will pay, in whole minor units (cents).
             date: The calendar date the customer said they will pay on, as YYYY-MM-DD.
-            customer_quote: The customer's own words stating the amount and the date, verbatim.
+            customer_quote: The customer's own words, verbatim, that state the amount and the date
+                (e.g. "a hundred twenty dollars on Friday"); a bare yes is refused. Parts said
+                apart may be joined with "...".
             revise: True only if the customer corrects a promise already recorded in this call.
         """
         return self._final(lambda: self._recorder.record_promise(amount_minor, date, customer_quote, revise=revise))
@@ -228,14 +230,16 @@ class PaymentReminderAgent(Agent):
         return self._final(lambda: self._recorder.record_refusal(note))
 
     @function_tool
-    async def request_callback(self, note: str = "") -> str:
+    async def request_callback(self, note: str = "", when: str = "") -> str:
         """The customer asks to be called another time, or the person who answered is not the
         customer. Give a third party no details at all.
 
         Args:
-            note: For the confirmed customer only: when they would like to be called.
+            note: For the confirmed customer only: a short note of anything else they asked for.
+            when: For the confirmed customer only: their own words for when to call back, e.g.
+                "tomorrow at 5 pm" or "Monday morning"; empty when they named no time.
         """
-        return self._final(lambda: self._recorder.record_callback(note))
+        return self._final(lambda: self._recorder.record_callback(note, when or None))
 
     @function_tool
     async def wrong_number(self) -> str:
@@ -399,6 +403,8 @@ class _Call:
             company_name=persona.company_name,
             callback_number=persona.callback_number,
             voicemail_template=persona.voicemail_template,
+            language=md.language,
+            timezone=md.timezone,
         )
         agent = PaymentReminderAgent(md, self.recorder, persona, today, hang_up=self.hang_up)
         session.on("close", self._on_close)

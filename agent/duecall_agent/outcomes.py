@@ -7,8 +7,12 @@ which enforce the compliance rules in code:
   the outcomes that presuppose a discussion of the debt (promise, paid, dispute, refusal) are
   refused before identity was confirmed;
 - a promise to pay needs an amount > 0 (and not above what is due) and a date that is not in the
-  past at the customer's place; with a transcript checker, the customer's own words must be quoted
+  past at the customer's place; the customer's quoted words must themselves state that amount and
+  that date (read by :mod:`duecall_agent.spoken`: "one hundred twenty dollars on Friday"; a bare
+  "yes" is no promise), and with a transcript checker they must be words the customer said
   (amounts and dates are never invented);
+- a callback carries ``callback_at`` only for the confirmed customer: their words for the time,
+  resolved in their zone (a third party's words are not kept);
 - a voicemail gets a limited-content message without any amount or mention of a debt;
 - once an outcome is recorded, another tool call cannot silently replace it (it raises
   :class:`OutcomeConflict`); a promise may be *revised* explicitly, and the revision is kept in
@@ -41,6 +45,11 @@ __all__ = [
 ]
 
 MAX_PROMISE_HORIZON_DAYS = 366
+MAX_CALLBACK_HORIZON_DAYS = 366
+
+
+def _utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
 
 
 class Result(str, enum.Enum):
@@ -189,11 +198,19 @@ class OutcomeRecorder:
     callback_number: str | None = None
     # Operator's own voicemail text; placeholders {first_name}, {company}, {callback} only.
     voicemail_template: str | None = None
+    # The call's language tag (metadata `language`): which words amounts and dates are read in.
+    language: str = "en"
+    # The customer's IANA zone (metadata `timezone`). None: callback times are not resolved.
+    timezone: str | None = None
+    # The call's clock (aware datetimes); callback times must come after its now.
+    clock: Callable[[], dt.datetime] = _utc_now
 
     identity_confirmed: bool = dataclasses.field(default=False, init=False)
     _result: Result | None = dataclasses.field(default=None, init=False)
     _promised_amount_minor: int | None = dataclasses.field(default=None, init=False)
     _promised_date: dt.date | None = dataclasses.field(default=None, init=False)
+    _callback_at: dt.datetime | None = dataclasses.field(default=None, init=False)
+    _callback_words: str | None = dataclasses.field(default=None, init=False)
     _notes: list[str] = dataclasses.field(default_factory=list, init=False)
     history: list[HistoryEntry] = dataclasses.field(default_factory=list, init=False)
 
@@ -255,6 +272,14 @@ class OutcomeRecorder:
                 "identity not confirmed: confirm you are speaking with the named customer first "
                 "(confirm_identity); never discuss the debt with anyone else",
             )
+        if self._result is not None and not (revise and self._result is Result.PAYMENT_PROMISED):
+            # before the words are checked: asking the customer again would change nothing
+            raise self._refuse(
+                "record_promise",
+                f"outcome {self._result.value} is already recorded for this call and is not "
+                "replaced; if the customer asks not to be called again use opt_out",
+                conflict=True,
+            )
         if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
             raise self._refuse("record_promise", "amount_minor must be a whole number of minor units (e.g. cents)")
         if amount_minor <= 0:
@@ -275,6 +300,7 @@ class OutcomeRecorder:
         if when > self.call_date + dt.timedelta(days=MAX_PROMISE_HORIZON_DAYS):
             raise self._refuse("record_promise", "the promised date is more than a year away; confirm it with the customer")
         self._check_quote("record_promise", customer_quote)
+        self._check_promise_words(customer_quote, amount_minor, when)
         if revise and self._result is Result.PAYMENT_PROMISED:
             before = f"{self._promised_amount_minor} on {self._promised_date}"
             self._promised_amount_minor, self._promised_date = amount_minor, when
@@ -299,11 +325,32 @@ class OutcomeRecorder:
         self._set(Result.REFUSED, "record_refusal", note)
         return "Recorded. Do not pressure the customer; thank them and say goodbye."
 
-    def record_callback(self, note: str = "") -> str:
+    def record_callback(self, note: str = "", when: str | None = None) -> str:
         """Callback requested: the customer asked for later, or someone else answered.
-        With a third party nothing about the debt is said, so no details are kept either."""
-        self._set(Result.CALLBACK_REQUESTED, "record_callback", note if self.identity_confirmed else "")
-        return "Recorded. Say you will call back another time, without any further details, and say goodbye."
+
+        ``when`` is the customer's words for the time ("tomorrow at 5 pm"), resolved in their zone
+        to ``callback_at`` (:func:`duecall_agent.spoken.parse_callback_time`); words that name no
+        time that can be told give a callback without a time, which is no error. With a third
+        party nothing about the debt is said, so no details — note or time — are kept either."""
+        confirmed = self.identity_confirmed
+        raw = " ".join(when.split())[:300] if confirmed and isinstance(when, str) else ""
+        words = _clean_note(raw)  # what the summary keeps
+        at = self._resolve_callback(raw) if raw else None
+        self._set(Result.CALLBACK_REQUESTED, "record_callback", note if confirmed else "")
+        self._callback_at, self._callback_words = at, (words or None)
+        if not confirmed:
+            return "Recorded. Say you will call back another time, without any further details, and say goodbye."
+        if at is not None:
+            return (
+                f"Recorded a callback for {_local_text(at)} (the customer's time). Repeat that time to "
+                "the customer once and say goodbye."
+            )
+        if words:
+            return (
+                "Recorded a callback without a time: those words name no day or time that could be "
+                "understood. Say you will call back another time, and say goodbye."
+            )
+        return "Recorded. Say you will call back another time, and say goodbye."
 
     def record_wrong_number(self) -> str:
         if self.identity_confirmed:
@@ -330,6 +377,7 @@ class OutcomeRecorder:
             replaced = f" (replaced {self._result.value})" if self._result else ""
             self._result = Result.OPTED_OUT
             self._promised_amount_minor = self._promised_date = None
+            self._callback_at = self._callback_words = None
             self._log("record_opt_out", True, "opt-out" + replaced)
         return (
             "Recorded: the customer will not be called again. Confirm that briefly and politely, "
@@ -376,6 +424,7 @@ class OutcomeRecorder:
             summary=self.summary(result, answered=answered),
             transcript=transcript or None,
             duration_seconds=duration_seconds,
+            callback_at=self._callback_at if result is Result.CALLBACK_REQUESTED else None,
         )
 
     def summary(self, result: Result | None = None, *, answered: bool = True) -> str:
@@ -394,9 +443,14 @@ class OutcomeRecorder:
             case Result.DISPUTED:
                 text = "Customer disputes the debt."
             case Result.CALLBACK_REQUESTED:
-                text = "A callback was requested." if self.identity_confirmed else (
-                    "The customer was not available; no details were given to the person who answered."
-                )
+                if not self.identity_confirmed:
+                    text = "The customer was not available; no details were given to the person who answered."
+                elif self._callback_at is not None:
+                    text = f"A callback was requested for {_local_text(self._callback_at)} (customer's time)."
+                elif self._callback_words:
+                    text = f'A callback was requested; no time was understood from "{self._callback_words}".'
+                else:
+                    text = "A callback was requested; no time was given."
             case Result.WRONG_NUMBER:
                 text = "Wrong number: the person who answered is not the customer."
             case Result.OPTED_OUT:
@@ -449,6 +503,57 @@ class OutcomeRecorder:
                 "the customer to state how much they will pay and when",
             )
 
+    def _check_promise_words(self, quote: str, amount_minor: int, when: dt.date) -> None:
+        """The quote itself must state the amount and the date, and they must be the tool's."""
+        from . import spoken  # spoken reads currencies through this module
+
+        said = spoken.read_promise(
+            quote, self.currency, amount_due_minor=self.amount_due_minor, today=self.call_date, language=self.language
+        )
+        ask = (
+            "ask the customer to say themselves how much they will pay and on which day, repeat "
+            "both back, and quote the customer's words that state them"
+        )
+        digits = "" if said.words_understood else " (in this language only amounts in digits are read)"
+        if not said.amounts and not said.dates:
+            raise self._refuse(
+                "record_promise",
+                f"the customer's words state no amount and no date{digits}; a bare yes, okay or sure "
+                f"is not a promise: {ask}",
+            )
+        if not said.amounts:
+            raise self._refuse("record_promise", f"the customer's words state no amount{digits}: {ask}")
+        if not said.dates and said.words_understood:
+            raise self._refuse("record_promise", f"the customer's words state no date: {ask}")
+        if amount_minor not in said.amounts:
+            heard = " or ".join(format_amount(a, self.currency) for a in sorted(said.amounts))
+            raise self._refuse(
+                "record_promise",
+                f"the customer's words say {heard}, not {format_amount(amount_minor, self.currency)}: "
+                "record the amount the customer said, or ask them again",
+            )
+        if said.dates and when not in said.dates:
+            heard = " or ".join(d.isoformat() for d in sorted(said.dates))
+            raise self._refuse(
+                "record_promise",
+                f"the customer's words name {heard}, not {when.isoformat()}: record the day the "
+                "customer said, or ask them again",
+            )
+
+    def _resolve_callback(self, words: str) -> dt.datetime | None:
+        if self.timezone is None:
+            return None
+        from . import spoken
+
+        now = self.clock()
+        try:
+            at = spoken.parse_callback_time(words, now, self.timezone, language=self.language)
+        except (ValueError, LookupError):
+            return None
+        if at is None or at <= now or at - now > dt.timedelta(days=MAX_CALLBACK_HORIZON_DAYS):
+            return None
+        return at
+
     def _parse_date(self, value: str | dt.date, action: str) -> dt.date:
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             return value
@@ -475,6 +580,11 @@ class _OnlyKeys(dict):
 
 
 _PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
+
+
+def _local_text(at: dt.datetime) -> str:
+    """``Wednesday, 2026-11-25 at 17:00`` on the wall clock of ``at``'s own zone."""
+    return f"{at.strftime('%A')}, {at.date().isoformat()} at {at.strftime('%H:%M')}"
 
 
 def _clean_note(note: str) -> str:

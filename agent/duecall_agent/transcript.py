@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -33,15 +34,26 @@ def user_utterances(items: Iterable[Any]) -> list[str]:
     return [text for role, text in _messages(items) if role == "user"]
 
 
+# "a hundred twenty … on Friday": a quote given in parts
+_PARTS_RE = re.compile(r"\.\.\.|\u2026")
+
+
 def quote_checker(get_utterances: Callable[[], Iterable[str]]) -> Callable[[str], bool]:
-    """A ``customer_said`` check: the quote (normalised) occurs in one utterance of the customer
-    or across their consecutive utterances."""
+    """A ``customer_said`` check: the quote (normalised) occurs, as whole words, in one utterance
+    of the customer or across their consecutive utterances. A quote in parts separated by an
+    ellipsis ("a hundred twenty … on Friday") needs every part, in the order the customer said them."""
 
     def said(quote: str) -> bool:
-        q = normalize_words(quote)
-        if not q:
+        parts = [p for p in (normalize_words(part) for part in _PARTS_RE.split(quote)) if p]
+        if not parts:
             return False
-        spoken = [normalize_words(u) for u in get_utterances()]
-        return any(q in s for s in spoken) or q in " ".join(spoken)
+        spoken = " " + " ".join(normalize_words(u) for u in get_utterances()) + " "
+        pos = 0
+        for part in parts:
+            found = spoken.find(f" {part} ", pos)
+            if found < 0:
+                return False
+            pos = found + len(part) + 1  # the space after the part starts the next search
+        return True
 
     return said

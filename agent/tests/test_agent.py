@@ -157,6 +157,41 @@ def test_opt_out_tool_wins_and_conflicts_surface_as_tool_errors() -> None:
     assert rec.result is Result.OPTED_OUT
 
 
+def test_callback_tool_takes_the_customers_words_for_the_time() -> None:
+    now = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.timezone.utc)
+    rec = OutcomeRecorder(
+        customer_name=MD.customer_name, amount_due_minor=MD.amount_due_minor, currency=MD.currency,
+        due_date=MD.due_date, call_date=TODAY, language=MD.language, timezone=MD.timezone, clock=lambda: now,
+    )
+    agent = PaymentReminderAgent(MD, rec, Persona(company_name="Acme Billing"), TODAY, hang_up=Hangups(), safety_hangup_secs=0)
+    params = build_strict_openai_schema(tool(agent, "request_callback"))["function"]["parameters"]
+    assert set(params["properties"]) == {"note", "when"}
+    args, kwargs = prepare_function_arguments(fnc=tool(agent, "request_callback"), json_arguments='{"note": "", "when": "tomorrow at 5 pm"}')
+
+    async def main() -> str:
+        await tool(agent, "confirm_identity")()
+        return await tool(agent, "request_callback")(*args, **kwargs)
+
+    assert "2026-11-25 at 17:00" in asyncio.run(main())
+    assert rec.outcome().to_json()["callback_at"] == "2026-11-25T22:00:00Z"  # MD is a New York customer
+
+
+def test_the_job_reads_words_in_the_calls_language_and_zone(job_env: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    built: list[OutcomeRecorder] = []
+
+    class Recorder(OutcomeRecorder):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(agent_mod, "OutcomeRecorder", Recorder)
+    md = dict(VALID_METADATA, language="es-MX", timezone="America/Mexico_City")
+    asyncio.run(agent_mod.entrypoint(FakeCtx(json.dumps(md), _sip_error("486"))))  # type: ignore[arg-type]
+    [rec] = built
+    assert (rec.language, rec.timezone) == ("es-MX", "America/Mexico_City")
+    assert rec.clock().tzinfo is not None
+
+
 def test_end_call_waits_for_the_goodbye_then_hangs_up() -> None:
     agent, _, hang = make_agent()
     ctx = FakeRunContext()

@@ -196,7 +196,7 @@ def test_revise_does_not_replace_a_different_outcome() -> None:
 @pytest.mark.parametrize(
     "first",
     [
-        lambda r: (r.confirm_identity(), r.record_promise(12000, "2026-12-01", "x")),
+        lambda r: (r.confirm_identity(), r.record_promise(12000, "2026-12-01", "120 dollars on December 1st")),
         lambda r: (r.confirm_identity(), r.record_paid()),
         lambda r: r.record_callback(),
         lambda r: r.record_wrong_number(),
@@ -332,11 +332,13 @@ def test_property_tool_call_sequences(actions: list[str], amount: int, days: int
     r = recorder()
     first_result: Result | None = None
     opted_out = False
+    day = TODAY + dt.timedelta(days=days)
+    words = f"{format_amount(amount, 'USD')} on {day.isoformat()}" if amount > 0 else "yes"
     for a in actions:
         call = {
             "confirm": r.confirm_identity,
-            "promise": lambda: r.record_promise(amount, (TODAY + dt.timedelta(days=days)).isoformat(), "words"),
-            "revise": lambda: r.record_promise(amount, (TODAY + dt.timedelta(days=days)).isoformat(), "words", revise=True),
+            "promise": lambda: r.record_promise(amount, day.isoformat(), words),
+            "revise": lambda: r.record_promise(amount, day.isoformat(), words, revise=True),
             "paid": r.record_paid,
             "dispute": r.record_dispute,
             "refuse": r.record_refusal,
@@ -388,3 +390,199 @@ def test_not_available_is_unreached() -> None:
 
     assert Result.NOT_AVAILABLE in UNREACHED and Result.NOT_AVAILABLE not in REACHED
     assert Outcome(Result.NOT_AVAILABLE).to_json() == {"result": "not_available"}
+
+
+# ---- the quote states the amount and the date (issue 14) ------------------------------------------
+
+FRIDAY = dt.date(2026, 11, 27)  # TODAY is a Tuesday
+
+
+@pytest.mark.parametrize("quote", ["yes", "Yes.", "okay", "sure", "yes, that works for me", "OK sure"])
+def test_a_bare_yes_is_no_promise(quote: str) -> None:
+    r = confirmed(customer_said=quote_checker(lambda: [quote]))
+    with pytest.raises(OutcomeError, match="no amount and no date; a bare yes") as err:
+        r.record_promise(12000, "2026-12-01", quote)
+    assert "say themselves how much they will pay and on which day" in str(err.value)
+    assert r.result is None and not r.history[-1].accepted
+
+
+def test_amount_in_words_on_a_weekday_is_accepted() -> None:
+    said = ["Yes, speaking.", "I can do one hundred twenty dollars on Friday."]
+    r = confirmed(customer_said=quote_checker(lambda: said))
+    r.record_promise(12000, FRIDAY.isoformat(), "one hundred twenty dollars on Friday")
+    out = r.outcome()
+    assert (out.result, out.promised_amount_minor, out.promised_date) == (Result.PAYMENT_PROMISED, 12000, FRIDAY)
+
+
+@pytest.mark.parametrize(
+    "amount,date,quote,match",
+    [
+        (12000, "2026-11-27", "I can pay 100 dollars on Friday", r"say 100.00 USD, not 120.00 USD"),
+        (12000, "2026-11-27", "a hundred dollars on Friday", r"say 100.00 USD, not 120.00 USD"),
+        (12000, "2026-11-27", "one twenty on Friday", "not 120.00 USD"),  # ambiguous: read as 1 and 20
+        (12000, "2026-12-01", "120 dollars on Friday", r"name 2026-11-27, not 2026-12-01"),
+        (12000, "2026-11-27", "120 dollars", "state no date"),
+        (12000, "2026-11-27", "on Friday", "state no amount"),
+        (12000, "2026-11-27", "the full amount on Friday", r"say 123.45 USD, not 120.00 USD"),
+        (12000, "2026-11-27", "120 euros on Friday", "state no amount"),
+        (12000, "2026-11-27", "120 on the first of December", "not 2026-11-27"),
+    ],
+)
+def test_the_quote_must_state_the_tools_amount_and_date(amount: int, date: str, quote: str, match: str) -> None:
+    r = confirmed()
+    with pytest.raises(OutcomeError, match=match):
+        r.record_promise(amount, date, quote)
+    assert r.result is None
+
+
+@pytest.mark.parametrize(
+    "amount,date,quote",
+    [
+        (12345, "2026-11-27", "the full amount on Friday"),
+        (12345, "2026-11-27", "Yes, all of it this Friday"),
+        (12345, "2026-11-24", "everything today"),
+        (12000, "2026-11-27", "next Friday, a hundred and twenty"),  # "next Friday": either reading
+        (12000, "2026-12-04", "next Friday, a hundred and twenty"),
+        (12050, "2026-12-01", "a hundred twenty dollars and fifty cents on the first"),
+        (5000, "2026-12-08", "fifty bucks in two weeks"),
+        (10000, "2026-11-30", "$100 at the end of the month"),
+        (6172, "2026-11-25", "half of it tomorrow"),
+        (12000, "2026-12-01", "not 100, 120 on 12/1"),
+    ],
+)
+def test_amounts_and_dates_as_people_say_them(amount: int, date: str, quote: str) -> None:
+    r = confirmed()
+    r.record_promise(amount, date, quote)
+    assert (r.outcome().promised_amount_minor, r.outcome().promised_date) == (amount, dt.date.fromisoformat(date))
+
+
+def test_amount_and_date_across_two_utterances() -> None:
+    said = ["Yes it's me.", "I can do a hundred twenty", "on Friday"]
+    r = confirmed(customer_said=quote_checker(lambda: said))
+    r.record_promise(12000, FRIDAY.isoformat(), "a hundred twenty on Friday")
+    assert r.result is Result.PAYMENT_PROMISED
+
+    said2 = ["Yes it's me.", "I can do a hundred twenty", "hmm let me check", "on Friday"]
+    r2 = confirmed(customer_said=quote_checker(lambda: said2))
+    with pytest.raises(OutcomeError, match="did not say"):
+        r2.record_promise(12000, FRIDAY.isoformat(), "a hundred twenty on Friday")
+    r2.record_promise(12000, FRIDAY.isoformat(), "a hundred twenty ... on Friday")  # quoted in parts, in order
+    assert r2.result is Result.PAYMENT_PROMISED
+
+
+def test_spanish_promise() -> None:
+    r = confirmed(language="es-MX", currency="MXN")
+    with pytest.raises(OutcomeError, match="bare yes"):
+        r.record_promise(12000, FRIDAY.isoformat(), "sí, está bien")
+    r.record_promise(12000, FRIDAY.isoformat(), "le pago ciento veinte pesos el viernes")
+    assert r.outcome().promised_amount_minor == 12000
+
+
+def test_other_languages_need_the_amount_in_digits() -> None:
+    r = confirmed(language="de-DE", currency="EUR")
+    with pytest.raises(OutcomeError, match="bare yes"):
+        r.record_promise(12000, FRIDAY.isoformat(), "ja, gut")
+    with pytest.raises(OutcomeError, match="only amounts in digits"):
+        r.record_promise(12000, FRIDAY.isoformat(), "hundertzwanzig Euro am Freitag")
+    with pytest.raises(OutcomeError, match="not 2026-11-27"):
+        r.record_promise(12000, FRIDAY.isoformat(), "120 Euro am 1.12.2026")
+    r.record_promise(12000, FRIDAY.isoformat(), "120 Euro am Freitag")  # the day word is not read here
+    assert r.result is Result.PAYMENT_PROMISED
+
+
+def test_a_conflict_is_reported_before_the_words_are_checked() -> None:
+    r = confirmed()
+    r.record_refusal()
+    with pytest.raises(OutcomeConflict, match="refused is already recorded"):
+        r.record_promise(12000, FRIDAY.isoformat(), "yes")
+
+
+def test_quote_checker_matches_whole_words() -> None:
+    check = quote_checker(lambda: ["I can pay 200 on Friday"])
+    assert not check("I can pay 20"), "20 is not what was said"
+    assert not check("pay 200 on Fri")
+    assert check("pay 200 on friday")
+    assert not quote_checker(lambda: ["on Friday", "I can do 120"])("120 ... on Friday"), "parts in the order said"
+
+
+# ---- callback_at from the customer's words (SPEC §1) ------------------------------------------------
+
+CALL_NOW = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.timezone.utc)  # 10:00 in New York, 15:00 in London
+
+
+def callback_recorder(zone: str | None = "America/New_York", **kw: object) -> OutcomeRecorder:
+    return confirmed(timezone=zone, clock=lambda: CALL_NOW, **kw)
+
+
+def test_callback_tomorrow_at_5pm_for_a_new_york_customer() -> None:
+    r = callback_recorder()
+    msg = r.record_callback("prefers evenings", when="tomorrow at 5 pm")
+    assert "Wednesday, 2026-11-25 at 17:00" in msg
+    out = r.outcome()
+    assert out.to_json()["callback_at"] == "2026-11-25T22:00:00Z"
+    assert out.callback_at is not None and out.callback_at > CALL_NOW
+    assert "2026-11-25 at 17:00" in (out.summary or "") and "prefers evenings" in (out.summary or "")
+
+
+@pytest.mark.parametrize(
+    "zone,when,utc",
+    [
+        ("Europe/London", "tomorrow at 5 pm", "2026-11-25T17:00:00Z"),
+        ("America/New_York", "in an hour", "2026-11-24T16:00:00Z"),
+        ("America/New_York", "after 6", "2026-11-24T23:00:00Z"),
+        ("America/New_York", "Monday at 10", "2026-11-30T15:00:00Z"),
+        ("America/New_York", "tomorrow morning", "2026-11-25T15:00:00Z"),
+        ("America/Los_Angeles", "this evening", "2026-11-25T02:00:00Z"),
+    ],
+)
+def test_callback_times_in_the_customers_zone(zone: str, when: str, utc: str) -> None:
+    r = callback_recorder(zone)
+    r.record_callback(when=when)
+    assert r.outcome().to_json()["callback_at"] == utc
+
+
+@pytest.mark.parametrize("when", ["later today", "whenever", "some other time", "later"])
+def test_callback_without_an_understood_time_is_no_error(when: str) -> None:
+    r = callback_recorder()
+    msg = r.record_callback(when=when)
+    out = r.outcome()
+    assert out.result is Result.CALLBACK_REQUESTED and out.callback_at is None
+    assert "without a time" in msg
+    assert "no time was understood" in (out.summary or "") and when in (out.summary or "")
+
+
+def test_callback_with_no_time_given() -> None:
+    r = callback_recorder()
+    r.record_callback("busy now")
+    out = r.outcome()
+    assert out.callback_at is None and "no time was given" in (out.summary or "")
+
+
+def test_a_third_partys_callback_time_is_not_kept() -> None:
+    r = recorder(timezone="America/New_York", clock=lambda: CALL_NOW)
+    msg = r.record_callback("her husband answered", when="tomorrow at 5 pm")
+    out = r.outcome()
+    assert out.callback_at is None and "callback_at" not in out.to_json()
+    assert "17:00" not in (out.summary or "") and "tomorrow" not in (out.summary or "") and "17:00" not in msg
+
+
+def test_callback_time_needs_the_customers_zone() -> None:
+    r = callback_recorder(zone=None)
+    r.record_callback(when="tomorrow at 5 pm")
+    assert r.outcome().callback_at is None
+
+
+def test_callback_time_is_after_the_call_clock_at_the_time_of_the_request() -> None:
+    clock = [CALL_NOW]
+    r = confirmed(timezone="America/New_York", clock=lambda: clock[0])
+    clock[0] = CALL_NOW + dt.timedelta(hours=8)  # 18:00 in New York when the tool is called
+    r.record_callback(when="at 5 pm")
+    assert r.outcome().to_json()["callback_at"] == "2026-11-25T22:00:00Z"  # 5 pm has passed: tomorrow's
+
+
+def test_an_opt_out_drops_the_callback_time() -> None:
+    r = callback_recorder()
+    r.record_callback(when="tomorrow at 5 pm")
+    r.record_opt_out()
+    out = r.outcome()
+    assert out.result is Result.OPTED_OUT and out.callback_at is None
