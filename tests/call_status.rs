@@ -781,13 +781,8 @@ async fn stale_attempts_are_fenced(backend: Backend) {
     app.stop().await;
 }
 
-async fn late_completion_beats_timeout(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
-        return;
-    };
-    let id = app.live_reminder(json!({})).await;
-    // The monitor gives up on the attempt (as the scheduler's timeout will).
-    app.clock.advance(Duration::minutes(11));
+/// The monitor gives up on attempt 1 of `id` (as the scheduler's timeout does).
+async fn time_out_attempt_1(app: &TestApp, id: ReminderId) {
     let r = app.state.store.get_reminder(id).await.unwrap().unwrap();
     let att = app.state.store.get_attempt(id, 1).await.unwrap();
     let ctx = duecall::domain::Ctx {
@@ -798,6 +793,16 @@ async fn late_completion_beats_timeout(backend: Backend) {
     let change =
         duecall::domain::fail_live_attempt(&r, att.as_ref(), "call_timeout", &ctx).unwrap();
     app.state.store.apply(&change, None).await.unwrap();
+}
+
+async fn late_completion_beats_timeout(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let id = app.live_reminder(json!({})).await;
+    // The monitor gives up on the attempt (as the scheduler's timeout will).
+    app.clock.advance(Duration::minutes(11));
+    time_out_attempt_1(&app, id).await;
     assert_eq!(app.reminder(id).await["skip_reason"], "call_timeout");
     // Then the agent's report arrives: evidence beats a guess.
     let body = event(
@@ -830,16 +835,7 @@ async fn late_conversation_starts_the_quiet_period_when_reported(backend: Backen
     };
     let id = app.live_reminder(json!({"debt_ref": "DEBT-late"})).await;
     app.clock.advance(Duration::minutes(11));
-    let r = app.state.store.get_reminder(id).await.unwrap().unwrap();
-    let att = app.state.store.get_attempt(id, 1).await.unwrap();
-    let ctx = duecall::domain::Ctx {
-        now: duecall::clock::Clock::now(&app.clock),
-        retry: &app.state.retry,
-        jitter: 0.5,
-    };
-    let change =
-        duecall::domain::fail_live_attempt(&r, att.as_ref(), "call_timeout", &ctx).unwrap();
-    app.state.store.apply(&change, None).await.unwrap();
+    time_out_attempt_1(&app, id).await;
     // Five hours later the agent's report of a refusal arrives (15:11 → 20:11 UTC).
     app.clock.advance(Duration::hours(5));
     let body = event(
@@ -877,16 +873,7 @@ async fn late_conversation_starts_the_quiet_period_when_reported(backend: Backen
     // timed-out attempt is superseded, its conversation still counts from its report.
     let id = app.live_reminder(json!({"debt_ref": "DEBT-later"})).await;
     app.clock.advance(Duration::minutes(11));
-    let r = app.state.store.get_reminder(id).await.unwrap().unwrap();
-    let att = app.state.store.get_attempt(id, 1).await.unwrap();
-    let ctx = duecall::domain::Ctx {
-        now: duecall::clock::Clock::now(&app.clock),
-        retry: &app.state.retry,
-        jitter: 0.5,
-    };
-    let change =
-        duecall::domain::fail_live_attempt(&r, att.as_ref(), "call_timeout", &ctx).unwrap();
-    app.state.store.apply(&change, None).await.unwrap();
+    time_out_attempt_1(&app, id).await;
     app.clock.advance(Duration::hours(3));
     app.start_attempt(id).await;
     app.clock.advance(Duration::hours(1));
