@@ -5,6 +5,11 @@ The service writes the same JSON into the room's metadata and into the agent dis
     {"reminder_id", "attempt", "phone_number", "customer_name", "amount_due_minor",
      "currency", "due_date", "language", "timezone", "sip_trunk_id"}
 
+and, for the agent's conduct (SPEC §10; where they come from is in docs/DECISIONS.md):
+
+    "verify": {"label": "ZIP code", "value": "02139"}   # optional second identifier
+    "disclosures": ["recording", "collector"]            # which notices to give
+
 ``parse_metadata`` turns it into a frozen :class:`CallMetadata` or raises :class:`MetadataError`
 naming the offending field. Nothing else escapes it, whatever the input (a property test holds it
 to that). Unknown keys are ignored, so the service may add fields without breaking old agents.
@@ -15,6 +20,13 @@ Decisions where SPEC §3 is silent (also in README.md):
   an error.
 - ``sip_trunk_id`` may be missing, null or empty when the agent has its own
   ``SIP_OUTBOUND_TRUNK_ID``; without either it is an error.
+- ``verify`` missing or null: no second identifier is asked. Present, it must be an object with a
+  non-empty ``label`` (what to ask for) and ``value`` (the answer the agent checks in code; the
+  model never sees it).
+- ``disclosures`` missing or null: both notices (``recording`` and ``collector``) are given — a
+  notice is dropped only when the service says so. Present, it is a list of those words; an
+  unknown word is an error (a notice the agent does not know how to give must not be skipped
+  silently).
 
 The phone number and the customer's name are personal data: they never appear in ``repr``, in
 log lines or in error messages.
@@ -31,7 +43,12 @@ import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["CallMetadata", "MetadataError", "parse_metadata", "MAX_METADATA_BYTES"]
+__all__ = ["CallMetadata", "MetadataError", "Verify", "parse_metadata", "MAX_METADATA_BYTES", "DISCLOSURES"]
+
+# The notices the agent knows how to give (SPEC §10).
+DISCLOSURES = ("recording", "collector")
+MAX_VERIFY_LABEL_CHARS = 60
+MAX_VERIFY_VALUE_CHARS = 100
 
 MAX_METADATA_BYTES = 64 * 1024
 MAX_AMOUNT_MINOR = 2**63 - 1  # the service stores amounts as i64
@@ -56,6 +73,14 @@ class MetadataError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
+class Verify:
+    """A second identifier: the agent asks for ``label`` and checks the answer against ``value``."""
+
+    label: str
+    value: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class CallMetadata:
     reminder_id: str  # canonical lower-case hyphenated UUID
     attempt: int
@@ -67,6 +92,8 @@ class CallMetadata:
     language: str
     timezone: str
     sip_trunk_id: str
+    verify: Verify | None = None
+    disclosures: frozenset[str] = frozenset(DISCLOSURES)
 
     @property
     def room_name(self) -> str:
@@ -156,6 +183,8 @@ def _build(
         language=default_lang if language is None else _language(language),
         timezone=_timezone(default_tz if timezone is None else timezone, "timezone"),
         sip_trunk_id=_trunk(trunk, default_trunk),
+        verify=_verify(obj.get("verify")),
+        disclosures=_disclosures(obj.get("disclosures")),
     )
 
 
@@ -291,3 +320,38 @@ def _trunk(v: Any, default: str | None) -> str:
     if len(s) > 128 or any(c.isspace() for c in s):
         raise MetadataError("sip_trunk_id", "not a trunk id")
     return s
+
+
+def _plain_text(v: Any, field: str, limit: int) -> str:
+    s = _require_str(v, field).strip()
+    if not s:
+        raise MetadataError(field, "empty")
+    if len(s) > limit:
+        raise MetadataError(field, f"longer than {limit} characters")
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in s):
+        raise MetadataError(field, "contains control characters")
+    return s
+
+
+def _verify(v: Any) -> Verify | None:
+    if v is None:
+        return None
+    if not isinstance(v, Mapping):
+        raise MetadataError("verify", f"expected an object with label and value, got {_json_type(v)}")
+    return Verify(
+        label=_plain_text(v.get("label", _MISSING), "verify.label", MAX_VERIFY_LABEL_CHARS),
+        value=_plain_text(v.get("value", _MISSING), "verify.value", MAX_VERIFY_VALUE_CHARS),
+    )
+
+
+def _disclosures(v: Any) -> frozenset[str]:
+    if v is None:
+        return frozenset(DISCLOSURES)
+    if not isinstance(v, list):
+        raise MetadataError("disclosures", f"expected a list, got {_json_type(v)}")
+    out = set()
+    for item in v:
+        if not isinstance(item, str) or item not in DISCLOSURES:
+            raise MetadataError("disclosures", f"each item one of {', '.join(DISCLOSURES)}")
+        out.add(item)
+    return frozenset(out)

@@ -46,6 +46,8 @@ __all__ = [
 
 MAX_PROMISE_HORIZON_DAYS = 366
 MAX_CALLBACK_HORIZON_DAYS = 366
+# Wrong answers to the second identifier before the call is treated as not reaching the customer.
+MAX_VERIFY_FAILURES = 2
 
 
 def _utc_now() -> dt.datetime:
@@ -204,6 +206,19 @@ class OutcomeRecorder:
     timezone: str | None = None
     # The call's clock (aware datetimes); callback times must come after its now.
     clock: Callable[[], dt.datetime] = _utc_now
+    # A second identifier (metadata ``verify``): what to ask for, and the answer checked here.
+    verify_label: str | None = None
+    verify_value: str | None = dataclasses.field(default=None, repr=False)
+    # Notices to give (metadata ``disclosures``): "recording" at the start, "collector" after
+    # the right-party check.
+    disclosures: frozenset[str] = frozenset({"recording", "collector"})
+    # The name the agent gives (``DUECALL_AGENT_PERSONA``) and, for voicemail, the person the
+    # customer may ask for when calling back (``DUECALL_CALLBACK_CONTACT``; default the persona).
+    agent_name: str = "Alex"
+    callback_contact: str | None = None
+    # The business name a voicemail may give (``DUECALL_VOICEMAIL_BUSINESS_NAME``, else
+    # ``company_name``); one that suggests debt collection is never said on a voicemail.
+    voicemail_business: str | None = None
 
     identity_confirmed: bool = dataclasses.field(default=False, init=False)
     _result: Result | None = dataclasses.field(default=None, init=False)
@@ -212,6 +227,10 @@ class OutcomeRecorder:
     _callback_at: dt.datetime | None = dataclasses.field(default=None, init=False)
     _callback_words: str | None = dataclasses.field(default=None, init=False)
     _notes: list[str] = dataclasses.field(default_factory=list, init=False)
+    _verify_failures: int = dataclasses.field(default=0, init=False)
+    _voicemail_left: bool = dataclasses.field(default=False, init=False)
+    # Set once the outcome was reported to the service: it can no longer be revised.
+    reported: bool = dataclasses.field(default=False, init=False)
     history: list[HistoryEntry] = dataclasses.field(default_factory=list, init=False)
 
     # ---- reading ----------------------------------------------------------------------------
@@ -239,18 +258,85 @@ class OutcomeRecorder:
 
     # ---- identity ---------------------------------------------------------------------------
 
-    def confirm_identity(self) -> str:
-        """The person on the line said they are the named customer. Returns the debt facts."""
+    def confirm_identity(self, answer: str = "") -> str:
+        """The person on the line said they are the named customer. With a second identifier
+        (``verify``) ``answer`` must match it too. Returns the collector notice (when asked
+        for) and the debt facts, which may be told to this person only."""
         if self._result is Result.OPTED_OUT:
             raise OutcomeConflict("the customer opted out: end the call politely, say nothing else")
-        if self._result in (Result.WRONG_NUMBER, Result.VOICEMAIL):
+        if self._result is not None:
             raise OutcomeConflict(
                 f"outcome {self._result.value} is already recorded for this call; "
                 "identity cannot be confirmed afterwards"
             )
+        if self.identity_confirmed:
+            return self.debt_disclosure()
+        if self.verify_value is not None:
+            label = self.verify_label or "second identifier"
+            if self._verify_failures >= MAX_VERIFY_FAILURES:
+                raise self._refuse(
+                    "confirm_identity",
+                    f"the {label} could not be confirmed: say nothing about the reason for the call, "
+                    "call customer_not_available, say goodbye politely and end the call",
+                )
+            if not isinstance(answer, str) or not normalize_words(answer):
+                raise self._refuse(
+                    "confirm_identity",
+                    f"before anything else, ask the person for their {label}, then call "
+                    "confirm_identity again with their answer as verify_answer; do not say what it is",
+                )
+            if not identifier_matches(answer, self.verify_value):
+                self._verify_failures += 1
+                left = MAX_VERIFY_FAILURES - self._verify_failures
+                if left > 0:
+                    raise self._refuse(
+                        "confirm_identity",
+                        f"that {label} does not match: ask once more, without hinting at the right "
+                        "answer or at the reason for the call",
+                    )
+                raise self._refuse(
+                    "confirm_identity",
+                    f"the {label} does not match: say nothing about the reason for the call, call "
+                    "customer_not_available, say goodbye politely and end the call",
+                )
         self.identity_confirmed = True
         self._log("confirm_identity", True, "")
-        return self.debt_disclosure()
+        notice = (self.collector_notice() + " ") if "collector" in self.disclosures else ""
+        return notice + self.debt_disclosure()
+
+    def collector_notice(self) -> str:
+        """The notice given to the confirmed customer when ``disclosures`` asks for it."""
+        if _spanish(self.language):
+            return (
+                f"Diga primero, tal cual: \"{self.company_name} intenta cobrar una deuda y cualquier "
+                "información obtenida se usará con ese fin.\""
+            )
+        return (
+            f"First say, word for word: \"This is {self.company_name}. This is an attempt to collect "
+            "a debt, and any information obtained will be used for that purpose.\""
+        )
+
+    def opening_line(self) -> str:
+        """The first words to whoever answers: who is calling, that it is an automated (AI)
+        assistant, the recording notice (when asked for), and for whom the call is. Nothing
+        about the debt and not the creditor's business: the person may not be the customer."""
+        recorded = "recording" in self.disclosures
+        if _spanish(self.language):
+            line = f"Hola, soy {self.agent_name}, un asistente automático de inteligencia artificial."
+            if recorded:
+                line += " Esta llamada se graba."
+            return line + f" ¿Hablo con {self.customer_name}?"
+        line = f"Hello, this is {self.agent_name}, an automated AI assistant."
+        if recorded:
+            line += " This call is recorded."
+        return line + f" May I speak with {self.customer_name}?"
+
+    def neutral_message(self) -> str:
+        """What anyone but the confirmed customer hears at the end: no debt, no business."""
+        first = self.customer_name.split()[0] if self.customer_name.split() else ""
+        if _spanish(self.language):
+            return f"Gracias. Volveré a llamar a {first} en otro momento. Adiós."
+        return f"Thank you, I will try {first} another time. Goodbye."
 
     # ---- outcomes ---------------------------------------------------------------------------
 
@@ -301,6 +387,13 @@ class OutcomeRecorder:
             raise self._refuse("record_promise", "the promised date is more than a year away; confirm it with the customer")
         self._check_quote("record_promise", customer_quote)
         self._check_promise_words(customer_quote, amount_minor, when)
+        if revise and self._result is Result.PAYMENT_PROMISED and self.reported:
+            raise self._refuse(
+                "record_promise",
+                "the promise was already reported and cannot be changed on this call; tell the "
+                "customer they can call back to change it",
+                conflict=True,
+            )
         if revise and self._result is Result.PAYMENT_PROMISED:
             before = f"{self._promised_amount_minor} on {self._promised_date}"
             self._promised_amount_minor, self._promised_date = amount_minor, when
@@ -332,7 +425,10 @@ class OutcomeRecorder:
         to ``callback_at`` (:func:`duecall_agent.spoken.parse_callback_time`); words that name no
         time that can be told give a callback without a time, which is no error. With a third
         party nothing about the debt is said, so no details — note or time — are kept either."""
-        confirmed = self.identity_confirmed
+        if not self.identity_confirmed:
+            # someone else, or not yet confirmed: the customer was not reached (SPEC §1)
+            return self.record_not_available()
+        confirmed = True
         raw = " ".join(when.split())[:300] if confirmed and isinstance(when, str) else ""
         words = _clean_note(raw)  # what the summary keeps
         at = self._resolve_callback(raw) if raw else None
@@ -352,6 +448,21 @@ class OutcomeRecorder:
             )
         return "Recorded. Say you will call back another time, and say goodbye."
 
+    def record_not_available(self, note: str = "") -> str:
+        """Someone other than the customer answered (or could not be verified) and the customer
+        cannot come to the phone. Nothing about the debt was said; the customer is tried again.
+        A third party's words are not kept."""
+        if self.identity_confirmed:
+            raise self._refuse(
+                "record_not_available",
+                "the customer confirmed their identity in this call: use request_callback instead",
+            )
+        self._set(Result.NOT_AVAILABLE, "record_not_available")
+        return (
+            "Recorded. Say nothing about the reason for the call; say only this and end the call: "
+            + self.neutral_message()
+        )
+
     def record_wrong_number(self) -> str:
         if self.identity_confirmed:
             raise self._refuse(
@@ -364,12 +475,15 @@ class OutcomeRecorder:
         self._set(Result.OTHER, "record_other", note)
         return "Recorded. Say goodbye politely."
 
-    def record_voicemail(self) -> str:
-        """An answering machine picked up. Returns the limited-content message to leave."""
+    def record_voicemail(self) -> str | None:
+        """An answering machine picked up. Returns the limited-content message to leave, or None
+        when none may be left (no callback number, or no business name that is safe to say)."""
         if self.identity_confirmed:
             raise self._refuse("record_voicemail", "a person confirmed their identity: this is no voicemail")
         self._set(Result.VOICEMAIL, "record_voicemail")
-        return self.voicemail_message()
+        message = self.voicemail_message()
+        self._voicemail_left = message is not None
+        return message
 
     def record_opt_out(self) -> str:
         """The customer asked not to be called again. Always wins, replaces anything else."""
@@ -384,21 +498,36 @@ class OutcomeRecorder:
             "and end the call."
         )
 
-    def voicemail_message(self) -> str:
-        """A limited-content message: who should call back, never an amount or a debt."""
-        first_name = self.customer_name.split()[0] if self.customer_name.split() else ""
-        callback = f" at {self.callback_number}" if self.callback_number else ""
-        if self.voicemail_template:
+    def voicemail_business_name(self) -> str | None:
+        """The business name a voicemail may say: one that does not suggest debt collection."""
+        name = " ".join((self.voicemail_business or self.company_name or "").split())
+        if not name or suggests_debt(name):
+            return None
+        return name
+
+    def voicemail_message(self) -> str | None:
+        """A limited-content message (12 CFR 1006.2(j)): a business name that does not suggest
+        debt collection, a request to call back, a person's name to ask for, and the callback
+        number — nothing else (not the customer's name: whoever hears the tape learns nothing).
+        None when the required content cannot be given: then no message is left."""
+        business = self.voicemail_business_name()
+        number = (self.callback_number or "").strip()
+        contact = " ".join((self.callback_contact or self.agent_name or "").split())
+        if not business or not number or not contact or suggests_debt(contact):
+            return None
+        template = self.voicemail_template
+        if template:
             try:
-                return self.voicemail_template.format_map(
-                    _OnlyKeys(first_name=first_name, company=self.company_name, callback=callback)
-                )
+                text = template.format_map(_OnlyKeys(company=business, callback=number, contact=contact))
             except (KeyError, ValueError, IndexError, AttributeError):
-                pass  # an unknown placeholder: the built-in message is used instead
-        return (
-            f"Hello, this is a message for {first_name} from {self.company_name}. "
-            f"Please call us back{callback} at your convenience. Thank you, goodbye."
-        )
+                text = None  # an unknown placeholder: the built-in message is used instead
+            if text and number in text and not suggests_debt(text):
+                return text
+        if _spanish(self.language):
+            return (
+                f"Hola, soy {contact}, de {business}. Por favor, llámeme al {number}. Gracias."
+            )
+        return f"Hi, this is {contact} calling from {business}. Please call me back at {number}. Thank you."
 
     # ---- the end ------------------------------------------------------------------------------
 
@@ -456,7 +585,13 @@ class OutcomeRecorder:
             case Result.OPTED_OUT:
                 text = "Customer asked not to be called again."
             case Result.VOICEMAIL:
-                text = "Voicemail: a limited-content message was left, without amount or debt details."
+                text = (
+                    "Voicemail: a limited-content message was left, without amount or debt details."
+                    if self._voicemail_left
+                    else "Voicemail: no message was left."
+                )
+            case Result.NOT_AVAILABLE:
+                text = "The customer was not available; nothing about the debt was said to the person who answered."
             case Result.NO_ANSWER:
                 text = "The call ended before anyone was identified." if answered else "No answer."
             case _:
@@ -593,3 +728,91 @@ def _clean_note(note: str) -> str:
         return ""
     note = " ".join(note.split())[:300]
     return _PHONE_LIKE.sub("[number]", note)
+
+
+def _spanish(language: str) -> bool:
+    return language.split("-")[0].lower() == "es"
+
+
+# Words a voicemail's business name or template must not contain: they would tell whoever hears
+# the message that it is about a debt (12 CFR 1006.2(j)(1)(i)).
+_DEBT_WORDS = re.compile(
+    r"\b(debt\w*|collect\w*|recover\w*|owe[sd]?|owing|arrears?|delinquen\w*|overdue|past due|"
+    r"outstanding|balance|bill\w*|invoice\w*|payment\w*|pay|credit\w*|deuda\w*|cobr\w*|"
+    r"factura\w*|pago\w*|saldo\w*|mora\w*)\b",
+    re.IGNORECASE,
+)
+
+
+def suggests_debt(text: str) -> bool:
+    """True when ``text`` names a debt, a collection, a bill or a payment (English, Spanish)."""
+    return bool(_DEBT_WORDS.search(unicodedata.normalize("NFKC", text)))
+
+
+_DIGIT_WORDS = {
+    "zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+    "six": "6", "seven": "7", "eight": "8", "nine": "9",
+    "cero": "0", "uno": "1", "una": "1", "dos": "2", "tres": "3", "cuatro": "4", "cinco": "5",
+    "seis": "6", "siete": "7", "ocho": "8", "nueve": "9",
+}
+
+
+_TEENS = {
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15,
+    "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+}
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+
+
+def _grouped(words: list[str]) -> str:
+    """Words read as groups of digits, as years and codes are said: "nineteen eighty four" →
+    "1984", "oh two one three nine" → "02139"."""
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        w = words[i]
+        if w in _TENS:
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            if nxt in _DIGIT_WORDS and _DIGIT_WORDS[nxt] != "0" and nxt not in ("o", "oh"):
+                out.append(str(_TENS[w] + int(_DIGIT_WORDS[nxt])))
+                i += 2
+                continue
+            out.append(str(_TENS[w]))
+        elif w in _TEENS:
+            out.append(str(_TEENS[w]))
+        else:
+            out.append(_DIGIT_WORDS.get(w, w))
+        i += 1
+    return "".join(out)
+
+
+def _identifier_forms(text: str) -> set[str]:
+    """Comparable forms of a spoken identifier: letters and digits only, digit words as digits
+    ("zero two one three nine" = "02139"), and numbers as people say them ("nineteen eighty
+    four", "two thousand five")."""
+    words = normalize_words(text).split()
+    forms = {"".join(_DIGIT_WORDS.get(w, w) for w in words), _grouped(words)}
+    from . import spoken  # numbers in words ("two thousand five")
+
+    try:
+        number = spoken.parse_amount(" ".join(words), "JPY")  # a currency without minor units
+    except Exception:
+        number = None
+    if number is not None:
+        forms.add(str(number))
+    return {f for f in forms if f}
+
+
+def identifier_matches(answer: str, expected: str) -> bool:
+    """The person's answer states the expected identifier, alone or within a sentence ("it's
+    zero two one three nine"); case, spacing, punctuation and digit words do not matter.
+    Compared in code: the model never learns the value."""
+    want = "".join(normalize_words(expected).split())
+    words = normalize_words(answer).split()[:40]
+    if not want:
+        return False
+    for i in range(len(words)):
+        for j in range(i + 1, len(words) + 1):
+            if want in _identifier_forms(" ".join(words[i:j])):
+                return True
+    return False

@@ -8,10 +8,13 @@ Each of ``AGENT_STT``, ``AGENT_LLM``, ``AGENT_TTS`` is ``<provider>:<model>``:
 | AGENT_LLM   | openai:gpt-4.1-mini  | ``openai``, ``inference``                                      |
 | AGENT_TTS   | cartesia:sonic-3     | ``cartesia``, ``openai``, ``deepgram``, ``inference``          |
 | AGENT_TTS_VOICE | (provider default) | voice id for the TTS                                         |
+| AGENT_TTS_VOICE_<LANG> | AGENT_TTS_VOICE | voice for reminders in that language, e.g. AGENT_TTS_VOICE_ES |
 | AGENT_VAD   | silero               | ``silero`` (bundled model, no download) or ``none``            |
 
 ``inference:<provider>/<model>`` (e.g. ``inference:deepgram/nova-3``) uses LiveKit Inference,
-available on LiveKit Cloud with no extra key; the plugin providers read their own keys
+available on LiveKit Cloud with no extra key; the reminder's language reaches every route (STT
+and TTS get it as their ``language``; a voice per language comes from ``AGENT_TTS_VOICE_<LANG>``,
+e.g. ``AGENT_TTS_VOICE_ES`` for ``es``/``es-MX``, since a voice usually speaks one language); the plugin providers read their own keys
 (``DEEPGRAM_API_KEY``, ``OPENAI_API_KEY``, ``CARTESIA_API_KEY``). ``OPENAI_BASE_URL`` points the
 openai plugin at any OpenAI-compatible server.
 
@@ -26,6 +29,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from livekit.agents import inference
 from livekit.plugins import cartesia, deepgram, openai, silero
 
 __all__ = ["ProviderSpec", "ProviderError", "parse_spec", "ProviderConfig", "build_stt", "build_llm", "build_tts", "build_vad"]
@@ -71,6 +75,12 @@ class ProviderConfig:
     tts: ProviderSpec
     tts_voice: str | None
     vad: str  # "silero" | "none"
+    # AGENT_TTS_VOICE_<LANG>: base language (lower case) → voice
+    tts_voices: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    def voice_for(self, language: str) -> str | None:
+        """The TTS voice for a reminder's language: ``AGENT_TTS_VOICE_<LANG>``, else ``AGENT_TTS_VOICE``."""
+        return self.tts_voices.get(_base_language(language)) or self.tts_voice
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "ProviderConfig":
@@ -88,6 +98,11 @@ class ProviderConfig:
             tts=parse_spec("AGENT_TTS", get("AGENT_TTS"), TTS_PROVIDERS),
             tts_voice=(env.get("AGENT_TTS_VOICE") or "").strip() or None,
             vad=vad,
+            tts_voices={
+                k[len("AGENT_TTS_VOICE_") :].lower(): v.strip()
+                for k, v in env.items()
+                if k.startswith("AGENT_TTS_VOICE_") and len(k) > len("AGENT_TTS_VOICE_") and (v or "").strip()
+            },
         )
 
 
@@ -97,7 +112,7 @@ def _base_language(language: str) -> str:
 
 def build_stt(spec: ProviderSpec, language: str) -> Any:
     if spec.provider == "inference":
-        return spec.model
+        return inference.STT(model=spec.model, language=language)
     if spec.provider == "deepgram":
         return deepgram.STT(model=spec.model, language=language)
     if spec.provider == "openai":
@@ -121,13 +136,16 @@ def build_llm(spec: ProviderSpec) -> Any:
 
 def build_tts(spec: ProviderSpec, language: str, voice: str | None) -> Any:
     if spec.provider == "inference":
-        return spec.model if not voice else f"{spec.model}:{voice}"
+        if voice:
+            return inference.TTS(model=spec.model, voice=voice, language=language)
+        return inference.TTS(model=spec.model, language=language)
     if spec.provider == "cartesia":
         kwargs: dict[str, Any] = {"model": spec.model, "language": _base_language(language)}
         if voice:
             kwargs["voice"] = voice
         return cartesia.TTS(**kwargs)
     if spec.provider == "openai":
+        # OpenAI's voices speak whatever language the text is in; the LLM writes in the reminder's
         kwargs = {"model": spec.model}
         if voice:
             kwargs["voice"] = voice

@@ -17,6 +17,9 @@ Mapping (SPEC §1/§2 events):
 | anything else: 5xx, 403 from the trunk, other 4xx/6xx          | call_failed | retryable true  |
 | no SIP status: API error, network error, timeout               | call_failed | retryable true  |
 
+Without a SIP status the call's fate is *ambiguous*: the leg may still be ringing and connect after
+the agent gave up, so the agent deletes the room (SPEC §10: no call connects to nobody).
+
 603 Decline is not in the brief's list: the callee's phone rejected the call, which is a "not now"
 like busy rather than a broken trunk, so it retries on the reminder's normal schedule.
 A ``deadline_exceeded`` API error without a SIP status means ringing outlasted the request: no answer.
@@ -61,6 +64,9 @@ class SipDecision:
     event_type: str  # "call_completed" | "call_failed"
     result: Result | None = None
     failure: Failure | None = None
+    # True when the call's fate is unknown (client timeout, network, an API error without a SIP
+    # status): the SIP leg may still ring and connect, so the room must be closed.
+    ambiguous: bool = False
 
 
 _PHONE_LIKE = re.compile(r"\+?\d[\d\s().-]{6,}\d")
@@ -111,12 +117,15 @@ def classify_dial_error(exc: BaseException) -> SipDecision:
     api_code = getattr(exc, "code", None)
     if isinstance(api_code, str) and api_code:
         if api_code == "deadline_exceeded":
-            return SipDecision("call_completed", result=Result.NO_ANSWER)
+            return SipDecision("call_completed", result=Result.NO_ANSWER, ambiguous=True)
         return SipDecision(
             "call_failed",
             failure=Failure(f"livekit api error: {_PHONE_LIKE.sub('[number]', api_code)[:60]}", None, True),
+            ambiguous=True,
         )
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return SipDecision("call_failed", failure=Failure("timed out placing the sip call", None, True))
+        return SipDecision("call_failed", failure=Failure("timed out placing the sip call", None, True), ambiguous=True)
     # never forward the exception text: it may carry the dialled number
-    return SipDecision("call_failed", failure=Failure(f"error placing the sip call: {type(exc).__name__}", None, True))
+    return SipDecision(
+        "call_failed", failure=Failure(f"error placing the sip call: {type(exc).__name__}", None, True), ambiguous=True
+    )

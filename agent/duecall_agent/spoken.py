@@ -350,7 +350,7 @@ class _Scan:
         if tok is None:
             return None
         if tok.kind == "num" and tok.text.isdigit() and tok.suffix in ("st", "nd", "rd", "th", "o"):
-            return int(tok.text), j + 1, True
+            return (int(tok.text), j + 1, True) if 1 <= int(tok.text) <= 31 else None
         word = tok.text if tok.kind == "word" else None
         if word is not None and self.en:
             nxt = self.w(j + 1)

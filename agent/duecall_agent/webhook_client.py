@@ -210,6 +210,12 @@ class WebhookClient:
         self._id_factory = id_factory
         self._transport = transport
 
+    def worst_case_delivery_secs(self) -> float:
+        """The longest one event's delivery can take: every try running into every httpx timeout
+        (connect, write, read, pool: ``timeout`` each) and the longest wait between tries."""
+        wait = max(self.max_delay, self.max_retry_after)
+        return self.max_attempts * 4 * self.timeout + (self.max_attempts - 1) * wait
+
     def __repr__(self) -> str:  # never shows the secret
         return f"WebhookClient(url={self.url!r}, max_attempts={self.max_attempts})"
 

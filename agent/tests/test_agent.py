@@ -27,7 +27,7 @@ MD = parse_metadata(VALID_METADATA)
 TODAY = dt.date(2026, 11, 24)
 EXPECTED_TOOLS = {
     "confirm_identity", "record_payment_promise", "record_already_paid", "record_dispute", "record_refusal",
-    "request_callback", "wrong_number", "record_other", "opt_out", "voicemail_detected", "end_call",
+    "request_callback", "customer_not_available", "wrong_number", "record_other", "opt_out", "voicemail_detected", "end_call",
 }
 
 
@@ -95,8 +95,9 @@ def test_tools_and_their_schemas() -> None:
 def test_instructions_hold_no_debt_before_identity() -> None:
     agent, _, _ = make_agent()
     text = agent.instructions
-    assert isinstance(text, str) and "Ada Lovelace" in text and "Acme Billing" in text
-    for leak in ("123.45", "12345", "2026-12-01", "December"):
+    assert isinstance(text, str) and "Ada Lovelace" in text
+    # the business is not named to whoever answers: it would tell a third party about the debt
+    for leak in ("123.45", "12345", "2026-12-01", "December", "Acme Billing"):
         assert leak not in text
     assert "+14155550100" not in text
 
@@ -200,8 +201,17 @@ def test_end_call_waits_for_the_goodbye_then_hangs_up() -> None:
     assert ctx.waited and hang.reasons == ["end_call"]
 
 
-def test_voicemail_tool_says_the_limited_message_then_hangs_up(monkeypatch: pytest.MonkeyPatch) -> None:
-    agent, rec, hang = make_agent()
+def _voicemail_by_tool(monkeypatch: pytest.MonkeyPatch, **persona: Any) -> tuple[OutcomeRecorder, list[tuple[str, bool]], Hangups, list[str]]:
+    rec = OutcomeRecorder(
+        customer_name=MD.customer_name, amount_due_minor=MD.amount_due_minor, currency=MD.currency,
+        due_date=MD.due_date, call_date=TODAY, **persona,
+    )
+    hang, reported = Hangups(), []
+
+    async def report_now() -> None:
+        reported.append(rec.result.value if rec.result else "")
+
+    agent = PaymentReminderAgent(MD, rec, Persona(), TODAY, hang_up=hang, report_now=report_now)
     said: list[tuple[str, bool]] = []
 
     class Handle:
@@ -217,10 +227,25 @@ def test_voicemail_tool_says_the_limited_message_then_hangs_up(monkeypatch: pyte
         await asyncio.sleep(0.01)
 
     asyncio.run(main())
-    assert rec.result is Result.VOICEMAIL
+    return rec, said, hang, reported
+
+
+def test_voicemail_tool_says_the_limited_message_then_hangs_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec, said, hang, reported = _voicemail_by_tool(
+        monkeypatch, company_name="Acme Services", callback_number="+1 800 555 0199", callback_contact="Sam Lee"
+    )
+    assert rec.result is Result.VOICEMAIL and reported == ["voicemail"]  # reported before the message
     [(text, interruptible)] = said
-    assert "Ada" in text and "123" not in text and "USD" not in text and not interruptible
+    assert "Acme Services" in text and "Sam Lee" in text and "+1 800 555 0199" in text and not interruptible
+    for leak in ("Ada", "Lovelace", "123", "USD", "debt", "payment"):
+        assert leak not in text
     assert hang.reasons == ["voicemail"]
+
+
+def test_voicemail_without_a_callback_number_leaves_no_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    rec, said, hang, reported = _voicemail_by_tool(monkeypatch, company_name="Acme Services")
+    assert rec.result is Result.VOICEMAIL and said == [] and hang.reasons == ["voicemail"]
+    assert reported == ["voicemail"] and rec.outcome().summary.startswith("Voicemail: no message was left.")
 
 
 def test_transcript_from_a_real_chat_context() -> None:
@@ -281,8 +306,33 @@ def test_provider_defaults_and_parsing() -> None:
     cfg = providers.ProviderConfig.from_env({"AGENT_LLM": "inference:openai/gpt-4.1-mini", "AGENT_VAD": "none", "AGENT_TTS_VOICE": "v1"})
     assert cfg.llm == providers.ProviderSpec("inference", "openai/gpt-4.1-mini") and cfg.vad == "none" and cfg.tts_voice == "v1"
     assert providers.build_llm(cfg.llm) == "openai/gpt-4.1-mini"
-    assert providers.build_tts(providers.ProviderSpec("inference", "cartesia/sonic-3"), "en", "abc") == "cartesia/sonic-3:abc"
     assert providers.build_vad("none") is None
+    cfg = providers.ProviderConfig.from_env({"AGENT_TTS_VOICE": "v1", "AGENT_TTS_VOICE_ES": "v-es"})
+    assert (cfg.voice_for("es-MX"), cfg.voice_for("es"), cfg.voice_for("en-US")) == ("v-es", "v-es", "v1")
+
+
+def test_the_reminders_language_reaches_every_provider_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """STT and TTS get the call's language whichever route builds them (LiveKit Inference included)."""
+    from livekit.agents import inference
+    from livekit.plugins import cartesia, deepgram, openai
+
+    for key in ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET", "DEEPGRAM_API_KEY", "OPENAI_API_KEY", "CARTESIA_API_KEY"):
+        monkeypatch.setenv(key, "test-key-not-real")
+
+    async def main() -> None:
+        stt = providers.build_stt(providers.ProviderSpec("inference", "deepgram/nova-3"), "es-MX")
+        assert isinstance(stt, inference.STT) and stt._opts.language == "es-MX"
+        tts = providers.build_tts(providers.ProviderSpec("inference", "cartesia/sonic-3"), "es-MX", "v-es")
+        assert isinstance(tts, inference.TTS) and (tts._opts.language, tts._opts.voice) == ("es-MX", "v-es")
+        assert providers.build_stt(providers.ProviderSpec("deepgram", "nova-3"), "es-MX")._opts.language == "es-MX"
+        assert providers.build_stt(providers.ProviderSpec("openai", "gpt-4o-mini-transcribe"), "es-MX")._opts.languages == ["es"]
+        assert str(providers.build_stt(providers.ProviderSpec("cartesia", "ink-whisper"), "es-MX")._language) == "es"
+        assert providers.build_tts(providers.ProviderSpec("cartesia", "sonic-3"), "es-MX", None)._opts.language == "es"
+        assert isinstance(providers.build_tts(providers.ProviderSpec("openai", "gpt-4o-mini-tts"), "es", None), openai.TTS)
+        assert isinstance(providers.build_tts(providers.ProviderSpec("deepgram", "aura-2-thalia-en"), "es", "aura-2-celeste-es"), deepgram.TTS)
+        assert isinstance(providers.build_tts(providers.ProviderSpec("cartesia", "sonic-3"), "es", None), cartesia.TTS)
+
+    asyncio.run(main())
 
 
 @pytest.mark.parametrize(
@@ -324,9 +374,11 @@ class FakeSip:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
         self.requests: list[api.CreateSIPParticipantRequest] = []
+        self.timeouts: list[float | None] = []
 
-    async def create_sip_participant(self, request: api.CreateSIPParticipantRequest) -> None:
+    async def create_sip_participant(self, request: api.CreateSIPParticipantRequest, *, timeout: float | None = None) -> None:
         self.requests.append(request)
+        self.timeouts.append(timeout)
         raise self.exc
 
 
@@ -364,8 +416,31 @@ def _sip_error(code: str) -> api.SipCallError:
     )
 
 
+STARTS: list[dict[str, Any]] = []
+
+
+def text_only_start(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """``AgentSession.start`` as the job calls it, but without a LiveKit room (none can run here):
+    the options the job passed are recorded, and the real session starts in text mode."""
+    from livekit.agents import AgentSession
+
+    real_start = AgentSession.start
+    calls: list[dict[str, Any]] = []
+
+    async def start(self: Any, agent: Any, *, room: Any = None, room_options: Any = None, **kw: Any) -> Any:
+        calls.append({"session": self, "agent": agent, "room": room, "room_options": room_options})
+        return await real_start(self, agent, **kw)
+
+    monkeypatch.setattr(AgentSession, "start", start)
+    return calls
+
+
 @pytest.fixture
 def job_env(monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> Receiver:
+    text_only_start(monkeypatch)
+    monkeypatch.setenv("AGENT_AMD", "off")
+    monkeypatch.setenv("LIVEKIT_API_KEY", "test-key-not-real")
+    monkeypatch.setenv("LIVEKIT_API_SECRET", "test-secret-not-real")
     monkeypatch.setenv("DUECALL_WEBHOOK_URL", receiver.url)
     monkeypatch.setenv("WEBHOOK_SECRET", TEST_SECRET)
     monkeypatch.setenv("AGENT_VAD", "none")
@@ -405,6 +480,33 @@ def test_job_reports_a_call_that_did_not_connect(job_env: Receiver, exc: BaseExc
     assert req.ringing_timeout.seconds == 30 and req.max_call_duration.seconds == 900
     assert ctx.connected and ctx.shutdowns == ["call not connected"]
     assert ctx.log_context_fields == MD.log_fields()
+    # the client waits longer than the phone rings: a timeout means trouble, not "no answer"
+    assert ctx.api.sip.timeouts == [30 + agent_mod.DIAL_TIMEOUT_MARGIN_SECS]
+    assert ctx.deleted_rooms == 0  # a SIP answer is final: nothing can connect later
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [asyncio.TimeoutError(), __import__("aiohttp").ClientConnectionError("reset"), api.TwirpError("internal", "oops", status=500)],
+    ids=["client-timeout", "network", "api-error-without-sip-status"],
+)
+def test_an_ambiguous_dial_error_closes_the_room(job_env: Receiver, exc: BaseException) -> None:
+    """Guards: deleting the room after a dial error without a SIP status (the leg may connect late)."""
+    ctx = FakeCtx(json.dumps(VALID_METADATA), exc)
+    asyncio.run(agent_mod.entrypoint(ctx))  # type: ignore[arg-type]
+    [event] = _events(job_env)
+    assert event["event_type"] == "call_failed" and event["failure"]["retryable"] is True
+    assert ctx.deleted_rooms == 1 and ctx.shutdowns == ["call not connected"]
+
+
+def test_the_shutdown_window_outlasts_the_worst_report_delivery() -> None:
+    from duecall_agent.webhook_client import WebhookClient
+
+    client = WebhookClient("http://127.0.0.1/", TEST_SECRET)
+    one = client.worst_case_delivery_secs()
+    assert one >= 3 * 5.0 + 2 * 30.0  # three tries at 5 s each and two Retry-After waits of 30 s
+    # call_answered, then the terminal report, then a late opt-out: one after the other
+    assert worker_options().shutdown_process_timeout > 3 * one
 
 
 def test_job_with_bad_metadata_reports_a_permanent_failure(job_env: Receiver) -> None:

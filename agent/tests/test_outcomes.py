@@ -76,10 +76,11 @@ def test_promise_before_identity_leaks_nothing_about_the_amount() -> None:
 
 
 def test_third_party_callback_keeps_no_details() -> None:
+    """A "call back later" before the customer is confirmed is not a conversation: not_available."""
     r = recorder()
     r.record_callback("her husband said she owes you money, call Tuesday")
     out = r.outcome()
-    assert out.result is Result.CALLBACK_REQUESTED
+    assert out.result is Result.NOT_AVAILABLE and out.callback_at is None
     assert "husband" not in (out.summary or "") and "owes" not in (out.summary or "")
     assert "123.45" not in (out.summary or "")
 
@@ -228,20 +229,56 @@ def test_nothing_replaces_an_opt_out() -> None:
 
 
 def test_voicemail_message_has_no_amount_or_debt() -> None:
-    r = recorder(callback_number="+1 800 555 0199")
+    r = recorder(company_name="Acme Services", callback_number="+1 800 555 0199", agent_name="Sam")
     msg = r.record_voicemail()
-    assert "Ada" in msg and "Acme Billing" in msg and "+1 800 555 0199" in msg
-    for word in ("123", "12345", "USD", "debt", "owe", "payment", "2026-12-01", "Lovelace"):
+    assert msg == "Hi, this is Sam calling from Acme Services. Please call me back at +1 800 555 0199. Thank you."
+    for word in ("123", "12345", "USD", "debt", "owe", "payment", "2026-12-01", "Ada", "Lovelace"):
         assert word not in msg
     assert r.outcome().result is Result.VOICEMAIL
 
 
+@pytest.mark.parametrize(
+    "persona",
+    [
+        {"company_name": "Acme Services"},  # no callback number
+        {"company_name": "Acme Debt Recovery", "callback_number": "+1 800 555 0199"},
+        {"company_name": "Acme Billing", "callback_number": "+1 800 555 0199"},
+        {"company_name": "Acme Services", "callback_number": "+1 800 555 0199", "callback_contact": "Collections Desk"},
+        {"company_name": "Cobranzas SA", "callback_number": "+1 800 555 0199", "language": "es"},
+    ],
+    ids=["no-number", "debt-name", "billing-name", "debt-contact", "spanish-debt-name"],
+)
+def test_no_voicemail_message_without_its_required_content(persona: dict) -> None:
+    """Reg F 1006.2(j): a business name that does not suggest debt collection, a person's name
+    and a callback number — missing any, no message is left at all."""
+    r = recorder(**persona)
+    assert r.record_voicemail() is None and r.result is Result.VOICEMAIL
+    assert r.outcome().summary.startswith("Voicemail: no message was left.")
+
+
+def test_a_voicemail_business_name_may_be_set_apart_from_the_company() -> None:
+    r = recorder(company_name="Acme Debt Recovery", voicemail_business="Acme Services", callback_number="800 555 0199")
+    assert "Acme Services" in (r.record_voicemail() or "")
+
+
+def test_voicemail_in_spanish() -> None:
+    r = recorder(company_name="Acme Servicios", callback_number="+1 800 555 0199", agent_name="Sam", language="es-MX")
+    assert r.record_voicemail() == "Hola, soy Sam, de Acme Servicios. Por favor, llámeme al +1 800 555 0199. Gracias."
+
+
 def test_voicemail_template_cannot_include_the_amount() -> None:
-    r = recorder(voicemail_template="Hi {first_name}, you owe {amount}. {company}")
-    msg = r.record_voicemail()
-    assert "123" not in msg and "{amount}" not in msg  # unknown placeholder: the built-in message
-    r2 = recorder(voicemail_template="Hallo {first_name}, bitte rufen Sie {company}{callback} zurück.")
-    assert r2.record_voicemail() == "Hallo Ada, bitte rufen Sie Acme Billing zurück."
+    base = dict(company_name="Acme Services", callback_number="+1 800 555 0199", agent_name="Sam")
+    r = recorder(voicemail_template="Hi {first_name}, you owe {amount}. {company}", **base)
+    msg = r.record_voicemail() or ""
+    assert "123" not in msg and "{amount}" not in msg and "Ada" not in msg  # unknown placeholder: the built-in message
+    assert msg.startswith("Hi, this is Sam")
+    r2 = recorder(voicemail_template="Hallo, hier ist {contact} von {company}. Bitte rufen Sie {callback} zurück.", **base)
+    assert r2.record_voicemail() == "Hallo, hier ist Sam von Acme Services. Bitte rufen Sie +1 800 555 0199 zurück."
+    # a template without the callback number, or one that names a debt, is not used
+    r3 = recorder(voicemail_template="Bitte rufen Sie {company} zurück.", **base)
+    assert (r3.record_voicemail() or "").startswith("Hi, this is Sam")
+    r4 = recorder(voicemail_template="About your overdue bill: call {callback}.", **base)
+    assert (r4.record_voicemail() or "").startswith("Hi, this is Sam")
 
 
 def test_no_voicemail_or_wrong_number_after_identity() -> None:

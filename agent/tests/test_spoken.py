@@ -565,3 +565,11 @@ def test_property_word_salad_is_safe(words: list[str], now: dt.datetime, languag
     got = parse_callback_time(text, now, NY, language=language)
     assert got is None or (got.tzinfo == zoneinfo.ZoneInfo(NY) and got > now)
     read_promise(text, "USD", amount_due_minor=12345, today=now.date(), language=language)
+
+
+def test_an_ordinal_that_is_no_day_of_a_month_is_no_date() -> None:
+    """Found by the property test: "0o" (a Spanish-style ordinal 0) raised instead of being no date."""
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
+    assert spoken.parse_callback_time("0O", now, "America/New_York") is None
+    assert spoken.dates_in("the 0th", dt.date(2026, 1, 1)) == frozenset()
+    assert spoken.dates_in("the 32nd", dt.date(2026, 1, 1)) == frozenset()
