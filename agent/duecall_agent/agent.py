@@ -5,17 +5,21 @@ The service creates the room ``reminder-{reminder_id}-{attempt}`` and dispatches
 
 1. parses the metadata (job metadata, else the room's) — bad metadata is reported as a
    non-retryable ``call_failed`` when the reminder id is readable;
-2. connects, starts the voice session, and dials the customer with
-   ``create_sip_participant(..., wait_until_answered=True)``; a SIP failure is mapped by
-   :mod:`duecall_agent.sip` to ``call_completed`` (no_answer / busy) or ``call_failed``;
-3. on answer reports ``call_answered`` (in the background) and talks, following
-   :func:`build_instructions`; the function tools write into an
-   :class:`~duecall_agent.outcomes.OutcomeRecorder`, which enforces the rules in code;
+2. connects, starts the voice session and answering-machine detection, and dials the customer
+   with ``create_sip_participant(..., wait_until_answered=True)``; a SIP failure is mapped by
+   :mod:`duecall_agent.sip` to ``call_completed`` (no_answer / busy) or ``call_failed``, and an
+   ambiguous one (no SIP status) also deletes the room so no late leg connects to nobody;
+3. on answer reports ``call_answered`` (in the background); a machine gets the limited-content
+   voicemail (or none); a person hears the opening line (AI disclosure, recording notice, whom the
+   call is for) and the conversation follows :func:`build_instructions`; the function tools write
+   into an :class:`~duecall_agent.outcomes.OutcomeRecorder`, which enforces the rules in code, and
+   a final outcome is reported at once (SPEC §10);
 4. when the conversation ends — the agent hangs up, the customer hangs up, an error, or the job
-   shuts down — reports exactly one ``call_completed`` (outcome, summary, transcript, duration)
-   or ``call_failed``.
+   shuts down — exactly one ``call_completed`` (outcome, summary, transcript, duration) or
+   ``call_failed`` has been sent (plus a late opt-out, if one came after another outcome).
 
-Run: ``python -m duecall_agent.agent start`` (production) or ``dev``; see README.md.
+Run: ``python -m duecall_agent start`` (production) or ``dev``; ``python -m duecall_agent console``
+talks to you through your microphone about a sample reminder, without dialling; see README.md.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -56,7 +62,7 @@ from .outcomes import Outcome, OutcomeError, OutcomeRecorder, Result, format_amo
 from .report import CallReporter
 from .sip import Failure, classify_dial_error
 from .transcript import quote_checker, transcript_from_items, user_utterances
-from .webhook_client import WebhookClient, WebhookConfigError
+from .webhook_client import DeliveryResult, WebhookClient, WebhookConfigError
 
 log = logging.getLogger("duecall_agent")
 
@@ -105,6 +111,13 @@ class Persona:
     callback_contact: str | None = None
     # The business name a voicemail gives (default: company_name); never one that suggests debt.
     voicemail_business: str | None = None
+    # DUECALL_VOICEMAIL_MESSAGE_<LANG>: base language (lower case) → template
+    voicemail_templates: tuple[tuple[str, str], ...] = ()
+
+    def voicemail_template_for(self, language: str) -> str | None:
+        """``DUECALL_VOICEMAIL_MESSAGE_<LANG>`` for the reminder's language, else the general one."""
+        base = language.split("-")[0].lower()
+        return dict(self.voicemail_templates).get(base) or self.voicemail_template
 
     @classmethod
     def from_env(cls) -> "Persona":
@@ -118,6 +131,13 @@ class Persona:
             voicemail_template=get("DUECALL_VOICEMAIL_MESSAGE"),
             callback_contact=get("DUECALL_CALLBACK_CONTACT"),
             voicemail_business=get("DUECALL_VOICEMAIL_BUSINESS_NAME"),
+            voicemail_templates=tuple(
+                sorted(
+                    (k[len("DUECALL_VOICEMAIL_MESSAGE_") :].lower(), v.strip())
+                    for k, v in os.environ.items()
+                    if k.startswith("DUECALL_VOICEMAIL_MESSAGE_") and len(k) > len("DUECALL_VOICEMAIL_MESSAGE_") and v.strip()
+                )
+            ),
         )
 
     def recorder(self, md: CallMetadata, today: dt.date, **kwargs: Any) -> OutcomeRecorder:
@@ -130,7 +150,7 @@ class Persona:
             call_date=today,
             company_name=self.company_name,
             callback_number=self.callback_number,
-            voicemail_template=self.voicemail_template,
+            voicemail_template=self.voicemail_template_for(md.language),
             language=md.language,
             timezone=md.timezone,
             verify_label=md.verify.label if md.verify else None,
@@ -413,8 +433,43 @@ class PaymentReminderAgent(Agent):
 # ---- the job -----------------------------------------------------------------------------------
 
 
-def load_call_metadata(ctx: JobContext) -> CallMetadata:
+# What `python -m duecall_agent console` talks about when no DUECALL_SAMPLE_METADATA is given: a
+# made-up reminder in SPEC §3's shape (the number is a reserved fictional one; nothing is dialled).
+SAMPLE_METADATA: dict[str, Any] = {
+    "reminder_id": "00000000-0000-4000-8000-000000000001",
+    "attempt": 1,
+    "phone_number": "+12025550123",
+    "customer_name": "Ada Lovelace",
+    "amount_due_minor": 12000,
+    "currency": "USD",
+    "due_date": "2026-12-15",
+    "language": "en",
+    "timezone": "America/New_York",
+    "sip_trunk_id": "ST_console",
+    "verify": {"label": "ZIP code", "value": "02139"},
+    "disclosures": ["recording", "collector"],
+}
+
+
+def _is_console(ctx: Any) -> bool:
+    """A job LiveKit's ``console`` command simulates on this machine (no room, no dialling)."""
+    check = getattr(ctx, "is_fake_job", None)
+    return bool(check()) if callable(check) else False
+
+
+def _raw_metadata(ctx: Any) -> str:
     raw = ctx.job.metadata or (ctx.job.room.metadata if ctx.job.room else "")
+    if not raw and _is_console(ctx):
+        given = (os.environ.get("DUECALL_SAMPLE_METADATA") or "").strip()
+        if given and not given.startswith("{"):
+            with open(given, encoding="utf-8") as f:  # a path to a JSON file
+                given = f.read()
+        raw = given or json.dumps(SAMPLE_METADATA)
+    return raw
+
+
+def load_call_metadata(ctx: JobContext) -> CallMetadata:
+    raw = _raw_metadata(ctx)
     return parse_metadata(
         raw,
         default_sip_trunk_id=(os.environ.get("SIP_OUTBOUND_TRUNK_ID") or "").strip() or None,
@@ -430,9 +485,10 @@ def prewarm(proc: JobProcess) -> None:
 
 
 async def entrypoint(ctx: JobContext) -> None:
-    raw = ctx.job.metadata or (ctx.job.room.metadata if ctx.job.room else "")
+    raw = _raw_metadata(ctx)
+    console = _is_console(ctx)
     try:
-        client = WebhookClient.from_env()
+        client: Any = ConsoleReports() if console and not os.environ.get("DUECALL_WEBHOOK_URL") else WebhookClient.from_env()
     except WebhookConfigError as exc:
         # nothing can be reported: the service's timeout / room_finished handling takes over
         log.error("agent misconfigured, cannot report: %s", exc)
@@ -451,15 +507,38 @@ async def entrypoint(ctx: JobContext) -> None:
 
     ctx.log_context_fields = md.log_fields()
     reporter = CallReporter.for_call(client, md)
-    call = _Call(ctx, md, reporter)
+    call = _Call(ctx, md, reporter, console=console)
     ctx.add_shutdown_callback(call.on_shutdown)
     await call.run()
+
+
+class ConsoleReports:
+    """The console's stand-in for the service: prints each report's event and outcome (never the
+    transcript) instead of sending it, when no DUECALL_WEBHOOK_URL is set."""
+
+    def __init__(self, out: Any = None) -> None:
+        self._out = out
+
+    def _print(self, text: str) -> DeliveryResult:
+        print(f"[duecall console] {text}", file=self._out or sys.stderr, flush=True)
+        return DeliveryResult("delivered", "console", 1, 200)
+
+    async def call_answered(self, reminder_id: str, attempt: int) -> DeliveryResult:
+        return self._print("call_answered")
+
+    async def call_completed(self, reminder_id: str, attempt: int, outcome: Outcome) -> DeliveryResult:
+        body = {k: v for k, v in outcome.to_json().items() if k != "transcript"}
+        return self._print("call_completed " + json.dumps(body, ensure_ascii=False))
+
+    async def call_failed(self, reminder_id: str, attempt: int, failure: Failure | None = None) -> DeliveryResult:
+        return self._print("call_failed " + json.dumps(failure.to_json() if failure else {}))
 
 
 class _Call:
     """State of one job's call; every exit path ends in exactly one terminal report."""
 
-    def __init__(self, ctx: JobContext, md: CallMetadata, reporter: CallReporter) -> None:
+    def __init__(self, ctx: JobContext, md: CallMetadata, reporter: CallReporter, *, console: bool = False) -> None:
+        self.console = console  # LiveKit's console: your microphone is the customer, nothing is dialled
         self.ctx = ctx
         self.md = md
         self.reporter = reporter
@@ -475,7 +554,7 @@ class _Call:
             prov = providers.ProviderConfig.from_env()
             ring_secs = _env_int("SIP_RINGING_TIMEOUT_SECS", 30, 5, 120)
             max_call_secs = _env_int("MAX_CALL_DURATION_SECS", 900, 60, 3600)
-            use_amd = _env_flag("AGENT_AMD", True)
+            use_amd = _env_flag("AGENT_AMD", True) and not self.console
             stt = providers.build_stt(prov.stt, md.language)
             llm = providers.build_llm(prov.llm)
             tts = providers.build_tts(prov.tts, md.language, prov.voice_for(md.language))
@@ -526,7 +605,7 @@ class _Call:
                 log.warning("answering-machine detection unavailable; the model listens for greetings", exc_info=True)
                 detector = None
         try:
-            connected = await self._dial(identity, ring_secs, max_call_secs)
+            connected = self.console or await self._dial(identity, ring_secs, max_call_secs)
             if not connected:
                 return
             self.answered_at = time.monotonic()

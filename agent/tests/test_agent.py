@@ -439,6 +439,7 @@ def text_only_start(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 def job_env(monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> Receiver:
     text_only_start(monkeypatch)
     monkeypatch.setenv("AGENT_AMD", "off")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # loopback only: the LLM's warm-up connect fails at once
     monkeypatch.setenv("LIVEKIT_API_KEY", "test-key-not-real")
     monkeypatch.setenv("LIVEKIT_API_SECRET", "test-secret-not-real")
     monkeypatch.setenv("DUECALL_WEBHOOK_URL", receiver.url)

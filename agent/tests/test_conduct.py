@@ -180,3 +180,77 @@ def test_an_opt_out_before_any_report_is_the_one_report() -> None:
         return s.sent
 
     assert [e[3] for e in asyncio.run(main())] == [Result.OPTED_OUT]
+
+
+# ---- the local way in: LiveKit's console ----------------------------------------------------------
+
+
+def test_console_talks_about_the_sample_reminder_without_dialling(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m duecall_agent console`: a fake job with no metadata uses the sample reminder,
+    dials nobody, says the opening line, and prints the reports (no transcript) instead of sending."""
+    import json as _json
+
+    import duecall_agent.agent as agent_mod
+    from test_agent import FakeCtx, text_only_start
+
+    starts = text_only_start(monkeypatch)
+    monkeypatch.setattr(agent_mod, "GREETING_WAIT_SECS", 0.05)
+    monkeypatch.setattr(agent_mod.providers, "build_tts", lambda *a: None)  # text only: nothing to synthesise
+    monkeypatch.setattr(agent_mod.providers, "build_stt", lambda *a: None)
+    monkeypatch.delenv("DUECALL_WEBHOOK_URL", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # loopback only
+    monkeypatch.setenv("AGENT_VAD", "none")
+    for key in ("DEEPGRAM_API_KEY", "OPENAI_API_KEY", "CARTESIA_API_KEY"):
+        monkeypatch.setenv(key, "test-key-not-real")
+    ctx = FakeCtx("", RuntimeError("the console dials nobody"))
+    ctx.is_fake_job = lambda: True  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        await agent_mod.entrypoint(ctx)  # type: ignore[arg-type]
+        [start] = starts
+        session = start["session"]
+        await asyncio.sleep(0.05)
+        first = [i for i in session.history.items if getattr(i, "role", None) == "assistant"][0]
+        assert first.text_content.startswith("Hello, this is Alex, an automated AI assistant. This call is recorded.")
+        await session.aclose()
+        await asyncio.sleep(0.05)
+
+    asyncio.run(main())
+    assert ctx.api.sip.requests == []
+    err = capsys.readouterr().err
+    assert "[duecall console] call_answered" in err
+    [done] = [line for line in err.splitlines() if "call_completed" in line]
+    body = _json.loads(done.split("call_completed ", 1)[1])
+    assert body["result"] == "no_answer" and "transcript" not in body
+
+
+def test_console_metadata_can_be_given(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    import pathlib
+
+    import duecall_agent.agent as agent_mod
+    from test_agent import FakeCtx
+
+    path = pathlib.Path(str(tmp_path)) / "md.json"
+    path.write_text(json.dumps({**VALID_METADATA, "customer_name": "Grace Hopper"}))
+    monkeypatch.setenv("DUECALL_SAMPLE_METADATA", str(path))
+    ctx = FakeCtx("", RuntimeError("unused"))
+    ctx.is_fake_job = lambda: True  # type: ignore[attr-defined]
+    assert agent_mod.load_call_metadata(ctx).customer_name == "Grace Hopper"  # type: ignore[arg-type]
+    monkeypatch.setenv("DUECALL_SAMPLE_METADATA", json.dumps({**VALID_METADATA, "customer_name": "Alan Turing"}))
+    assert agent_mod.load_call_metadata(ctx).customer_name == "Alan Turing"  # type: ignore[arg-type]
+    real = FakeCtx("", RuntimeError("unused"))  # a real job with no metadata is still refused
+    with pytest.raises(MetadataError):
+        agent_mod.load_call_metadata(real)  # type: ignore[arg-type]
+
+
+def test_voicemail_template_per_language(monkeypatch: pytest.MonkeyPatch) -> None:
+    from duecall_agent.agent import Persona
+
+    monkeypatch.setenv("DUECALL_COMPANY_NAME", "Acme Services")
+    monkeypatch.setenv("DUECALL_CALLBACK_NUMBER", "+1 800 555 0199")
+    monkeypatch.setenv("DUECALL_VOICEMAIL_MESSAGE_FR", "Bonjour, ici {contact} de {company}. Rappelez-moi au {callback}. Merci.")
+    persona = Persona.from_env()
+    fr = persona.recorder(parse_metadata({**VALID_METADATA, "language": "fr-CA"}), TODAY)
+    assert fr.record_voicemail() == "Bonjour, ici Alex de Acme Services. Rappelez-moi au +1 800 555 0199. Merci."
+    en = persona.recorder(parse_metadata(VALID_METADATA), TODAY)
+    assert (en.record_voicemail() or "").startswith("Hi, this is Alex calling from Acme Services.")
