@@ -274,8 +274,8 @@ class PaymentReminderAgent(Agent):
         return self.session.say(self._recorder.opening_line(), allow_interruptions=False)
 
     async def on_user_turn_completed(self, turn_ctx: ChatContext, new_message: ChatMessage) -> None:
-        if not self._opened or self._recorder.result in (Result.VOICEMAIL, Result.OPTED_OUT):
-            raise StopResponse()
+        if not self._opened or self._recorder.result is Result.VOICEMAIL:
+            raise StopResponse()  # before the opening line, and to a machine, the model says nothing
 
     # ---- tools -------------------------------------------------------------------------------
 
