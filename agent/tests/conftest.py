@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import datetime as dt
@@ -12,6 +13,7 @@ import secrets
 import socket
 import sys
 import threading
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -203,3 +205,108 @@ VALID_METADATA: dict[str, Any] = {
 }
 
 TEST_SECRET = "whsec_" + base64.b64encode(b"duecall-test-only-webhook-key-01").decode()
+
+
+# ---- a fake job context (no LiveKit server) ------------------------------------------------------
+
+from duecall_agent.metadata import parse_metadata  # noqa: E402
+from livekit import api  # noqa: E402
+
+_VALID_MD = parse_metadata(VALID_METADATA)
+
+
+class FakeSip:
+    """``ctx.api.sip``: raises ``exc`` from ``create_sip_participant``, or (``exc`` None) answers."""
+
+    def __init__(self, exc: BaseException | None) -> None:
+        self.exc = exc
+        self.requests: list[api.CreateSIPParticipantRequest] = []
+        self.timeouts: list[float | None] = []
+
+    async def create_sip_participant(
+        self, request: api.CreateSIPParticipantRequest, *, timeout: float | None = None
+    ) -> api.SIPParticipantInfo:
+        self.requests.append(request)
+        self.timeouts.append(timeout)
+        if self.exc is not None:
+            raise self.exc
+        return api.SIPParticipantInfo(
+            participant_id="PA_customer", participant_identity=request.participant_identity, room_name=request.room_name
+        )
+
+
+class FakeCtx:
+    """A stand-in ``JobContext``: records shutdowns, shutdown callbacks and deleted rooms."""
+
+    def __init__(self, metadata: str, exc: BaseException | None) -> None:
+        self.job = types.SimpleNamespace(metadata=metadata, room=types.SimpleNamespace(metadata="", name="reminder-x"))
+        self.room = types.SimpleNamespace(name=_VALID_MD.room_name)
+        self.api = types.SimpleNamespace(sip=FakeSip(exc))
+        self.proc = types.SimpleNamespace(userdata={"vad": None})
+        self.log_context_fields: dict = {}
+        self.shutdowns: list[str] = []
+        self.shutdown_callbacks: list[Any] = []
+        self.connected = False
+        self.deleted_rooms = 0
+
+    async def connect(self) -> None:
+        self.connected = True
+
+    def add_shutdown_callback(self, cb: Any) -> None:
+        self.shutdown_callbacks.append(cb)
+
+    def shutdown(self, reason: str = "") -> None:
+        self.shutdowns.append(reason)
+
+    def delete_room(self) -> "asyncio.Future[None]":
+        self.deleted_rooms += 1
+        fut = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+
+def text_only_start(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """``AgentSession.start`` as the job calls it, but without a LiveKit room (none can run here):
+    the options the job passed are recorded, and the real session starts in text mode."""
+    from livekit.agents import AgentSession
+
+    real_start = AgentSession.start
+    calls: list[dict[str, Any]] = []
+
+    async def start(self: Any, agent: Any, *, room: Any = None, room_options: Any = None, **kw: Any) -> Any:
+        calls.append({"session": self, "agent": agent, "room": room, "room_options": room_options})
+        return await real_start(self, agent, **kw)
+
+    monkeypatch.setattr(AgentSession, "start", start)
+    return calls
+
+
+@pytest.fixture
+def session_starts(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """What the job passed to ``AgentSession.start`` (see :func:`text_only_start`)."""
+    return text_only_start(monkeypatch)
+
+
+@pytest.fixture
+def job_env(monkeypatch: pytest.MonkeyPatch, receiver: Receiver, session_starts: list[dict[str, Any]]) -> Receiver:
+    """A job's environment, offline: text-only sessions, no AMD, reports to the loopback receiver."""
+    monkeypatch.setenv("AGENT_AMD", "off")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # loopback only: the LLM's warm-up connect fails at once
+    monkeypatch.setenv("LIVEKIT_API_KEY", "test-key-not-real")
+    monkeypatch.setenv("LIVEKIT_API_SECRET", "test-secret-not-real")
+    monkeypatch.setenv("DUECALL_WEBHOOK_URL", receiver.url)
+    monkeypatch.setenv("WEBHOOK_SECRET", TEST_SECRET)
+    monkeypatch.setenv("AGENT_VAD", "none")
+    for key in ("DEEPGRAM_API_KEY", "OPENAI_API_KEY", "CARTESIA_API_KEY"):
+        monkeypatch.setenv(key, "test-key-not-real")
+    return receiver
+
+
+def signed_events(receiver: Receiver) -> list[dict]:
+    out = []
+    for req in receiver.received:
+        ts = int(req.headers["webhook-timestamp"])
+        assert library_verify(TEST_SECRET, req.headers["webhook-id"], ts, req.body.decode(), req.headers["webhook-signature"], ts)
+        out.append(json.loads(req.body))
+    return out

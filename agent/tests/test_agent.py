@@ -11,7 +11,7 @@ import types
 from typing import Any
 
 import pytest
-from conftest import TEST_SECRET, VALID_METADATA, Receiver, Reply, library_verify
+from conftest import TEST_SECRET, VALID_METADATA, FakeCtx, Receiver, Reply, signed_events, text_only_start
 
 import duecall_agent.agent as agent_mod
 from duecall_agent import providers
@@ -24,6 +24,7 @@ from livekit.agents import ChatContext, StopResponse, ToolError, WorkerOptions
 from livekit.agents.llm.utils import build_legacy_openai_schema, build_strict_openai_schema, prepare_function_arguments
 
 MD = parse_metadata(VALID_METADATA)
+_events = signed_events
 TODAY = dt.date(2026, 11, 24)
 EXPECTED_TOOLS = {
     "confirm_identity", "record_payment_promise", "record_already_paid", "record_dispute", "record_refusal",
@@ -370,93 +371,10 @@ def test_plugin_objects_build_offline(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- the job when the call does not connect (fake JobContext, real reporting over loopback) ------
 
 
-class FakeSip:
-    def __init__(self, exc: BaseException) -> None:
-        self.exc = exc
-        self.requests: list[api.CreateSIPParticipantRequest] = []
-        self.timeouts: list[float | None] = []
-
-    async def create_sip_participant(self, request: api.CreateSIPParticipantRequest, *, timeout: float | None = None) -> None:
-        self.requests.append(request)
-        self.timeouts.append(timeout)
-        raise self.exc
-
-
-class FakeCtx:
-    def __init__(self, metadata: str, exc: BaseException) -> None:
-        self.job = types.SimpleNamespace(metadata=metadata, room=types.SimpleNamespace(metadata="", name="reminder-x"))
-        self.room = types.SimpleNamespace(name=MD.room_name)
-        self.api = types.SimpleNamespace(sip=FakeSip(exc))
-        self.proc = types.SimpleNamespace(userdata={"vad": None})
-        self.log_context_fields: dict = {}
-        self.shutdowns: list[str] = []
-        self.shutdown_callbacks: list[Any] = []
-        self.connected = False
-        self.deleted_rooms = 0
-
-    async def connect(self) -> None:
-        self.connected = True
-
-    def add_shutdown_callback(self, cb: Any) -> None:
-        self.shutdown_callbacks.append(cb)
-
-    def shutdown(self, reason: str = "") -> None:
-        self.shutdowns.append(reason)
-
-    def delete_room(self) -> "asyncio.Future[None]":
-        self.deleted_rooms += 1
-        fut = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
-
-
 def _sip_error(code: str) -> api.SipCallError:
     return api.SipCallError.from_server_error(
         api.TwirpError("unavailable", "INVITE failed", status=503, metadata={"sip_status_code": code})
     )
-
-
-STARTS: list[dict[str, Any]] = []
-
-
-def text_only_start(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """``AgentSession.start`` as the job calls it, but without a LiveKit room (none can run here):
-    the options the job passed are recorded, and the real session starts in text mode."""
-    from livekit.agents import AgentSession
-
-    real_start = AgentSession.start
-    calls: list[dict[str, Any]] = []
-
-    async def start(self: Any, agent: Any, *, room: Any = None, room_options: Any = None, **kw: Any) -> Any:
-        calls.append({"session": self, "agent": agent, "room": room, "room_options": room_options})
-        return await real_start(self, agent, **kw)
-
-    monkeypatch.setattr(AgentSession, "start", start)
-    return calls
-
-
-@pytest.fixture
-def job_env(monkeypatch: pytest.MonkeyPatch, receiver: Receiver) -> Receiver:
-    text_only_start(monkeypatch)
-    monkeypatch.setenv("AGENT_AMD", "off")
-    monkeypatch.setenv("OPENAI_BASE_URL", "http://127.0.0.1:9/v1")  # loopback only: the LLM's warm-up connect fails at once
-    monkeypatch.setenv("LIVEKIT_API_KEY", "test-key-not-real")
-    monkeypatch.setenv("LIVEKIT_API_SECRET", "test-secret-not-real")
-    monkeypatch.setenv("DUECALL_WEBHOOK_URL", receiver.url)
-    monkeypatch.setenv("WEBHOOK_SECRET", TEST_SECRET)
-    monkeypatch.setenv("AGENT_VAD", "none")
-    for key in ("DEEPGRAM_API_KEY", "OPENAI_API_KEY", "CARTESIA_API_KEY"):
-        monkeypatch.setenv(key, "test-key-not-real")
-    return receiver
-
-
-def _events(receiver: Receiver) -> list[dict]:
-    out = []
-    for req in receiver.received:
-        ts = int(req.headers["webhook-timestamp"])
-        assert library_verify(TEST_SECRET, req.headers["webhook-id"], ts, req.body.decode(), req.headers["webhook-signature"], ts)
-        out.append(json.loads(req.body))
-    return out
 
 
 @pytest.mark.parametrize(
