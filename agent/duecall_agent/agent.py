@@ -687,16 +687,15 @@ class _Call:
         """A machine answered (after its greeting): leave the limited-content message when one
         may be left, report ``voicemail`` at once, and hang up."""
         assert self.recorder is not None and self.session is not None
+        category_value = getattr(category, "value", category)
         try:
-            message = self.recorder.record_voicemail()
+            # an IVR or a full mailbox: nobody can take a message (nor may the summary say one was left)
+            message = self.recorder.record_voicemail(leave_message=category_value == "machine-vm")
         except OutcomeError:
             log.info("machine verdict after the customer was confirmed: ignored")
             if self.agent is not None and not self.agent.opened:
                 self.agent.open()
             return
-        category_value = getattr(category, "value", category)
-        if category_value != "machine-vm":
-            message = None  # an IVR or a full mailbox: nobody can take a message
         await self.report_now()
         if message is not None:
             handle = self.session.say(message, allow_interruptions=False, add_to_chat_ctx=True)

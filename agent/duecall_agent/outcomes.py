@@ -475,13 +475,14 @@ class OutcomeRecorder:
         self._set(Result.OTHER, "record_other", note)
         return "Recorded. Say goodbye politely."
 
-    def record_voicemail(self) -> str | None:
+    def record_voicemail(self, *, leave_message: bool = True) -> str | None:
         """An answering machine picked up. Returns the limited-content message to leave, or None
-        when none may be left (no callback number, or no business name that is safe to say)."""
+        when none may be left (no callback number, or no business name that is safe to say) or
+        ``leave_message`` is False (a machine that takes no message: an IVR, a full mailbox)."""
         if self.identity_confirmed:
             raise self._refuse("record_voicemail", "a person confirmed their identity: this is no voicemail")
         self._set(Result.VOICEMAIL, "record_voicemail")
-        message = self.voicemail_message()
+        message = self.voicemail_message() if leave_message else None
         self._voicemail_left = message is not None
         return message
 
