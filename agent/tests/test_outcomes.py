@@ -256,6 +256,13 @@ def test_no_voicemail_message_without_its_required_content(persona: dict) -> Non
     assert r.outcome().summary.startswith("Voicemail: no message was left.")
 
 
+def test_a_machine_that_takes_no_message_is_a_voicemail_without_one() -> None:
+    """An IVR or a full mailbox (leave_message=False): no message, and the summary says so."""
+    r = recorder(company_name="Acme Services", callback_number="+1 800 555 0199")
+    assert r.record_voicemail(leave_message=False) is None and r.result is Result.VOICEMAIL
+    assert r.outcome().summary.startswith("Voicemail: no message was left.")
+
+
 def test_a_voicemail_business_name_may_be_set_apart_from_the_company() -> None:
     r = recorder(company_name="Acme Debt Recovery", voicemail_business="Acme Services", callback_number="800 555 0199")
     assert "Acme Services" in (r.record_voicemail() or "")
