@@ -1,0 +1,485 @@
+"""Whole conversations with the real agent in a real ``AgentSession`` (text only: no STT, TTS, VAD
+or room), the model replaced by :class:`scripted_llm.ScriptedLLM`. The script plays a model that
+does what the instructions ask; the tests check what the agent's tools and recorder make of it —
+the outputs the model is shown, the outcome, what is reported and when, what is said."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import re
+import zoneinfo
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from conftest import VALID_METADATA
+from scripted_llm import Call, Reply, Say, ScriptedLLM, answered_since_user, last_user_text
+
+from duecall_agent.agent import Persona, PaymentReminderAgent
+from duecall_agent.metadata import CallMetadata, parse_metadata
+from duecall_agent.outcomes import OutcomeRecorder, Result
+from duecall_agent.transcript import quote_checker, user_utterances
+from livekit.agents import AgentSession, llm
+from livekit.agents.voice.run_result import RunResult
+
+TODAY = dt.date(2026, 11, 24)  # a Tuesday; "next Friday" is 2026-11-27 (or a week later)
+NOW = dt.datetime(2026, 11, 24, 15, 0, tzinfo=dt.timezone.utc)  # 10:00 in New York, 07:00 in LA
+PERSONA = Persona(company_name="Acme Services", agent_name="Sam", callback_number="+1 800 555 0199")
+STEP_SECS = 2.0  # no single run may take longer than this
+
+# What nobody but the confirmed customer may hear: the amount (12345 minor units of USD, due
+# 2026-12-01), the currency, the business, and words about a debt.
+_LEAKS = re.compile(
+    r"123\.45|12345|\b123\b|USD|dollar|2026-12-01|December|Acme|"
+    r"\b(debt\w*|owe[sd]?|owing|payments?|balance|collect\w*|bill\w*)\b",
+    re.IGNORECASE,
+)
+
+
+def leaks(text: str) -> list[str]:
+    return [m.group(0) for m in _LEAKS.finditer(text)]
+
+
+# ---- the harness --------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Conversation:
+    md: CallMetadata
+    recorder: OutcomeRecorder
+    agent: PaymentReminderAgent
+    model: ScriptedLLM
+    session: AgentSession
+    # everything that happened, in order: ("item", "type:role"), ("tool_output", name) (the
+    # model may read it now), ("report_now", result), ("report_done", result), ("hang_up", reason),
+    # ("closed", "")
+    log: list[tuple[str, str]]
+    closed: asyncio.Event
+
+    async def say(self, text: str) -> RunResult:
+        """The customer says ``text``; returns the run (the model's reply and tool calls)."""
+        return await asyncio.wait_for(self.session.run(user_input=text), STEP_SECS)
+
+    def reports(self) -> list[str]:
+        return [value for what, value in self.log if what == "report_now"]
+
+    def texts(self) -> list[str]:
+        """Every assistant message and every tool output of the whole conversation."""
+        out = []
+        for item in self.session.history.items:
+            if item.type == "message" and item.role == "assistant":
+                out.append(item.text_content or "")
+            elif item.type == "function_call_output":
+                out.append(item.output)
+        return out
+
+    def assistant_messages(self) -> list[str]:
+        return [
+            item.text_content or ""
+            for item in self.session.history.items
+            if item.type == "message" and item.role == "assistant"
+        ]
+
+
+@contextlib.asynccontextmanager
+async def conversation(
+    script: Callable[[llm.ChatContext], Reply] | list[Reply],
+    *,
+    persona: Persona = PERSONA,
+    **metadata: Any,
+) -> AsyncIterator[Conversation]:
+    """The agent as the job builds it (recorder from the persona and metadata, quotes checked
+    against what the customer said in the session), opened with its opening line. ``hang_up``
+    stands in for deleting the room: it closes the session, as LiveKit would."""
+    md = parse_metadata({**VALID_METADATA, **metadata})
+    log: list[tuple[str, str]] = []
+    closed = asyncio.Event()
+    model = ScriptedLLM(script)
+    session: AgentSession = AgentSession(llm=model)
+    recorder = persona.recorder(
+        md, TODAY, customer_said=quote_checker(lambda: user_utterances(session.history.items)), clock=lambda: NOW
+    )
+    background: set[asyncio.Task[Any]] = set()
+
+    async def report_now() -> None:
+        result = recorder.result.value if recorder.result else ""
+        log.append(("report_now", result))
+        await asyncio.sleep(0.01)  # a delivery takes a moment; the tool waits for it
+        log.append(("report_done", result))
+
+    async def hang_up(reason: str) -> None:
+        log.append(("hang_up", reason))
+        task = asyncio.ensure_future(session.aclose())  # the room goes; the session closes
+        background.add(task)
+
+    agent = PaymentReminderAgent(
+        md, recorder, persona, TODAY, hang_up=hang_up, report_now=report_now, safety_hangup_secs=0
+    )
+
+    def on_item(ev: Any) -> None:
+        item = ev.item
+        log.append(("item", f"{item.type}:{getattr(item, 'role', None) or getattr(item, 'name', '')}"))
+
+    def on_close(_ev: Any) -> None:
+        log.append(("closed", ""))
+        closed.set()
+
+    def on_tools(ev: Any) -> None:
+        for out in ev.function_call_outputs:
+            log.append(("tool_output", out.name))
+
+    session.on("conversation_item_added", on_item)
+    session.on("function_tools_executed", on_tools)
+    session.on("close", on_close)
+    try:
+        await asyncio.wait_for(session.start(agent), STEP_SECS)
+        await asyncio.wait_for(agent.open(), STEP_SECS)  # the opening line, said in code
+        assert agent.opened
+        yield Conversation(md, recorder, agent, model, session, log, closed)
+    finally:
+        if background:
+            await asyncio.wait_for(asyncio.gather(*background, return_exceptions=True), STEP_SECS)
+        await asyncio.wait_for(session.aclose(), STEP_SECS)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 10))
+
+
+def reacting(on_user: Callable[[str], Reply], on_output: Callable[[llm.FunctionCallOutput], Reply]) -> Callable[[llm.ChatContext], Reply]:
+    """A model that answers the customer's words with ``on_user`` and, once its tool calls have
+    returned, answers the newest output with ``on_output``."""
+
+    def script(ctx: llm.ChatContext) -> Reply:
+        outputs = answered_since_user(ctx)
+        if outputs:
+            return on_output(outputs[-1])
+        return on_user(last_user_text(ctx))
+
+    return script
+
+
+def identified_then(on_user: Callable[[str], Reply]) -> Callable[[str], Reply]:
+    """A customer who first says who they are: then the model calls confirm_identity."""
+
+    def step(text: str) -> Reply:
+        if "this is ada" in text.lower() or "speaking" in text.lower():
+            return Call.of("confirm_identity")
+        return on_user(text)
+
+    return step
+
+
+def say_back(out: llm.FunctionCallOutput) -> Reply:
+    return Say("Thank you." if not out.is_error else "Sorry, could you say that again?")
+
+
+def args_of(result: RunResult, name: str) -> dict[str, Any]:
+    [call] = [e.item for e in result.events if e.type == "function_call" and e.item.name == name]
+    return json.loads(call.arguments)
+
+
+# ---- promises -----------------------------------------------------------------------------------
+
+
+def test_a_promise_with_the_amount_in_words_is_recorded_with_the_resolved_date() -> None:
+    """Guards: a promise stated in words is recorded as 12000 minor units on the customer's date."""
+    quote = "I can pay one hundred twenty dollars next Friday"
+
+    def on_user(text: str) -> Reply:
+        if "one hundred twenty" in text:
+            return Call.of("record_payment_promise", amount_minor=12000, date="2026-11-27", customer_quote=text)
+        return Say("How much can you pay, and when?")
+
+    async def main() -> None:
+        async with conversation(reacting(identified_then(on_user), say_back)) as c:
+            first = await c.say("Yes, this is Ada.")
+            first.expect.next_event().is_function_call(name="confirm_identity")
+            first.expect.next_event().is_function_call_output(is_error=False)
+            first.expect.next_event().is_message(role="assistant")
+            first.expect.no_more_events()
+
+            result = await c.say(quote)
+            result.expect.next_event().is_function_call(
+                name="record_payment_promise",
+                arguments={"amount_minor": 12000, "date": "2026-11-27", "customer_quote": quote},
+            )
+            out = result.expect.next_event().is_function_call_output(is_error=False).event().item
+            assert "Recorded: 120.00 USD on 2026-11-27" in out.output
+            result.expect.next_event().is_message(role="assistant")
+            result.expect.no_more_events()
+
+            assert c.recorder.result is Result.PAYMENT_PROMISED
+            outcome = c.recorder.outcome().to_json()
+            assert outcome["result"] == "payment_promised"
+            assert outcome["promised_amount_minor"] == 12000 and outcome["promised_date"] == "2026-11-27"
+            assert c.reports() == ["payment_promised"]  # a final outcome is reported at once
+
+    run(main())
+
+
+def test_a_bare_yes_is_no_promise() -> None:
+    """Guards: "yes" to a question that named no amount is refused, and no promise is recorded."""
+
+    def on_user(text: str) -> Reply:
+        if text == "yes":  # the model takes the yes for a promise of the whole amount
+            return Call.of("record_payment_promise", amount_minor=12345, date="2026-11-27", customer_quote="yes")
+        return Say("Would you be able to take care of it?")
+
+    async def main() -> None:
+        async with conversation(reacting(identified_then(on_user), say_back)) as c:
+            await c.say("Yes, this is Ada.")
+            await c.say("Okay.")
+            result = await c.say("yes")
+            result.expect.next_event().is_function_call(name="record_payment_promise", arguments={"customer_quote": "yes"})
+            out = result.expect.next_event().is_function_call_output(is_error=True).event().item
+            assert "no amount and no date" in out.output and "not a promise" in out.output
+            result.expect.next_event().is_message(role="assistant")
+            result.expect.no_more_events()
+            assert c.recorder.result is None and c.reports() == []
+            assert c.recorder.outcome().promised_amount_minor is None
+
+    run(main())
+
+
+def test_a_promise_quote_the_customer_never_said_is_refused() -> None:
+    """Guards: the quote is checked against the session's own transcript (no invented promise)."""
+
+    def on_user(text: str) -> Reply:
+        return Call.of(
+            "record_payment_promise", amount_minor=12000, date="2026-11-27",
+            customer_quote="I can pay one hundred twenty dollars next Friday",
+        )
+
+    async def main() -> None:
+        async with conversation(reacting(identified_then(on_user), say_back)) as c:
+            await c.say("Yes, this is Ada.")
+            result = await c.say("I need to think about it.")
+            result.expect.next_event().is_function_call(name="record_payment_promise")
+            out = result.expect.next_event().is_function_call_output(is_error=True).event().item
+            assert "did not say that" in out.output
+            assert c.recorder.result is None
+
+    run(main())
+
+
+# ---- the right party ----------------------------------------------------------------------------
+
+
+def test_a_third_party_hears_nothing_about_the_debt() -> None:
+    """Guards: someone else who answers gets not_available and no word of amount, business or debt."""
+
+    def on_user(text: str) -> Reply:
+        if "wife" in text:
+            return Call.of("customer_not_available")
+        return Say("May I ask who I am speaking with?")
+
+    def on_output(out: llm.FunctionCallOutput) -> Reply:
+        said = out.output.split("say only this and end the call: ", 1)[-1]
+        return [Say(said), Call.of("end_call")]
+
+    async def main() -> None:
+        async with conversation(reacting(on_user, on_output)) as c:
+            runs = [await c.say("Hello? Who is this?")]
+            runs.append(await c.say("He's not here, I'm his wife."))
+            last = runs[-1]
+            last.expect.next_event().is_function_call(name="customer_not_available")
+            last.expect.next_event().is_function_call_output(is_error=False)
+            msg = last.expect.next_event().is_message(role="assistant").event().item
+            assert msg.text_content == "Thank you, I will try Ada another time. Goodbye."
+            last.expect.next_event().is_function_call(name="end_call")
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+
+            assert c.recorder.result is Result.NOT_AVAILABLE and not c.recorder.identity_confirmed
+            assert c.reports() == ["not_available"] and ("hang_up", "end_call") in c.log
+            texts = c.texts()
+            assert len(texts) >= 4  # the opening line, two replies, the tool's output
+            for text in texts:
+                assert leaks(text) == [], text
+            for r in runs:
+                for event in r.events:
+                    item = event.item
+                    text = item.text_content if item.type == "message" else getattr(item, "output", "")
+                    assert leaks(text or "") == [], text
+            # and the model itself was never told the amount
+            for request in c.model.requests:
+                assert "123.45" not in request.instructions and "2026-12-01" not in request.instructions
+
+    run(main())
+
+
+def test_the_second_identifier_gates_the_debt_facts() -> None:
+    """Guards: a wrong ZIP code discloses nothing; the right one gives the collector notice and the debt."""
+
+    def on_user(text: str) -> Reply:
+        return Call.of("confirm_identity", verify_answer="" if "speaking" in text else text)
+
+    def on_output(out: llm.FunctionCallOutput) -> Reply:
+        return Say("Could you tell me your ZIP code?" if out.is_error else "Thank you.")
+
+    async def main() -> None:
+        async with conversation(reacting(on_user, on_output), verify={"label": "ZIP code", "value": "02139"}) as c:
+            first = await c.say("Yes, speaking.")
+            first.expect.next_event().is_function_call(name="confirm_identity", arguments={"verify_answer": ""})
+            asked = first.expect.next_event().is_function_call_output(is_error=True).event().item
+            assert "ask the person for their ZIP code" in asked.output
+
+            wrong = await c.say("It's 90210.")
+            wrong.expect.next_event().is_function_call(name="confirm_identity", arguments={"verify_answer": "It's 90210."})
+            refused = wrong.expect.next_event().is_function_call_output(is_error=True).event().item
+            assert "does not match" in refused.output and "02139" not in refused.output
+            assert not c.recorder.identity_confirmed
+            for text in c.texts():
+                assert leaks(text) == [], text
+            assert "123.45" not in c.model.requests[-1].instructions  # the model was not told either
+
+            right = await c.say("zero two one three nine")
+            right.expect.next_event().is_function_call(name="confirm_identity")
+            told = right.expect.next_event().is_function_call_output(is_error=False).event().item
+            assert "This is Acme Services. This is an attempt to collect a debt" in told.output
+            assert "123.45 USD" in told.output and "2026-12-01" in told.output
+            right.expect.next_event().is_message(role="assistant")
+            right.expect.no_more_events()
+            assert c.recorder.identity_confirmed
+            # from now on the model's instructions carry the facts
+            assert "123.45 USD" in c.model.requests[-1].instructions
+
+    run(main())
+
+
+# ---- final outcomes -----------------------------------------------------------------------------
+
+
+def test_a_dispute_is_recorded_and_reported_at_once() -> None:
+    """Guards: a dispute is disputed and reported before the model is shown the tool's output."""
+
+    def on_user(text: str) -> Reply:
+        return Call.of("record_dispute", note="says it is not theirs")
+
+    async def main() -> None:
+        async with conversation(reacting(identified_then(on_user), say_back)) as c:
+            await c.say("Yes, this is Ada.")
+            result = await c.say("I don't owe you anything, that's not mine.")
+            result.expect.next_event().is_function_call(name="record_dispute")
+            result.expect.next_event().is_function_call_output(is_error=False)
+            result.expect.next_event().is_message(role="assistant")
+            result.expect.no_more_events()
+            assert c.recorder.result is Result.DISPUTED
+            assert c.reports() == ["disputed"]
+            done = c.log.index(("report_done", "disputed"))
+            assert done < c.log.index(("tool_output", "record_dispute"))
+            assert c.recorder.outcome().to_json()["result"] == "disputed"
+
+    run(main())
+
+
+def test_a_callback_time_is_resolved_in_the_customers_zone() -> None:
+    """Guards: "tomorrow at 3pm" becomes callback_at 15:00 on the customer's (not the server's) clock."""
+
+    def on_user(text: str) -> Reply:
+        return Call.of("request_callback", when="tomorrow at 3pm")
+
+    async def main() -> None:
+        async with conversation(reacting(identified_then(on_user), say_back), timezone="America/Los_Angeles") as c:
+            await c.say("Yes, this is Ada.")
+            result = await c.say("I'm driving, call me tomorrow at 3pm.")
+            result.expect.next_event().is_function_call(name="request_callback", arguments={"when": "tomorrow at 3pm"})
+            out = result.expect.next_event().is_function_call_output(is_error=False).event().item
+            assert "2026-11-25 at 15:00" in out.output
+            outcome = c.recorder.outcome()
+            assert outcome.result is Result.CALLBACK_REQUESTED
+            la = zoneinfo.ZoneInfo("America/Los_Angeles")
+            assert outcome.callback_at == dt.datetime(2026, 11, 25, 15, 0, tzinfo=la)
+            assert outcome.callback_at.utcoffset() is not None
+            assert outcome.to_json()["callback_at"] == "2026-11-25T23:00:00Z"
+            assert c.reports() == ["callback_requested"]
+
+    run(main())
+
+
+def test_an_opt_out_is_reported_before_the_call_ends() -> None:
+    """Guards: "stop calling me" → opted_out, reported (awaited) before the hang-up closes the session."""
+
+    def on_user(text: str) -> Reply:
+        if "stop calling" in text.lower():
+            return Call.of("opt_out")
+        return Say("Is this Ada Lovelace?")
+
+    def on_output(out: llm.FunctionCallOutput) -> Reply:
+        return [Say("Understood, you will not be called again. Goodbye."), Call.of("end_call")]
+
+    async def main() -> None:
+        async with conversation(reacting(on_user, on_output)) as c:
+            result = await c.say("Stop calling me.")
+            result.expect.next_event().is_function_call(name="opt_out")
+            result.expect.next_event().is_function_call_output(is_error=False)
+            result.expect.next_event().is_message(role="assistant")
+            result.expect.next_event().is_function_call(name="end_call")
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+
+            assert c.recorder.result is Result.OPTED_OUT
+            assert c.recorder.outcome().to_json()["result"] == "opted_out"
+            assert c.reports() == ["opted_out"]
+            order = [what for what, _ in c.log if what in ("report_now", "report_done", "hang_up", "closed")]
+            assert order == ["report_now", "report_done", "hang_up", "closed"]
+
+    run(main())
+
+
+# ---- voicemail ----------------------------------------------------------------------------------
+
+GREETING = "Hi, you've reached Ada Lovelace. Please leave a message after the tone."
+
+
+def voicemail_model(ctx: llm.ChatContext) -> Reply:
+    return Call.of("voicemail_detected")
+
+
+def test_a_voicemail_gets_only_the_limited_content_message() -> None:
+    """Guards: the voicemail says the callback number, the persona and business, nothing about the debt."""
+
+    async def main() -> None:
+        async with conversation(voicemail_model) as c:
+            result = await c.say(GREETING)
+            result.expect.next_event().is_function_call(name="voicemail_detected")
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+
+            assert c.recorder.result is Result.VOICEMAIL and c.reports() == ["voicemail"]
+            assert ("hang_up", "voicemail") in c.log
+            opening, message = c.assistant_messages()
+            assert opening == c.recorder.opening_line()
+            assert message == "Hi, this is Sam calling from Acme Services. Please call me back at +1 800 555 0199. Thank you."
+            for word in ("Ada", "Lovelace", "123", "USD", "dollar", "2026-12-01"):
+                assert word not in message
+            assert leaks(message.replace("Acme", "")) == []
+            assert c.log.index(("report_done", "voicemail")) < c.log.index(("hang_up", "voicemail"))
+
+    run(main())
+
+
+def test_a_voicemail_without_a_callback_number_leaves_no_message() -> None:
+    """Guards: with no callback number nothing is said to the machine; it is reported and hung up."""
+
+    async def main() -> None:
+        async with conversation(voicemail_model, persona=dataclasses.replace(PERSONA, callback_number=None)) as c:
+            await c.say(GREETING)
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+            assert c.recorder.result is Result.VOICEMAIL and c.reports() == ["voicemail"]
+            assert c.assistant_messages() == [c.recorder.opening_line()]  # nothing after the opening
+            assert ("hang_up", "voicemail") in c.log
+            assert c.recorder.outcome().summary.startswith("Voicemail: no message was left.")
+
+    run(main())
+
+
+def test_a_voicemail_never_names_a_business_that_suggests_debt() -> None:
+    """Guards: a persona whose business name suggests debt leaves no message at all."""
+    rec = dataclasses.replace(PERSONA, company_name="Acme Debt Recovery").recorder(parse_metadata(VALID_METADATA), TODAY)
+    assert rec.record_voicemail() is None and rec.result is Result.VOICEMAIL
+    custom = dataclasses.replace(PERSONA, voicemail_business="Acme Services", company_name="Acme Collections")
+    message = custom.recorder(parse_metadata(VALID_METADATA), TODAY).voicemail_message()
+    assert message is not None and "+1 800 555 0199" in message and "Sam" in message and "Acme Services" in message
+    assert "Collections" not in message and "Ada" not in message
