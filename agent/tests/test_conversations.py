@@ -107,6 +107,7 @@ async def conversation(
     async def report_now() -> None:
         result = recorder.result.value if recorder.result else ""
         log.append(("report_now", result))
+        recorder.reported = True  # as the job's report_now does: a reported promise stays as it is
         await asyncio.sleep(0.01)  # a delivery takes a moment; the tool waits for it
         log.append(("report_done", result))
 
@@ -266,6 +267,65 @@ def test_a_promise_quote_the_customer_never_said_is_refused() -> None:
     run(main())
 
 
+def test_a_date_the_words_do_not_name_is_refused_then_the_right_one_is_recorded() -> None:
+    """Guards: the model's date must be one the customer's words name; it can retry with the right one."""
+    quote = "I can pay one hundred twenty dollars next Friday"
+    script: list[Reply] = [
+        Call.of("confirm_identity"),
+        Say("Thank you. The amount due is 123.45 USD. When can you pay?"),
+        Call.of("record_payment_promise", amount_minor=12000, date="2026-11-28", customer_quote=quote),
+        Call.of("record_payment_promise", amount_minor=12000, date="2026-11-27", customer_quote=quote),
+        Say("Thank you, 120 dollars on Friday, November 27. Goodbye."),
+    ]
+
+    async def main() -> None:
+        async with conversation(script) as c:
+            await c.say("Yes, this is Ada.")
+            result = await c.say(quote)
+            result.expect.next_event().is_function_call(name="record_payment_promise", arguments={"date": "2026-11-28"})
+            wrong = result.expect.next_event().is_function_call_output(is_error=True).event().item
+            assert "not 2026-11-28" in wrong.output and "2026-11-27" in wrong.output
+            result.expect.next_event().is_function_call(name="record_payment_promise", arguments={"date": "2026-11-27"})
+            result.expect.next_event().is_function_call_output(is_error=False)
+            result.expect.next_event().is_message(role="assistant")
+            result.expect.no_more_events()
+            outcome = c.recorder.outcome()
+            assert (outcome.result, outcome.promised_amount_minor, outcome.promised_date) == (
+                Result.PAYMENT_PROMISED, 12000, dt.date(2026, 11, 27),
+            )
+            assert c.reports() == ["payment_promised"]  # the refused call reported nothing
+
+    run(main())
+
+
+def test_a_reported_promise_is_not_revised_on_the_call() -> None:
+    """Guards: once reported at once, a promise cannot be changed by a later revise on the same call."""
+    first = "I can pay one hundred twenty dollars next Friday"
+    second = "Actually make it one hundred dollars on December 4th"
+    script: list[Reply] = [
+        Call.of("confirm_identity"),
+        Say("When can you pay?"),
+        Call.of("record_payment_promise", amount_minor=12000, date="2026-11-27", customer_quote=first),
+        Say("Thank you."),
+        Call.of("record_payment_promise", amount_minor=10000, date="2026-12-04", customer_quote=second, revise=True),
+        Say("I'm sorry, please call us back to change it."),
+    ]
+
+    async def main() -> None:
+        async with conversation(script) as c:
+            await c.say("Yes, this is Ada.")
+            await c.say(first)
+            result = await c.say(second)
+            result.expect.next_event().is_function_call(name="record_payment_promise", arguments={"revise": True})
+            out = result.expect.next_event().is_function_call_output(is_error=True).event().item
+            assert "already reported" in out.output
+            outcome = c.recorder.outcome()
+            assert (outcome.promised_amount_minor, outcome.promised_date) == (12000, dt.date(2026, 11, 27))
+            assert c.reports() == ["payment_promised"]
+
+    run(main())
+
+
 # ---- the right party ----------------------------------------------------------------------------
 
 
@@ -307,6 +367,31 @@ def test_a_third_party_hears_nothing_about_the_debt() -> None:
             # and the model itself was never told the amount
             for request in c.model.requests:
                 assert "123.45" not in request.instructions and "2026-12-01" not in request.instructions
+
+    run(main())
+
+
+def test_a_third_party_asking_for_a_callback_is_not_available() -> None:
+    """Guards: "call back later" from someone else is not_available, with no callback time and no debt words."""
+
+    def on_user(text: str) -> Reply:
+        return Call.of("request_callback", note="his wife answered", when="tomorrow at 5 pm")
+
+    def on_output(out: llm.FunctionCallOutput) -> Reply:
+        return [Say(out.output.split("say only this and end the call: ", 1)[-1]), Call.of("end_call")]
+
+    async def main() -> None:
+        async with conversation(reacting(on_user, on_output)) as c:
+            result = await c.say("He's at work, call back tomorrow at 5 pm.")
+            result.expect.next_event().is_function_call(name="request_callback")
+            result.expect.next_event().is_function_call_output(is_error=False)
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+            outcome = c.recorder.outcome()
+            assert outcome.result is Result.NOT_AVAILABLE and outcome.callback_at is None
+            assert "wife" not in (outcome.summary or "")  # a third party's words are not kept
+            assert c.reports() == ["not_available"]
+            for text in c.texts():
+                assert leaks(text) == [], text
 
     run(main())
 
@@ -425,6 +510,35 @@ def test_an_opt_out_is_reported_before_the_call_ends() -> None:
             assert c.reports() == ["opted_out"]
             order = [what for what, _ in c.log if what in ("report_now", "report_done", "hang_up", "closed")]
             assert order == ["report_now", "report_done", "hang_up", "closed"]
+
+    run(main())
+
+
+def test_an_opt_out_after_a_promise_replaces_it_and_is_reported_too() -> None:
+    """Guards: an opt-out after a reported promise wins and is reported again (never lost)."""
+    quote = "I can pay one hundred twenty dollars next Friday"
+    script: list[Reply] = [
+        Call.of("confirm_identity"),
+        Say("When can you pay?"),
+        Call.of("record_payment_promise", amount_minor=12000, date="2026-11-27", customer_quote=quote),
+        Say("Thank you."),
+        Call.of("opt_out"),
+        [Say("Understood. Goodbye."), Call.of("end_call")],
+    ]
+
+    async def main() -> None:
+        async with conversation(script) as c:
+            await c.say("Yes, this is Ada.")
+            await c.say(quote)
+            result = await c.say("And don't ever call this number again.")
+            result.expect.next_event().is_function_call(name="opt_out")
+            result.expect.next_event().is_function_call_output(is_error=False)
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+            assert c.recorder.outcome().to_json() == {
+                "result": "opted_out", "summary": "Customer asked not to be called again. [identity confirmed]",
+            }
+            assert c.reports() == ["payment_promised", "opted_out"]
+            assert c.log.index(("report_done", "opted_out")) < c.log.index(("closed", ""))
 
     run(main())
 
