@@ -16,8 +16,8 @@ names offered), so a test can check what the model was shown, e.g. its instructi
 from __future__ import annotations
 
 import dataclasses
-import json
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from typing import Any, Union
 

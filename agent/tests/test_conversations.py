@@ -9,12 +9,12 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import re
 import zoneinfo
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import pytest
 from conftest import VALID_METADATA
 from scripted_llm import Call, Reply, Say, ScriptedLLM, answered_since_user, last_user_text
 
@@ -22,7 +22,7 @@ from duecall_agent.agent import Persona, PaymentReminderAgent
 from duecall_agent.metadata import CallMetadata, parse_metadata
 from duecall_agent.outcomes import OutcomeRecorder, Result
 from duecall_agent.transcript import quote_checker, user_utterances
-from livekit.agents import AgentSession, llm
+from livekit.agents import AgentSession, StopResponse, llm
 from livekit.agents.voice.run_result import RunResult
 
 TODAY = dt.date(2026, 11, 24)  # a Tuesday; "next Friday" is 2026-11-27 (or a week later)
@@ -89,6 +89,7 @@ async def conversation(
     script: Callable[[llm.ChatContext], Reply] | list[Reply],
     *,
     persona: Persona = PERSONA,
+    opened: bool = True,
     **metadata: Any,
 ) -> AsyncIterator[Conversation]:
     """The agent as the job builds it (recorder from the persona and metadata, quotes checked
@@ -137,8 +138,9 @@ async def conversation(
     session.on("close", on_close)
     try:
         await asyncio.wait_for(session.start(agent), STEP_SECS)
-        await asyncio.wait_for(agent.open(), STEP_SECS)  # the opening line, said in code
-        assert agent.opened
+        if opened:
+            await asyncio.wait_for(agent.open(), STEP_SECS)  # the opening line, said in code
+            assert agent.opened
         yield Conversation(md, recorder, agent, model, session, log, closed)
     finally:
         if background:
@@ -178,9 +180,30 @@ def say_back(out: llm.FunctionCallOutput) -> Reply:
     return Say("Thank you." if not out.is_error else "Sorry, could you say that again?")
 
 
-def args_of(result: RunResult, name: str) -> dict[str, Any]:
-    [call] = [e.item for e in result.events if e.type == "function_call" and e.item.name == name]
-    return json.loads(call.arguments)
+# ---- before the opening line --------------------------------------------------------------------
+
+
+def test_nothing_is_answered_before_the_opening_line_nor_to_a_machine() -> None:
+    """Guards: a turn heard before open() (or after a voicemail) gets no reply; after open() it does."""
+    async def turn(c: Conversation, text: str) -> None:
+        msg = llm.ChatMessage(role="user", content=[text])
+        await c.agent.on_user_turn_completed(c.session.history.copy(), msg)
+
+    async def main() -> None:
+        async with conversation([Call.of("voicemail_detected")], opened=False) as c:
+            assert not c.agent.opened and c.assistant_messages() == []
+            with pytest.raises(StopResponse):
+                await turn(c, "Hello?")
+            await c.agent.open()
+            assert c.assistant_messages() == [c.recorder.opening_line()]
+            await turn(c, "Hello?")  # now the model may answer
+            await c.say(GREETING)  # a machine: the model calls voicemail_detected
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+            assert c.recorder.result is Result.VOICEMAIL
+            with pytest.raises(StopResponse):
+                await turn(c, "beep")
+
+    run(main())
 
 
 # ---- promises -----------------------------------------------------------------------------------
@@ -597,3 +620,20 @@ def test_a_voicemail_never_names_a_business_that_suggests_debt() -> None:
     message = custom.recorder(parse_metadata(VALID_METADATA), TODAY).voicemail_message()
     assert message is not None and "+1 800 555 0199" in message and "Sam" in message and "Acme Services" in message
     assert "Collections" not in message and "Ada" not in message
+
+
+# ---- the harness itself -------------------------------------------------------------------------
+
+
+def test_the_scripted_model_fails_loudly_when_its_script_runs_out() -> None:
+    """Guards the harness: a conversation longer than its script is an error, not a silent pass."""
+    from scripted_llm import ScriptExhausted
+
+    async def main() -> None:
+        async with conversation([Say("Is this Ada Lovelace?")]) as c:
+            first = await c.say("Hello?")
+            assert first.expect.next_event().is_message(role="assistant").event().item.text_content == "Is this Ada Lovelace?"
+            with pytest.raises(ScriptExhausted):
+                await c.say("Hello??")
+
+    run(main())
