@@ -34,7 +34,7 @@ STEP_SECS = 2.0  # no single run may take longer than this
 # 2026-12-01), the currency, the business, and words about a debt.
 _LEAKS = re.compile(
     r"123\.45|12345|\b123\b|USD|dollar|2026-12-01|December|Acme|"
-    r"\b(debt\w*|owe[sd]?|owing|payments?|balance|collect\w*|bill\w*)\b",
+    r"\b(debt\w*|owe[sd]?|owing|payments?|balance|collect\w*|bill\w*|deuda\w*|cobr\w*|pag\w*|saldo\w*|factura\w*)\b",
     re.IGNORECASE,
 )
 
@@ -352,11 +352,18 @@ def test_a_reported_promise_is_not_revised_on_the_call() -> None:
 # ---- the right party ----------------------------------------------------------------------------
 
 
-def test_a_third_party_hears_nothing_about_the_debt() -> None:
+@pytest.mark.parametrize(
+    "language,lines,goodbye",
+    [
+        ("en", ("Hello? Who is this?", "He's not here, I'm his wife."), "Thank you, I will try Ada another time. Goodbye."),
+        ("es-MX", ("¿Bueno? ¿Quién habla?", "No está, soy su esposa."), "Gracias. Volveré a llamar a Ada en otro momento. Adiós."),
+    ],
+)
+def test_a_third_party_hears_nothing_about_the_debt(language: str, lines: tuple[str, str], goodbye: str) -> None:
     """Guards: someone else who answers gets not_available and no word of amount, business or debt."""
 
     def on_user(text: str) -> Reply:
-        if "wife" in text:
+        if "wife" in text or "esposa" in text:
             return Call.of("customer_not_available")
         return Say("May I ask who I am speaking with?")
 
@@ -365,14 +372,14 @@ def test_a_third_party_hears_nothing_about_the_debt() -> None:
         return [Say(said), Call.of("end_call")]
 
     async def main() -> None:
-        async with conversation(reacting(on_user, on_output)) as c:
-            runs = [await c.say("Hello? Who is this?")]
-            runs.append(await c.say("He's not here, I'm his wife."))
+        async with conversation(reacting(on_user, on_output), language=language) as c:
+            runs = [await c.say(lines[0])]
+            runs.append(await c.say(lines[1]))
             last = runs[-1]
             last.expect.next_event().is_function_call(name="customer_not_available")
             last.expect.next_event().is_function_call_output(is_error=False)
             msg = last.expect.next_event().is_message(role="assistant").event().item
-            assert msg.text_content == "Thank you, I will try Ada another time. Goodbye."
+            assert msg.text_content == goodbye
             last.expect.next_event().is_function_call(name="end_call")
             await asyncio.wait_for(c.closed.wait(), STEP_SECS)
 
@@ -454,6 +461,68 @@ def test_the_second_identifier_gates_the_debt_facts() -> None:
             assert c.recorder.identity_confirmed
             # from now on the model's instructions carry the facts
             assert "123.45 USD" in c.model.requests[-1].instructions
+
+    run(main())
+
+
+def test_two_wrong_identifiers_end_in_not_available_and_lock_the_debt() -> None:
+    """Guards: after two wrong ZIP codes even the right one is refused, and the call ends not_available."""
+
+    def on_user(text: str) -> Reply:
+        return Call.of("confirm_identity", verify_answer=text)
+
+    def on_output(out: llm.FunctionCallOutput) -> Reply:
+        if out.name == "confirm_identity" and "does not match" in out.output and "customer_not_available" in out.output:
+            return Call.of("confirm_identity", verify_answer="02139")  # a model trying the right answer anyway
+        if out.name == "confirm_identity" and "could not be confirmed" in out.output:
+            return Call.of("customer_not_available")
+        if out.name == "customer_not_available":
+            return [Say(out.output.split("say only this and end the call: ", 1)[-1]), Call.of("end_call")]
+        return Say("Sorry, could you repeat your ZIP code?")
+
+    async def main() -> None:
+        async with conversation(reacting(on_user, on_output), verify={"label": "ZIP code", "value": "02139"}) as c:
+            await c.say("It's 90210.")
+            last = await c.say("Oh, I mean 10001.")
+            last.expect.next_event().is_function_call(name="confirm_identity")
+            last.expect.next_event().is_function_call_output(is_error=True)
+            last.expect.next_event().is_function_call(name="confirm_identity", arguments={"verify_answer": "02139"})
+            locked = last.expect.next_event().is_function_call_output(is_error=True).event().item
+            assert "could not be confirmed" in locked.output and "123.45" not in locked.output
+            last.expect.next_event().is_function_call(name="customer_not_available")
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+            assert c.recorder.result is Result.NOT_AVAILABLE and not c.recorder.identity_confirmed
+            for text in c.texts():
+                assert leaks(text) == [], text
+            assert c.reports() == ["not_available"]
+
+    run(main())
+
+
+def test_a_spanish_call_reads_the_promise_in_spanish_words() -> None:
+    """Guards: a call in Spanish gives the notice in Spanish and reads "ciento veinte dólares el próximo viernes"."""
+    quote = "Puedo pagar ciento veinte dólares el próximo viernes"
+    script: list[Reply] = [
+        Call.of("confirm_identity"),
+        Say("Gracias. ¿Cuándo puede pagar?"),
+        Call.of("record_payment_promise", amount_minor=12000, date="2026-11-27", customer_quote=quote),
+        Say("Gracias, adiós."),
+    ]
+
+    async def main() -> None:
+        async with conversation(script, language="es-MX", timezone="America/Mexico_City") as c:
+            assert c.assistant_messages()[0].startswith("Hola, soy Sam, un asistente automático")
+            first = await c.say("Sí, soy Ada.")
+            first.expect.next_event().is_function_call(name="confirm_identity")
+            told = first.expect.next_event().is_function_call_output(is_error=False).event().item
+            assert "Acme Services intenta cobrar una deuda" in told.output and "123.45 USD" in told.output
+            result = await c.say(quote)
+            result.expect.next_event().is_function_call(name="record_payment_promise")
+            result.expect.next_event().is_function_call_output(is_error=False)
+            outcome = c.recorder.outcome()
+            assert (outcome.result, outcome.promised_amount_minor, outcome.promised_date) == (
+                Result.PAYMENT_PROMISED, 12000, dt.date(2026, 11, 27),
+            )
 
     run(main())
 
