@@ -90,6 +90,7 @@ async def conversation(
     *,
     persona: Persona = PERSONA,
     opened: bool = True,
+    safety_hangup_secs: float = 0,
     **metadata: Any,
 ) -> AsyncIterator[Conversation]:
     """The agent as the job builds it (recorder from the persona and metadata, quotes checked
@@ -118,7 +119,7 @@ async def conversation(
         background.add(task)
 
     agent = PaymentReminderAgent(
-        md, recorder, persona, TODAY, hang_up=hang_up, report_now=report_now, safety_hangup_secs=0
+        md, recorder, persona, TODAY, hang_up=hang_up, report_now=report_now, safety_hangup_secs=safety_hangup_secs
     )
 
     def on_item(ev: Any) -> None:
@@ -349,6 +350,44 @@ def test_a_reported_promise_is_not_revised_on_the_call() -> None:
     run(main())
 
 
+def test_amount_and_date_said_in_two_turns_are_joined_in_the_quote() -> None:
+    """Guards: a quote joining two of the customer's turns with "..." is accepted when both parts were said."""
+    quote = "one hundred twenty dollars ... next Friday"
+    script: list[Reply] = [
+        Call.of("confirm_identity"),
+        Say("How much can you pay?"),
+        Say("And on which day?"),
+        Call.of("record_payment_promise", amount_minor=12000, date="2026-11-27", customer_quote=quote),
+        Say("Thank you."),
+    ]
+
+    async def main() -> None:
+        async with conversation(script) as c:
+            await c.say("Yes, this is Ada.")
+            await c.say("I could do one hundred twenty dollars.")
+            result = await c.say("Next Friday.")
+            result.expect.next_event().is_function_call(name="record_payment_promise")
+            result.expect.next_event().is_function_call_output(is_error=False)
+            assert c.recorder.outcome().promised_amount_minor == 12000
+
+    run(main())
+
+
+def test_the_call_is_hung_up_when_the_model_forgets_end_call() -> None:
+    """Guards: after a final outcome, a model that never calls end_call is hung up by the safety timer."""
+    script: list[Reply] = [Call.of("confirm_identity"), Say("Thanks."), Call.of("record_already_paid", note="paid Monday"), Say("Thank you!")]
+
+    async def main() -> None:
+        async with conversation(script, safety_hangup_secs=0.05) as c:
+            await c.say("Yes, this is Ada.")
+            await c.say("I already paid that on Monday.")
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+            assert c.recorder.result is Result.PAID and ("hang_up", "safety_timeout") in c.log
+            assert c.reports() == ["paid"]
+
+    run(main())
+
+
 # ---- the right party ----------------------------------------------------------------------------
 
 
@@ -422,6 +461,25 @@ def test_a_third_party_asking_for_a_callback_is_not_available() -> None:
             assert c.reports() == ["not_available"]
             for text in c.texts():
                 assert leaks(text) == [], text
+
+    run(main())
+
+
+def test_a_wrong_number_is_recorded_and_hears_nothing_about_the_debt() -> None:
+    """Guards: "no Ada here" → wrong_number, reported, and nothing said about amount, business or debt."""
+    script: list[Reply] = [Call.of("wrong_number"), [Say("I'm sorry for the trouble. Goodbye."), Call.of("end_call")]]
+
+    async def main() -> None:
+        async with conversation(script) as c:
+            result = await c.say("There's no Ada here, you have the wrong number.")
+            result.expect.next_event().is_function_call(name="wrong_number")
+            result.expect.next_event().is_function_call_output(is_error=False)
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+            assert c.recorder.result is Result.WRONG_NUMBER and c.reports() == ["wrong_number"]
+            for text in c.assistant_messages():
+                assert leaks(text) == [], text
+            # a wrong number cannot follow a confirmed identity (that would hide a reached customer)
+            assert not c.recorder.identity_confirmed
 
     run(main())
 
@@ -602,6 +660,23 @@ def test_an_opt_out_is_reported_before_the_call_ends() -> None:
             assert c.reports() == ["opted_out"]
             order = [what for what, _ in c.log if what in ("report_now", "report_done", "hang_up", "closed")]
             assert order == ["report_now", "report_done", "hang_up", "closed"]
+
+    run(main())
+
+
+def test_an_opt_out_and_end_call_in_one_turn_still_reports_first() -> None:
+    """Guards: opt_out and end_call called together — the report starts before the hang-up and ends before the close."""
+
+    async def main() -> None:
+        async with conversation([[Say("Understood. Goodbye."), Call.of("opt_out"), Call.of("end_call")]]) as c:
+            result = await c.say("Stop calling me.")
+            result.expect.contains_function_call(name="opt_out")
+            result.expect.contains_function_call(name="end_call")
+            await asyncio.wait_for(c.closed.wait(), STEP_SECS)
+            assert c.recorder.result is Result.OPTED_OUT and c.reports() == ["opted_out"]
+            log = c.log
+            assert log.index(("report_now", "opted_out")) < log.index(("hang_up", "end_call"))
+            assert log.index(("report_done", "opted_out")) < log.index(("closed", ""))
 
     run(main())
 
