@@ -523,6 +523,58 @@ def test_the_second_identifier_gates_the_debt_facts() -> None:
     run(main())
 
 
+@pytest.mark.parametrize(
+    "label,value,answer",
+    [
+        ("ZIP code", "02139", "02138 02139 02140"),
+        ("ZIP code", "02139", "It's 90210, or maybe 02139, or 10001."),
+        ("birth year", "1984", "1982 1983 1984 1985 1986"),
+        ("birth year", "1984", "1983 1984"),
+        ("birth year", "1984", "nineteen eighty three, nineteen eighty four or nineteen eighty five"),
+    ],
+)
+def test_a_list_of_guesses_does_not_pass_the_second_identifier(label: str, value: str, answer: str) -> None:
+    """Guards: one answer naming several candidates is no match (else two tries would allow any number of guesses)."""
+
+    async def main() -> None:
+        script: list[Reply] = [Call.of("confirm_identity", verify_answer=answer), Say("Sorry, which one is it?")]
+        async with conversation(script, verify={"label": label, "value": value}) as c:
+            result = await c.say(answer)
+            result.expect.next_event().is_function_call(name="confirm_identity")
+            out = result.expect.next_event().is_function_call_output(is_error=True).event().item
+            assert "does not match" in out.output
+            assert not c.recorder.identity_confirmed
+            for text in c.texts():
+                assert leaks(text) == [], text
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    "label,value,answer",
+    [
+        ("ZIP code", "02139", "Yes, it's zero two one three nine."),
+        ("ZIP code", "02139", "One second... it's 02139."),
+        ("ZIP code", "02139", "02139-4307"),
+        ("ZIP code", "02139", "02139, yes, 02139."),
+        ("birth year", "1984", "nineteen eighty four"),
+        ("birth year", "1984", "I was born in 1984, I'm forty two."),
+    ],
+)
+def test_a_plain_answer_passes_the_second_identifier(label: str, value: str, answer: str) -> None:
+    """Guards: ordinary ways of saying the identifier (digit words, ZIP+4, said twice) still match."""
+
+    async def main() -> None:
+        script: list[Reply] = [Call.of("confirm_identity", verify_answer=answer), Say("Thank you.")]
+        async with conversation(script, verify={"label": label, "value": value}) as c:
+            result = await c.say(answer)
+            result.expect.next_event().is_function_call(name="confirm_identity")
+            out = result.expect.next_event().is_function_call_output(is_error=False).event().item
+            assert "123.45 USD" in out.output and c.recorder.identity_confirmed
+
+    run(main())
+
+
 def test_two_wrong_identifiers_end_in_not_available_and_lock_the_debt() -> None:
     """Guards: after two wrong ZIP codes even the right one is refused, and the call ends not_available."""
 
