@@ -270,6 +270,26 @@ def test_a_bare_yes_is_no_promise() -> None:
     run(main())
 
 
+@pytest.mark.xfail(strict=True, reason="known gap: the promise check reads amounts and dates, not negation")
+def test_a_negated_promise_is_refused() -> None:
+    """Guards (not yet): "I can't pay one hundred twenty dollars next Friday" is no promise."""
+    quote = "I can't pay one hundred twenty dollars next Friday"
+    script: list[Reply] = [
+        Call.of("confirm_identity"),
+        Say("When can you pay?"),
+        Call.of("record_payment_promise", amount_minor=12000, date="2026-11-27", customer_quote=quote),
+        Say("Thank you."),
+    ]
+
+    async def main() -> None:
+        async with conversation(script) as c:
+            await c.say("Yes, this is Ada.")
+            await c.say(quote)
+            assert c.recorder.result is None
+
+    run(main())
+
+
 def test_a_promise_quote_the_customer_never_said_is_refused() -> None:
     """Guards: the quote is checked against the session's own transcript (no invented promise)."""
 
