@@ -806,14 +806,40 @@ def _identifier_forms(text: str) -> set[str]:
 
 def identifier_matches(answer: str, expected: str) -> bool:
     """The person's answer states the expected identifier, alone or within a sentence ("it's
-    zero two one three nine"); case, spacing, punctuation and digit words do not matter.
-    Compared in code: the model never learns the value."""
+    zero two one three nine"); case, spacing, punctuation and digit words do not matter. An answer
+    that also states another value of its shape ("02138 02139 02140") is no match: a list of
+    guesses would get round the limit of tries. Compared in code: the model never learns the value."""
     want = "".join(normalize_words(expected).split())
     words = normalize_words(answer).split()[:40]
     if not want:
         return False
-    for i in range(len(words)):
-        for j in range(i + 1, len(words) + 1):
-            if want in _identifier_forms(" ".join(words[i:j])):
-                return True
+    # every place the answer states the identifier (it may be said twice): the shortest windows
+    # that state it ("1984" in "1983 1984", not the whole), and then the words between them
+    found = [(i, j) for i, j in _windows(len(words), want) if want in _identifier_forms(" ".join(words[i:j]))]
+    shortest = sorted(w for w in found if not any(o != w and w[0] <= o[0] and o[1] <= w[1] for o in found))
+    spans: list[tuple[int, int]] = []
+    for i, j in shortest:
+        if not spans or i >= spans[-1][1]:
+            spans.append((i, j))
+    if not spans:
+        return False
+    # a list of guesses is no answer: two tries must not allow any number of them
+    edges = [0] + [k for span in spans for k in span] + [len(words)]
+    return not any(_states_another(words[a:b], want) for a, b in zip(edges[::2], edges[1::2]))
+
+
+def _states_another(words: list[str], want: str) -> bool:
+    """``words`` state a different value of the identifier's shape (as many digits as ``want``)."""
+    if not want.isdigit():
+        return False
+    for i, j in _windows(len(words), want):
+        if any(f.isdigit() and len(f) == len(want) and f != want for f in _identifier_forms(" ".join(words[i:j]))):
+            return True
     return False
+
+
+def _windows(n: int, want: str) -> list[tuple[int, int]]:
+    """The runs of words that can state an identifier as long as ``want``: a word per character at
+    most, and a few that say none ("two thousand and five", "nineteen hundred and eighty four")."""
+    longest = len(want) + 4
+    return [(i, j) for i in range(n) for j in range(i + 1, min(n, i + longest) + 1)]
