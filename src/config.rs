@@ -108,6 +108,8 @@ pub struct Config {
     pub livekit: Option<LiveKitConfig>,
     pub agent_name: String,
     pub sip_outbound_trunk_id: Option<String>,
+    /// `CALL_DISCLOSURES`: the notices the agent gives (SPEC §10).
+    pub call_disclosures: crate::dialer::Disclosures,
     pub scheduler_interval: Duration,
     pub dispatch_timeout: Duration,
     /// One dial (room + agent dispatch) may take this long before it fails.
@@ -286,6 +288,12 @@ impl Config {
 
         let agent_name = get("AGENT_NAME").unwrap_or_else(|| "payment-reminder".to_owned());
         let sip_outbound_trunk_id = get("SIP_OUTBOUND_TRUNK_ID");
+        let call_disclosures = match get("CALL_DISCLOSURES") {
+            None => crate::dialer::Disclosures::default(),
+            Some(v) => {
+                crate::dialer::Disclosures::parse(&v).map_err(|m| err("CALL_DISCLOSURES", m))?
+            }
+        };
 
         let scheduler_interval =
             Duration::from_secs(parse_num(&get, "SCHEDULER_INTERVAL_SECS", 15, 0, 86_400)?);
@@ -398,6 +406,7 @@ impl Config {
             livekit,
             agent_name,
             sip_outbound_trunk_id,
+            call_disclosures,
             scheduler_interval,
             dispatch_timeout,
             dial_timeout,
@@ -584,6 +593,22 @@ impl Config {
                 value: days_label(&self.calling_window.days),
                 floor: "Mon-Sat",
                 source: "duecall's default (Regulation F names no days; several states restrict Sunday collection calls)",
+            });
+        }
+        if !self.call_disclosures.collector {
+            out.push(LooserThanLaw {
+                variable: "CALL_DISCLOSURES",
+                value: self.call_disclosures.to_string(),
+                floor: "recording,collector",
+                source: "15 U.S.C. 1692e(11) (FDCPA): a debt collector says in its first communication that it is attempting to collect a debt",
+            });
+        }
+        if !self.call_disclosures.recording {
+            out.push(LooserThanLaw {
+                variable: "CALL_DISCLOSURES",
+                value: self.call_disclosures.to_string(),
+                floor: "recording,collector",
+                source: "all-party-consent states (e.g. Cal. Penal Code 632): every party is told a call is recorded",
             });
         }
         if self.quiet_after_conversation < chrono::Duration::days(7) {
@@ -962,5 +987,47 @@ mod tests {
             .looser_than_law();
         assert_eq!(ma[0].value, "US-MA=5/7d");
         assert!(ma[0].source.starts_with("940 CMR 7.04(1)(f)"));
+    }
+
+    #[test]
+    fn call_disclosures_default_to_both_and_dropping_one_is_looser_than_the_law() {
+        let d = |v: &str| cfg(&[("CALL_DISCLOSURES", v)]).map(|c| c.call_disclosures);
+        assert_eq!(
+            cfg(&[]).unwrap().call_disclosures.words(),
+            ["recording", "collector"]
+        );
+        assert_eq!(
+            d(" Collector , recording ").unwrap().words(),
+            ["recording", "collector"]
+        );
+        assert_eq!(d("recording").unwrap().words(), ["recording"]);
+        assert!(d("none").unwrap().words().is_empty());
+        assert_eq!(d("NONE").unwrap().to_string(), "none");
+        // Empty is unset, as for every variable: both.
+        assert_eq!(d("  ").unwrap().words(), ["recording", "collector"]);
+        for bad in [
+            "recording,",
+            "recordings",
+            "recording,recording",
+            "none,collector",
+        ] {
+            let e = d(bad).expect_err(bad);
+            assert_eq!(e.var, "CALL_DISCLOSURES", "{bad}");
+        }
+
+        assert!(looser(&[("CALL_DISCLOSURES", "collector,recording")]).is_empty());
+        let only_recording = cfg(&[("CALL_DISCLOSURES", "recording")])
+            .unwrap()
+            .looser_than_law();
+        assert_eq!(only_recording.len(), 1);
+        assert_eq!(only_recording[0].variable, "CALL_DISCLOSURES");
+        assert_eq!(only_recording[0].value, "recording");
+        assert!(only_recording[0].source.starts_with("15 U.S.C. 1692e(11)"));
+        let only_collector = cfg(&[("CALL_DISCLOSURES", "collector")])
+            .unwrap()
+            .looser_than_law();
+        assert_eq!(only_collector.len(), 1);
+        assert!(only_collector[0].source.contains("Cal. Penal Code 632"));
+        assert_eq!(looser(&[("CALL_DISCLOSURES", "none")]).len(), 2);
     }
 }

@@ -100,7 +100,14 @@ pub const COLUMNS: &[&str] = &[
     "metadata",
     "debt_ref",
     "region",
+    VERIFY_LABEL,
+    VERIFY_VALUE,
 ];
+
+/// The two columns that make `metadata.verify` (the agent's second
+/// identifier, SPEC §10): both or neither on a row.
+const VERIFY_LABEL: &str = "verify_label";
+const VERIFY_VALUE: &str = "verify_value";
 
 /// The columns every file must have (the API's required fields).
 pub const REQUIRED: &[&str] = &[
@@ -176,10 +183,22 @@ impl Columns {
             });
         }
         let mut body = Map::new();
+        let (mut label, mut value) = (None, None);
         for (name, cell) in self.0.iter().zip(row.iter()) {
             let cell = cell.trim();
             if cell.is_empty() {
                 continue;
+            }
+            match name.as_str() {
+                VERIFY_LABEL => {
+                    label = Some(cell);
+                    continue;
+                }
+                VERIFY_VALUE => {
+                    value = Some(cell);
+                    continue;
+                }
+                _ => {}
             }
             let value = if INTEGER_COLUMNS.contains(&name.as_str()) {
                 // Not an integer: passed on as text for the API's own refusal.
@@ -202,8 +221,44 @@ impl Columns {
             };
             body.insert(name.clone(), value);
         }
+        match (label, value) {
+            (None, None) => {}
+            (Some(label), Some(value)) => with_verify(&mut body, label, value)?,
+            (Some(_), None) => {
+                return Err(RowError::Field(FieldError::new(
+                    VERIFY_VALUE,
+                    "is required when verify_label is given",
+                )))
+            }
+            (None, Some(_)) => {
+                return Err(RowError::Field(FieldError::new(
+                    VERIFY_LABEL,
+                    "is required when verify_value is given",
+                )))
+            }
+        }
         Ok(body)
     }
+}
+
+/// Put the row's `verify_label`/`verify_value` into its `metadata` as
+/// `verify`, where the API takes it (and checks it, in `NewReminder::parse`).
+fn with_verify(body: &mut Map<String, Value>, label: &str, value: &str) -> Result<(), RowError> {
+    let verify = serde_json::json!({"label": label, "value": value});
+    // Not an object: the API's own refusal of the metadata cell follows.
+    if let Value::Object(m) = body
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Map::new()))
+    {
+        if m.contains_key(crate::domain::VERIFY_KEY) {
+            return Err(RowError::Field(FieldError::new(
+                "metadata.verify",
+                "is given twice: in the metadata cell and as verify_label/verify_value",
+            )));
+        }
+        m.insert(crate::domain::VERIFY_KEY.to_owned(), verify);
+    }
+    Ok(())
 }
 
 /// Why a row was refused.
@@ -960,11 +1015,16 @@ mod tests {
             r#"{"invoice": "1042"}"#,
             "acct-7",
             "us-ma",
+            "ZIP code",
+            " 02139 ",
         ]);
         let body = cols.body(&row).unwrap();
         assert_eq!(body["amount_due_minor"], json!(12345));
         assert_eq!(body["max_attempts"], json!(5));
-        assert_eq!(body["metadata"], json!({"invoice": "1042"}));
+        assert_eq!(
+            body["metadata"],
+            json!({"invoice": "1042", "verify": {"label": "ZIP code", "value": "02139"}})
+        );
         let new = NewReminder::parse(&body, &defaults()).unwrap();
         assert_eq!(new.max_attempts, 5);
         assert_eq!(new.timezone.map(|t| t.name()), Some("Europe/Berlin"));
@@ -1032,8 +1092,84 @@ mod tests {
         }
         assert_eq!(
             cols.body(&record(&["a", "b"])).unwrap_err().to_string(),
-            "2 cells, but the header has 13 columns"
+            "2 cells, but the header has 15 columns"
         );
+    }
+
+    #[test]
+    fn the_verify_columns_make_metadata_verify_both_or_neither() {
+        let cols = Columns::parse(&record(&[
+            "customer_name",
+            "phone_number",
+            "amount_due_minor",
+            "currency",
+            "due_date",
+            "metadata",
+            "verify_label",
+            "verify_value",
+        ]))
+        .unwrap();
+        let row = |metadata: &str, label: &str, value: &str| {
+            record(&[
+                "Ada",
+                "+14155550100",
+                "1",
+                "USD",
+                "2026-12-01",
+                metadata,
+                label,
+                value,
+            ])
+        };
+        let field_of = |r: StringRecord| match cols.body(&r) {
+            Err(RowError::Field(e)) => e.field,
+            other => panic!("{other:?}"),
+        };
+        // Alone, without a metadata cell: a metadata object of its own.
+        let body = cols.body(&row("", "Birth year", "1815")).unwrap();
+        assert_eq!(
+            body["metadata"],
+            json!({"verify": {"label": "Birth year", "value": "1815"}})
+        );
+        assert!(body.get("verify_label").is_none() && body.get("verify_value").is_none());
+        let new = NewReminder::parse(&body, &defaults()).unwrap();
+        assert_eq!(new.metadata["verify"]["value"], "1815");
+        // Neither: no metadata at all.
+        assert!(!cols
+            .body(&row("", "", ""))
+            .unwrap()
+            .contains_key("metadata"));
+        // One without the other names the missing one.
+        assert_eq!(field_of(row("", "ZIP code", "")), "verify_value");
+        assert_eq!(field_of(row("", "", "02139")), "verify_label");
+        // Given twice is refused rather than one silently winning.
+        assert_eq!(
+            field_of(row(
+                r#"{"verify": {"label": "a", "value": "b"}}"#,
+                "ZIP code",
+                "02139"
+            )),
+            "metadata.verify"
+        );
+        // Merged with the other metadata of the row.
+        let body = cols
+            .body(&row(r#"{"invoice": "7"}"#, "ZIP code", "02139"))
+            .unwrap();
+        assert_eq!(
+            body["metadata"],
+            json!({"invoice": "7", "verify": {"label": "ZIP code", "value": "02139"}})
+        );
+        // A metadata cell that is not an object still gets the API's refusal.
+        let body = cols.body(&row("[1]", "ZIP code", "02139")).unwrap();
+        assert_eq!(
+            NewReminder::parse(&body, &defaults()).unwrap_err().field,
+            "metadata"
+        );
+        // A bad value is the API's refusal, naming the field inside metadata.
+        let long = "9".repeat(crate::domain::MAX_VERIFY_VALUE_CHARS + 1);
+        let body = cols.body(&row("", "ZIP code", &long)).unwrap();
+        let err = NewReminder::parse(&body, &defaults()).unwrap_err();
+        assert_eq!(err.field, "metadata.verify.value");
     }
 
     #[test]

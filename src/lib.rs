@@ -115,7 +115,10 @@ pub fn state_with_dialer(
         max_live: config.max_concurrent_calls,
         rules: config.calling_rules(),
         retry: retry.clone(),
-        sip_trunk_id: config.sip_outbound_trunk_id.clone(),
+        dispatch: dialer::DispatchSettings {
+            sip_trunk_id: config.sip_outbound_trunk_id.clone(),
+            disclosures: config.call_disclosures,
+        },
     };
     let scheduler = Arc::new(Scheduler::new(
         Arc::clone(&store),

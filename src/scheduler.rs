@@ -51,7 +51,8 @@ pub struct Settings {
     /// Every rule of SPEC §7 a claim is held to.
     pub rules: Rules,
     pub retry: RetryPolicy,
-    pub sip_trunk_id: Option<String>,
+    /// What every dispatch carries besides the reminder (SPEC §3).
+    pub dispatch: crate::dialer::DispatchSettings,
 }
 
 /// What one tick did; the cron route answers it.
@@ -299,7 +300,7 @@ impl Scheduler {
         let gate = Arc::new(Semaphore::new(DIAL_CONCURRENCY));
         let mut dials = JoinSet::new();
         for r in claimed {
-            let call = CallRequest::for_claimed(&r, self.settings.sip_trunk_id.as_deref());
+            let call = CallRequest::for_claimed(&r, &self.settings.dispatch);
             let dialer = Arc::clone(dialer);
             let gate = Arc::clone(&gate);
             let me = Arc::clone(self);

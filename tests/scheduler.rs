@@ -125,7 +125,7 @@ async fn answered_and_completed(backend: Backend) {
         "reminder_id": id.to_string(), "attempt": 1, "phone_number": "+12125550100",
         "customer_name": "Grace Hopper", "amount_due_minor": 4200, "currency": "USD",
         "due_date": "2026-12-01", "language": "en-US", "timezone": "America/Chicago",
-        "sip_trunk_id": TRUNK,
+        "sip_trunk_id": TRUNK, "disclosures": ["recording", "collector"],
     });
     let rooms = rig.lk.rooms();
     assert_eq!(rooms.len(), 1);
@@ -333,7 +333,47 @@ async fn timeout_then_retry(backend: Backend) {
     rig.stop().await;
 }
 
+/// `metadata.verify` and `CALL_DISCLOSURES` reach the agent on both the room
+/// and the dispatch (SPEC §3, §10); a bad `verify` never gets that far.
+async fn verify_and_disclosures_reach_the_agent(backend: Backend) {
+    let Some(rig) = Rig::start(backend, &[("CALL_DISCLOSURES", "recording")]).await else {
+        return;
+    };
+    let refused = rig
+        .app
+        .create(reminder_body(
+            json!({"metadata": {"verify": {"label": "ZIP code", "value": ""}}}),
+        ))
+        .await;
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let err: Value = refused.json().await.unwrap();
+    assert_eq!(err["error"]["field"], "metadata.verify.value", "{err}");
+
+    let id = rig
+        .create(json!({"metadata": {"invoice": "1042",
+                                    "verify": {"label": "ZIP code", "value": " 60601"}}}))
+        .await;
+    assert_eq!(rig.tick().await, counts(0, 1, 0));
+    let room = format!("reminder-{id}-1");
+    let rooms = rig.lk.rooms();
+    let dispatches = rig.lk.dispatches();
+    assert_eq!((rooms.len(), dispatches.len()), (1, 1));
+    for metadata in [&rooms[0].metadata, &dispatches[0].metadata] {
+        let m: Value = serde_json::from_str(metadata).unwrap();
+        assert_eq!(m["reminder_id"], id.to_string());
+        assert_eq!(m["verify"], json!({"label": "ZIP code", "value": "60601"}));
+        assert_eq!(m["disclosures"], json!(["recording"]));
+        assert!(m.get("invoice").is_none(), "{m}");
+    }
+    assert_eq!(rooms[0].name, room);
+    rig.stop().await;
+}
+
 both_backends!(e2e_dispatch_answer_complete, answered_and_completed);
+both_backends!(
+    e2e_verify_and_disclosures_reach_the_agent,
+    verify_and_disclosures_reach_the_agent
+);
 both_backends!(
     e2e_no_answer_is_retried_on_a_later_tick,
     no_answer_then_retry

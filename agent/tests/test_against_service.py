@@ -216,17 +216,17 @@ def test_stale_timestamp_is_refused(tmp_path: Path) -> None:
 
 
 @contextlib.contextmanager
-def dialing_service(tmp_path: Path) -> Iterator[tuple[Service, FakeLiveKit]]:
+def dialing_service(tmp_path: Path, **env: str) -> Iterator[tuple[Service, FakeLiveKit]]:
+    settings = {
+        "DIALER": "livekit",
+        "AGENT_NAME": AGENT_NAME,
+        "SIP_OUTBOUND_TRUNK_ID": TRUNK,
+        "CALLING_WINDOW": "00:00-23:59",
+        "CALLING_DAYS": "Mon-Sun",
+        **env,
+    }
     with FakeLiveKit() as lk, running_service(
-        tmp_path,
-        DIALER="livekit",
-        LIVEKIT_URL=lk.url,
-        LIVEKIT_API_KEY=API_KEY,
-        LIVEKIT_API_SECRET=API_SECRET,
-        AGENT_NAME=AGENT_NAME,
-        SIP_OUTBOUND_TRUNK_ID=TRUNK,
-        CALLING_WINDOW="00:00-23:59",
-        CALLING_DAYS="Mon-Sun",
+        tmp_path, LIVEKIT_URL=lk.url, LIVEKIT_API_KEY=API_KEY, LIVEKIT_API_SECRET=API_SECRET, **settings
     ) as svc:
         yield svc, lk
 
@@ -337,3 +337,105 @@ def test_retryable_failure_schedules_another_attempt(tmp_path: Path) -> None:
         assert asyncio.run(agent_client(svc).call_failed(md.reminder_id, md.attempt, failure)).delivered
         got = svc.reminder(rem["id"])
         assert got["status"] == "failed" and got["next_attempt_at"] is not None
+
+
+# ---- SPEC §1 and §10: the outcomes of the right-party check, callbacks, a late opt-out ------------
+
+
+def test_not_available_is_tried_again_and_fails_only_when_no_attempt_remains(tmp_path: Path) -> None:
+    with dialing_service(tmp_path) as (svc, lk):
+        rem = new_reminder(svc, max_attempts=3)
+        md = dispatch_one(svc, lk, rem)
+        client = agent_client(svc)
+        assert asyncio.run(client.call_answered(md.reminder_id, md.attempt)).delivered
+        res = asyncio.run(client.call_completed(md.reminder_id, md.attempt, Outcome(Result.NOT_AVAILABLE)))
+        assert res.delivered and res.response["status"] == "pending"
+        got = svc.reminder(rem["id"])
+        assert got["status"] == "pending" and got["attempt_count"] == 1
+        assert got["next_attempt_at"] is not None and got["skip_reason"] == "not_available"
+        assert got["attempts"][0]["outcome"]["result"] == "not_available"
+
+        last = new_reminder(svc, max_attempts=1, phone_number="+14155550101")
+        md = dispatch_one(svc, lk, last)
+        res = asyncio.run(client.call_completed(md.reminder_id, md.attempt, Outcome(Result.NOT_AVAILABLE)))
+        assert res.delivered
+        got = svc.reminder(last["id"])
+        assert got["status"] == "failed" and got["next_attempt_at"] is None
+        assert got["skip_reason"] == "max_attempts_reached"
+
+
+def _at(zone: str, day: dt.date, hour: int, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), zoneinfo.ZoneInfo(zone))
+
+
+def _utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def test_a_callback_is_scheduled_at_the_customers_time_or_moved_into_the_window(tmp_path: Path) -> None:
+    # The default window, in the reminder's zone alone (the test's zone is wherever it is midday).
+    with dialing_service(tmp_path, CALLING_WINDOW="08:00-21:00", ZONE_POLICY="given") as (svc, lk):
+        client = agent_client(svc)
+        rem = new_reminder(svc, max_attempts=3)
+        md = dispatch_one(svc, lk, rem)
+        tomorrow = md.local_today(now()) + dt.timedelta(days=1)
+        inside = _at(md.timezone, tomorrow, 10, 30)
+        outcome = Outcome(Result.CALLBACK_REQUESTED, summary="call me tomorrow at half past ten", callback_at=inside)
+        res = asyncio.run(client.call_completed(md.reminder_id, md.attempt, outcome))
+        assert res.delivered and res.response["status"] == "pending"
+        got = svc.reminder(rem["id"])
+        assert got["status"] == "pending"
+        assert _utc(got["next_attempt_at"]) == inside
+        assert _utc(got["outcome"]["callback_at"]) == inside
+
+        late = new_reminder(svc, max_attempts=3, phone_number="+14155550102")
+        md = dispatch_one(svc, lk, late)
+        outside = _at(md.timezone, tomorrow, 22, 15)  # after the window closes
+        outcome = Outcome(Result.CALLBACK_REQUESTED, summary="call me tomorrow night", callback_at=outside)
+        assert asyncio.run(client.call_completed(md.reminder_id, md.attempt, outcome)).delivered
+        got = svc.reminder(late["id"])
+        assert got["status"] == "pending"
+        # the first lawful moment after it: the window's opening the next morning
+        assert _utc(got["next_attempt_at"]) == _at(md.timezone, tomorrow + dt.timedelta(days=1), 8, 0)
+
+
+def test_an_opt_out_after_a_reported_promise_still_suppresses_the_number(tmp_path: Path) -> None:
+    """The agent reports a promise at once; when the customer then says "stop calling", it sends a
+    second call_completed (opted_out, its own webhook id): the number must end on the list."""
+    with dialing_service(tmp_path) as (svc, lk):
+        rem = new_reminder(svc)
+        md = dispatch_one(svc, lk, rem)
+        client = agent_client(svc)
+        promise = Outcome(Result.PAYMENT_PROMISED, 12000, md.due_date, "Customer promised to pay.")
+        assert asyncio.run(client.call_completed(md.reminder_id, md.attempt, promise)).delivered
+        assert svc.reminder(rem["id"])["status"] == "completed"
+
+        res = asyncio.run(client.call_completed(md.reminder_id, md.attempt, Outcome(Result.OPTED_OUT, summary="stop calling")))
+        assert res.http_status is not None and 200 <= res.http_status < 300, res
+        listed = svc.api("GET", "/api/suppressions/%2B14155550100")
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["reason"] == "opted_out" and listed.json()["reminder_id"] == rem["id"]
+        # the promise stays what the reminder ended with; no new reminder for the number is dialled
+        assert svc.reminder(rem["id"])["outcome"]["result"] == "payment_promised"
+        # a new reminder for the number is stored cancelled from the start, never dialled
+        r = svc.api("POST", "/api/reminders", json={**_body_of(rem), "external_id": "e2e-after-opt-out"})
+        assert r.status_code == 201, r.text
+        assert r.json()["status"] == "cancelled" and r.json()["skip_reason"] == "suppressed"
+
+
+def _body_of(rem: dict[str, Any]) -> dict[str, Any]:
+    keys = ("customer_name", "phone_number", "amount_due_minor", "currency", "due_date", "timezone", "language")
+    return {k: rem[k] for k in keys}
+
+
+def test_the_dispatched_metadata_carries_verify_and_disclosures(tmp_path: Path) -> None:
+    with dialing_service(tmp_path, CALL_DISCLOSURES="collector") as (svc, lk):
+        rem = new_reminder(svc, metadata={"verify": {"label": "ZIP code", "value": "02139"}, "invoice": "1042"})
+        md = dispatch_one(svc, lk, rem)
+        assert md.verify is not None and (md.verify.label, md.verify.value) == ("ZIP code", "02139")
+        assert md.disclosures == frozenset({"collector"})
+
+    (tmp_path / "none").mkdir()
+    with dialing_service(tmp_path / "none", CALL_DISCLOSURES="none") as (svc, lk):
+        md = dispatch_one(svc, lk, new_reminder(svc))
+        assert md.verify is None and md.disclosures == frozenset()

@@ -22,6 +22,10 @@ pub const MAX_ATTEMPTS_LIMIT: u32 = 10;
 const MAX_METADATA_BYTES: usize = 16 * 1024;
 pub const MAX_NAME_CHARS: usize = 200;
 pub const MAX_EXTERNAL_ID_CHARS: usize = 255;
+/// `metadata.verify`: the second identifier the agent asks for (SPEC §10).
+pub const VERIFY_KEY: &str = "verify";
+pub const MAX_VERIFY_LABEL_CHARS: usize = 60;
+pub const MAX_VERIFY_VALUE_CHARS: usize = 100;
 
 /// A validated request to create a reminder.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,7 +226,13 @@ impl NewReminder {
                         format!("must be at most {} KiB of JSON", MAX_METADATA_BYTES / 1024),
                     ));
                 }
-                m.clone()
+                let mut m = m.clone();
+                if let Some(v) = m.get_mut(VERIFY_KEY) {
+                    if !v.is_null() {
+                        *v = parse_verify(v)?;
+                    }
+                }
+                m
             }
             Some(_) => return Err(FieldError::new("metadata", "must be a JSON object")),
         };
@@ -305,6 +315,53 @@ fn required_str<'a>(body: &'a Map<String, Value>, field: &str) -> Result<&'a str
 
 /// Whether a JSON value holds a NUL character in any string or key (the
 /// parsed text: `"\\u0000"`, a backslash and five characters, is fine).
+/// `metadata.verify`, `{"label": "ZIP code", "value": "02139"}`: both
+/// non-empty plain text within their limits (stored trimmed), nothing else in
+/// it. The agent refuses the whole call on a bad one, so it is refused here,
+/// at the door, where the business can still correct it.
+fn parse_verify(v: &Value) -> Result<Value, FieldError> {
+    const FIELD: &str = "metadata.verify";
+    let Value::Object(m) = v else {
+        return Err(FieldError::new(
+            FIELD,
+            "must be an object with label and value, like {\"label\": \"ZIP code\", \"value\": \"12345\"}",
+        ));
+    };
+    if let Some(other) = m.keys().find(|k| *k != "label" && *k != "value") {
+        return Err(FieldError::new(
+            FIELD,
+            format!("has only label and value, not {other:?}"),
+        ));
+    }
+    let text = |key: &str, limit: usize| -> Result<String, FieldError> {
+        let field = || format!("{FIELD}.{key}");
+        let s = match m.get(key) {
+            None | Some(Value::Null) => return Err(FieldError::new(field(), "is required")),
+            Some(Value::String(s)) => s.trim(),
+            Some(_) => return Err(FieldError::new(field(), "must be a string")),
+        };
+        if s.is_empty() {
+            return Err(FieldError::new(field(), "must not be empty"));
+        }
+        if s.chars().count() > limit {
+            return Err(FieldError::new(
+                field(),
+                format!("must be at most {limit} characters"),
+            ));
+        }
+        if s.chars().any(char::is_control) {
+            return Err(FieldError::new(
+                field(),
+                "must not contain control characters",
+            ));
+        }
+        Ok(s.to_owned())
+    };
+    let label = text("label", MAX_VERIFY_LABEL_CHARS)?;
+    let value = text("value", MAX_VERIFY_VALUE_CHARS)?;
+    Ok(serde_json::json!({"label": label, "value": value}))
+}
+
 fn holds_nul(v: &Value) -> bool {
     match v {
         Value::String(s) => s.contains('\0'),

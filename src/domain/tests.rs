@@ -105,6 +105,68 @@ fn bad_values_are_named() {
 }
 
 #[test]
+fn a_second_identifier_is_checked_at_the_door_and_stored_trimmed() {
+    let with_verify = |v: Value| {
+        let mut b = body(valid());
+        b.insert("metadata".into(), json!({"invoice": "1042", "verify": v}));
+        NewReminder::parse(&b, &defaults())
+    };
+    let ok = with_verify(json!({"label": " ZIP code ", "value": "\t02139 "})).unwrap();
+    assert_eq!(
+        Value::Object(ok.metadata),
+        json!({"invoice": "1042", "verify": {"label": "ZIP code", "value": "02139"}})
+    );
+    // null is no second identifier, as if absent (and kept as given).
+    assert!(with_verify(Value::Null).is_ok());
+    let label_limit = "L".repeat(MAX_VERIFY_LABEL_CHARS);
+    let value_limit = "é".repeat(MAX_VERIFY_VALUE_CHARS);
+    assert!(with_verify(json!({"label": label_limit, "value": value_limit})).is_ok());
+    let refused = [
+        (json!("02139"), "metadata.verify"),
+        (json!({"label": "ZIP code"}), "metadata.verify.value"),
+        (json!({"value": "02139"}), "metadata.verify.label"),
+        (
+            json!({"label": "ZIP code", "value": 2139}),
+            "metadata.verify.value",
+        ),
+        (
+            json!({"label": "  ", "value": "02139"}),
+            "metadata.verify.label",
+        ),
+        (
+            json!({"label": "ZIP code", "value": ""}),
+            "metadata.verify.value",
+        ),
+        (
+            json!({"label": "ZIP\ncode", "value": "02139"}),
+            "metadata.verify.label",
+        ),
+        (
+            json!({"label": "ZIP code", "value": "02\u{85}139"}),
+            "metadata.verify.value",
+        ),
+        (
+            json!({"label": format!("{label_limit}L"), "value": "1"}),
+            "metadata.verify.label",
+        ),
+        (
+            json!({"label": "a", "value": format!("{value_limit}é")}),
+            "metadata.verify.value",
+        ),
+        (
+            json!({"label": "a", "value": "b", "hint": "c"}),
+            "metadata.verify",
+        ),
+    ];
+    for (v, field) in refused {
+        let err = with_verify(v.clone()).expect_err(&format!("{v} must be refused"));
+        assert_eq!(err.field, field, "{v}");
+        // The message never echoes the value (it is personal data).
+        assert!(!err.message.contains("02139"), "{}", err.message);
+    }
+}
+
+#[test]
 fn unknown_fields_are_refused() {
     let mut b = body(valid());
     b.insert("max_attempt".into(), json!(2));

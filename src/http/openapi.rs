@@ -55,7 +55,11 @@ pub struct CreateReminder {
     /// Default `DEFAULT_MAX_ATTEMPTS`.
     #[schema(minimum = 1, maximum = 10)]
     max_attempts: Option<u32>,
-    /// Anything the business wants back (at most 16 KiB as JSON); passed to the agent.
+    /// Anything the business wants back (at most 16 KiB as JSON). One key is
+    /// read: `verify`, `{"label": "ZIP code", "value": "02139"}` — a second
+    /// identifier the agent asks for before it says anything about the debt
+    /// (SPEC §10); label 1–60 and value 1–100 characters of plain text, stored
+    /// trimmed; it alone of the metadata is passed to the agent.
     #[schema(value_type = Option<Object>)]
     metadata: Option<serde_json::Value>,
     /// The debt it is about (SPEC §7: frequency caps and the quiet period count
