@@ -254,3 +254,23 @@ def test_voicemail_template_per_language(monkeypatch: pytest.MonkeyPatch) -> Non
     assert fr.record_voicemail() == "Bonjour, ici Alex de Acme Services. Rappelez-moi au +1 800 555 0199. Merci."
     en = persona.recorder(parse_metadata(VALID_METADATA), TODAY)
     assert (en.record_voicemail() or "").startswith("Hi, this is Alex calling from Acme Services.")
+
+
+def test_livekits_own_fake_job_is_the_console_and_gets_the_sample_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guards: `_is_console` against livekit's real fake job (``livekit.agents.testing``), not only
+    our stand-in — a job with no metadata is the console's, and gets the sample; one with metadata
+    is parsed as any job's."""
+    import duecall_agent.agent as agent_mod
+    from livekit.agents.testing import fake_job_context
+
+    monkeypatch.delenv("DUECALL_SAMPLE_METADATA", raising=False)
+
+    async def main() -> None:
+        with fake_job_context(job_metadata="") as ctx:
+            assert agent_mod._is_console(ctx)
+            assert agent_mod.load_call_metadata(ctx) == parse_metadata(agent_mod.SAMPLE_METADATA)
+        given = {**VALID_METADATA, "customer_name": "Grace Hopper"}
+        with fake_job_context(job_metadata=json.dumps(given)) as ctx:
+            assert agent_mod.load_call_metadata(ctx).customer_name == "Grace Hopper"
+
+    asyncio.run(main())

@@ -853,3 +853,42 @@ def test_the_scripted_model_fails_loudly_when_its_script_runs_out() -> None:
                 await c.say("Hello??")
 
     run(main())
+
+
+# ---- livekit's mock_tools: the call kept up past the model's end_call ------------------------------
+
+
+def test_a_final_outcome_is_not_replaced_when_the_call_goes_on_past_end_call() -> None:
+    """Guards: the recorder's "already recorded" refusals (``record_promise`` and ``_set``; either
+    alone holds) — a dispute, once reported, is not turned
+    into a promise by a later turn (the misreport the service could never undo). ``end_call`` is
+    replaced with livekit's ``mock_tools`` so the call stays up after the model ends it, as a slow
+    hang-up or a customer who keeps talking would leave it."""
+    from livekit.agents.voice.run_result import mock_tools
+
+    ended: list[str] = []
+
+    def on_user(text: str) -> Reply:
+        if "not mine" in text:
+            return [Call.of("record_dispute", note="says it is not theirs"), Call.of("end_call")]
+        return Call.of(
+            "record_payment_promise", amount_minor=12000, date="2026-11-27", customer_quote=text
+        )
+
+    async def main() -> None:
+        with mock_tools(PaymentReminderAgent, {"end_call": lambda: ended.append("end_call")}):
+            async with conversation(reacting(identified_then(on_user), say_back)) as c:
+                await c.say("Yes, this is Ada.")
+                result = await c.say("I don't owe you anything, that's not mine.")
+                result.expect.contains_function_call(name="record_dispute")
+                result.expect.contains_function_call(name="end_call")
+                assert ended == ["end_call"] and not c.closed.is_set()
+                later = await c.say("Well, fine, I will pay one hundred twenty dollars on Friday.")
+                later.expect.next_event().is_function_call(name="record_payment_promise")
+                out = later.expect.next_event().is_function_call_output(is_error=True).event().item
+                assert "disputed is already recorded" in out.output
+                assert c.recorder.result is Result.DISPUTED
+                assert c.recorder.outcome().to_json()["result"] == "disputed"
+                assert c.reports() == ["disputed"]  # nothing else was sent
+
+    run(main())

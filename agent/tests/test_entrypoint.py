@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 from conftest import VALID_METADATA, FakeCtx, Receiver, signed_events
+from scripted_llm import Call, Say, ScriptedLLM
 
 import duecall_agent.agent as agent_mod
 from duecall_agent import providers
 from duecall_agent.metadata import parse_metadata
-from livekit.agents import DEFAULT_API_CONNECT_OPTIONS, AMDCategory, AMDPredictionEvent, llm
+from livekit.agents import AMDCategory, AMDPredictionEvent
 from livekit.agents.voice.events import CloseReason
 
 MD = parse_metadata(VALID_METADATA)
@@ -337,43 +338,13 @@ def test_a_person_by_the_detectors_verdict_hears_the_opening_line(
 # ---- an opt-out the model calls, through the running session ------------------------------------
 
 
-class ScriptedLLM(llm.LLM):
-    """An LLM that answers from a script: each turn is a tool call (name) or text. It records the
-    tools it was offered and the chat contexts it saw."""
-
-    def __init__(self, script: list[tuple[str, str]]) -> None:
-        super().__init__()
-        self.script = list(script)
-        self.seen: list[llm.ChatContext] = []
-
-    def chat(self, *, chat_ctx: llm.ChatContext, tools: list[Any] | None = None, conn_options: Any = DEFAULT_API_CONNECT_OPTIONS, **kw: Any) -> llm.LLMStream:
-        self.seen.append(chat_ctx.copy())
-        step = self.script.pop(0) if self.script else ("text", "")
-        return _ScriptedStream(self, step, chat_ctx=chat_ctx, tools=tools or [], conn_options=conn_options)
-
-
-class _ScriptedStream(llm.LLMStream):
-    def __init__(self, owner: ScriptedLLM, step: tuple[str, str], **kw: Any) -> None:
-        super().__init__(owner, **kw)
-        self._step = step
-
-    async def _run(self) -> None:
-        kind, value = self._step
-        if kind == "tool":
-            call = llm.FunctionToolCall(name=value, arguments="{}", call_id=f"call_{value}")
-            delta = llm.ChoiceDelta(role="assistant", tool_calls=[call])
-        else:
-            delta = llm.ChoiceDelta(role="assistant", content=value)
-        self._event_ch.send_nowait(llm.ChatChunk(id="chunk", delta=delta))
-
-
 def test_an_opt_out_the_model_calls_mid_call_is_reported_while_the_call_goes_on(
     answered_env: Receiver, calls: list[Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Guards: `report_now=self.report_now` removed from the `PaymentReminderAgent(...)` in
     `_Call.run` — here with the tool called by the framework, as the model's reply to the
     customer's words (text input, as LiveKit's chat input delivers it)."""
-    model = ScriptedLLM([("tool", "opt_out"), ("text", "Understood, we will not call you again. Goodbye.")])
+    model = ScriptedLLM([Call.of("opt_out"), Say("Understood, we will not call you again. Goodbye.")])
     monkeypatch.setattr(providers, "build_llm", lambda *a: model)
 
     async def main() -> None:
@@ -390,7 +361,7 @@ def test_an_opt_out_the_model_calls_mid_call_is_reported_while_the_call_goes_on(
 
     asyncio.run(main())
     # the model saw the opening line as its own words, then the customer's
-    first = model.seen[0]
+    first = model.requests[0].chat_ctx
     said = [(m.role, m.text_content) for m in first.items if m.type == "message" and m.role != "system"]
     assert said[0][0] == "assistant" and said[0][1].startswith("Hello, this is Alex")
     assert said[-1] == ("user", "Please stop calling me.")
