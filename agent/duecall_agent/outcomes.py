@@ -42,6 +42,7 @@ __all__ = [
     "OutcomeRecorder",
     "format_amount",
     "normalize_words",
+    "fold",
 ]
 
 MAX_PROMISE_HORIZON_DAYS = 366
@@ -172,9 +173,14 @@ def format_amount(amount_minor: int, currency: str) -> str:
 _WORD_RE = re.compile(r"[^\w]+", re.UNICODE)
 
 
+def fold(text: str) -> str:
+    """Case- and width-insensitive form of ``text``, its punctuation kept."""
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
 def normalize_words(text: str) -> str:
     """Case-, accent-width- and punctuation-insensitive form used to match a quote to speech."""
-    text = unicodedata.normalize("NFKC", text).casefold()
+    text = fold(text)
     return " ".join(w for w in _WORD_RE.split(text) if w)
 
 
@@ -195,6 +201,8 @@ class OutcomeRecorder:
     due_date: dt.date
     call_date: dt.date  # the customer's local date when the call was placed
     # Returns True when ``quote`` is something the customer said in this call. None: not checked.
+    # With a ``context(quote)`` method too (transcript.QuoteChecker), the words the customer said
+    # around a quoted fragment are read for a negation; otherwise the quote alone is.
     customer_said: Callable[[str], bool] | None = None
     company_name: str = "our company"
     callback_number: str | None = None
@@ -387,6 +395,7 @@ class OutcomeRecorder:
             raise self._refuse("record_promise", "the promised date is more than a year away; confirm it with the customer")
         self._check_quote("record_promise", customer_quote)
         self._check_promise_words(customer_quote, amount_minor, when)
+        self._check_not_negated(customer_quote, amount_minor, when)
         if revise and self._result is Result.PAYMENT_PROMISED and self.reported:
             raise self._refuse(
                 "record_promise",
@@ -676,6 +685,42 @@ class OutcomeRecorder:
                 "customer said, or ask them again",
             )
 
+    def _check_not_negated(self, quote: str, amount_minor: int, when: dt.date) -> None:
+        """No clause the quote is part of may negate the promised amount or day ("I can't pay 120
+        on Friday"), read in what the customer said around the quote when the checker knows it (a
+        quoted fragment, "pay 120 on Friday", does not hide the "I can't" said before it)."""
+        context = getattr(self.customer_said, "context", None)
+        where = context(quote) if context is not None else None
+        if where is not None:
+            text, start, end = where.text, where.start, where.end
+        else:
+            text = fold(quote)
+            start, end = 0, len(text)
+        for clause in _clauses(text, start, end):
+            if self._negates(clause, amount_minor, when):
+                raise self._refuse(
+                    "record_promise",
+                    "the customer's words say they will NOT pay that: this is no promise, do not "
+                    "record one from these words; ask the customer whether they can pay anything, "
+                    "and if so how much and on which day",
+                )
+
+    def _negates(self, clause: str, amount_minor: int, when: dt.date) -> bool:
+        """``clause`` negates the promised amount or day: a negation ("can't", "no puedo") anywhere
+        in it, or a bare "not" before them ("120 on Friday, not Thursday" is a correction)."""
+        from . import spoken
+
+        def states_promise(text: str) -> bool:
+            said = spoken.read_promise(
+                text, self.currency, amount_due_minor=self.amount_due_minor, today=self.call_date, language=self.language
+            )
+            return amount_minor in said.amounts or when in said.dates
+
+        words = " " + normalize_words(clause) + " "
+        if _NEGATION.search(words):
+            return states_promise(clause)
+        return any(states_promise(words[m.end() :]) for m in _BARE_NOT.finditer(words))
+
     def _resolve_callback(self, words: str) -> dt.datetime | None:
         if self.timezone is None:
             return None
@@ -729,6 +774,34 @@ def _clean_note(note: str) -> str:
         return ""
     note = " ".join(note.split())[:300]
     return _PHONE_LIKE.sub("[number]", note)
+
+
+# Negations of a promise, matched in normalize_words form (so "can't" and "can’t" are "can t"):
+# English and Spanish in every call (customers switch). A bare Spanish "no" is none of them ("no
+# más tarde del viernes" is a promise); a bare English "not" is _BARE_NOT.
+_NEGATION = re.compile(
+    r" (?:(?:can|won|don|doesn|didn|couldn|wouldn|shouldn|isn|aren|ain|wasn) t"
+    r"|cannot|cant|wont|dont|couldnt|wouldnt|didnt|unable|never|no way|no chance"
+    r"|(?:can|could|will|would|do|does|did|shall|should|am|m|is|are|re) not"
+    r"|nunca|jamás|jamas|de ninguna manera|ni modo"
+    r"|no (?:(?:me|le|les|lo|la|se|te|los|las) )?(?:puedo|podré|podre|podría|podria|podemos|podremos|voy|vamos"
+    r"|pienso|quiero|pagaré|pagare|pago|pagamos|tengo|tenemos|alcanza|alcanzará|alcanzara|es posible)) "
+)
+_BARE_NOT = re.compile(r" not(?! (?:later|after|past|beyond|more)\b)")
+# Where a clause ends: punctuation, a dash, or a "but" (the words of the customer, folded).
+_CLAUSE_END = re.compile(r"[,;.!?:…¿¡]+|\s[-–—]+\s|[–—]+|\b(?:but|though|although|however|pero|aunque|sino)\b")
+
+
+def _clauses(text: str, start: int, end: int) -> list[str]:
+    """The clauses of ``text`` that overlap ``text[start:end]`` (where the quote is)."""
+    out, pos = [], 0
+    for m in [*_CLAUSE_END.finditer(text), None]:
+        stop = m.start() if m is not None else len(text)
+        if pos < end and stop > start and text[pos:stop].strip():
+            out.append(text[pos:stop])
+        if m is not None:
+            pos = m.end()
+    return out
 
 
 def _spanish(language: str) -> bool:

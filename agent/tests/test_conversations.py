@@ -270,9 +270,8 @@ def test_a_bare_yes_is_no_promise() -> None:
     run(main())
 
 
-@pytest.mark.xfail(strict=True, reason="known gap: the promise check reads amounts and dates, not negation")
 def test_a_negated_promise_is_refused() -> None:
-    """Guards (not yet): "I can't pay one hundred twenty dollars next Friday" is no promise."""
+    """Guards: "I can't pay one hundred twenty dollars next Friday" is no promise."""
     quote = "I can't pay one hundred twenty dollars next Friday"
     script: list[Reply] = [
         Call.of("confirm_identity"),
