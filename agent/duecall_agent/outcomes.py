@@ -10,7 +10,9 @@ which enforce the compliance rules in code:
   past at the customer's place; the customer's quoted words must themselves state that amount and
   that date (read by :mod:`duecall_agent.spoken`: "one hundred twenty dollars on Friday"; a bare
   "yes" is no promise), and with a transcript checker they must be words the customer said
-  (amounts and dates are never invented);
+  (amounts and dates are never invented); the clause of their utterance the quote is part of must
+  not negate them ("I can't pay 120 on Friday", "no puedo pagar…"), even when only a fragment
+  ("pay 120 on Friday") is quoted;
 - a callback carries ``callback_at`` only for the confirmed customer: their words for the time,
   resolved in their zone (a third party's words are not kept);
 - a voicemail gets a limited-content message without any amount or mention of a debt;
