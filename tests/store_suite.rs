@@ -871,6 +871,114 @@ both_backends!(
     many_concurrent_applies_each_commit_once
 );
 
+/// The `decide` an HTTP handler would give `ingest`: the state machine at `now`.
+fn decide_for(
+    ev: domain::Event,
+    webhook_id: String,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Box<duecall::store::Decide> {
+    let retry = open_all_day(Duration::hours(2));
+    Box::new(move |r: &domain::Reminder, att: Option<&domain::Attempt>| {
+        let ctx = domain::Ctx {
+            now,
+            retry: &retry,
+            jitter: 0.5,
+        };
+        let decision = domain::transition(r, att, &ev, &ctx);
+        let record = duecall::store::EventRecord {
+            webhook_id: webhook_id.clone(),
+            reminder_id: r.id,
+            attempt: ev.attempt,
+            event_type: ev.event_type(),
+            occurred_at: now,
+            received_at: now,
+            applied: decision.verdict == domain::Verdict::Applied,
+            verdict: decision.verdict,
+            payload: "{}".into(),
+        };
+        (decision, record)
+    })
+}
+
+async fn concurrent_ingests_each_decide_on_what_is_written(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 32, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00Z");
+    store
+        .claim(&ids, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    let event = |id: ReminderId, kind: domain::EventKind| domain::Event {
+        reminder_id: id,
+        attempt: Some(1),
+        occurred_at: now,
+        kind,
+    };
+    // Each reminder's answer and completion at once, and the completion's
+    // retry: 96 events in flight, each decided against the reminder as the
+    // events before it (perhaps in the same batch, uncommitted) left it.
+    let mut tasks = Vec::new();
+    for id in &ids {
+        let paid = domain::EventKind::Completed(
+            serde_json::from_value(json!({"result": "paid"})).unwrap(),
+        );
+        for (webhook_id, kind) in [
+            (format!("ans_{id}"), domain::EventKind::Answered),
+            (format!("end_{id}"), paid.clone()),
+            (format!("end_{id}"), paid),
+        ] {
+            let store = Arc::clone(&store);
+            let decide = decide_for(event(*id, kind), webhook_id, now);
+            let id = *id;
+            tasks.push(tokio::spawn(async move {
+                store.ingest(id, Some(1), decide).await.unwrap().unwrap()
+            }));
+        }
+    }
+    let mut duplicates = 0;
+    for task in tasks {
+        let done = task.await.unwrap();
+        match done.applied {
+            Applied::Done(after) => assert_eq!(after.id, done.before.id),
+            Applied::Duplicate => duplicates += 1,
+            other => panic!("{other:?}: a decision made where it is written is never stale"),
+        }
+    }
+    assert_eq!(duplicates, 32, "each completion's retry is a repeat");
+    for id in &ids {
+        assert_eq!(
+            store.count_events(*id).await.unwrap(),
+            2,
+            "both events, once"
+        );
+        let r = store.get_reminder(*id).await.unwrap().unwrap();
+        assert_eq!(r.status, Status::Completed);
+        let att = store.get_attempt(*id, 1).await.unwrap().unwrap();
+        assert_eq!(att.status, domain::AttemptStatus::Completed);
+    }
+    // No such reminder: nothing decided, nothing written.
+    let stranger = ReminderId::new();
+    let decide = decide_for(
+        event(stranger, domain::EventKind::Answered),
+        "msg_stranger".into(),
+        now,
+    );
+    assert!(store
+        .ingest(stranger, None, decide)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.get_event("msg_stranger").await.unwrap().is_none());
+    db.cleanup().await;
+}
+
+both_backends!(
+    concurrent_ingests_decide_on_what_is_written,
+    concurrent_ingests_each_decide_on_what_is_written
+);
+
 async fn get_for_event_reads_the_named_attempt(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;
@@ -1396,3 +1504,14 @@ both_backends!(
     dashboard_sessions_end_when_deleted_or_expired,
     dashboard_sessions_end_when_deleted_or_expired
 );
+
+#[tokio::test]
+async fn an_in_memory_sqlite_database_is_refused_with_the_reason() {
+    for url in ["sqlite::memory:", "sqlite://file.db?mode=memory"] {
+        let err = duecall::store::connect(url, 4)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{url} must be refused"));
+        assert!(err.to_string().contains("must name a file"), "{url}: {err}");
+    }
+}

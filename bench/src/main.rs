@@ -51,6 +51,15 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// The disk's durable-write latency: append a 4 KiB page to a file in
+    /// `dir` and `fdatasync` it, N times (what one SQLite WAL commit costs at
+    /// least): the floor of one event at a time.
+    Fsync {
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 1_000)]
+        writes: usize,
+    },
     /// GET /healthz at a running service: the HTTP stack's ceiling.
     Noop {
         #[arg(long)]
@@ -241,6 +250,30 @@ async fn noop(url: &str, requests: usize, concurrency: usize) -> anyhow::Result<
     fire(format!("noop   c={concurrency}"), reqs, concurrency)
         .await?
         .print();
+    Ok(())
+}
+
+fn fsync(dir: &std::path::Path, writes: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let path = dir.join("fsync-probe");
+    let mut file = std::fs::File::create(&path)?;
+    let page = [7u8; 4096];
+    let mut took = Vec::with_capacity(writes);
+    for _ in 0..writes {
+        let start = Instant::now();
+        file.write_all(&page)?;
+        file.sync_data()?;
+        took.push(start.elapsed());
+    }
+    drop(file);
+    std::fs::remove_file(&path)?;
+    took.sort();
+    let at = |q: f64| took[((took.len() - 1) as f64 * q) as usize].as_secs_f64() * 1000.0;
+    println!(
+        "fsync  {writes} appends of 4 KiB + fdatasync: p50 {:.2} ms, p99 {:.2} ms",
+        at(0.5),
+        at(0.99)
+    );
     Ok(())
 }
 
@@ -644,6 +677,7 @@ async fn main() -> anyhow::Result<()> {
             requests,
             concurrency,
         } => noop(&url, requests, concurrency).await,
+        Command::Fsync { dir, writes } => fsync(&dir, writes),
         Command::Claim {
             database_url,
             ceiling_database_url,

@@ -1,6 +1,6 @@
 //! `POST /api/webhooks/call-status` (SPEC §2): verify the signature over the raw
 //! body, parse, decide with the pure state machine, and store the decision and
-//! the event in one compare-and-set transaction. A 2xx only after the commit.
+//! the event in one transaction (`Store::ingest`). A 2xx only after the commit.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -11,12 +11,8 @@ use axum::Json;
 use super::error::ApiError;
 use super::{read_body, AppState, BODY_LIMIT};
 use crate::domain::{self, Ctx, Verdict};
-use crate::store::{Applied, EventRecord};
+use crate::store::{Applied, Decide, EventRecord, Ingested};
 use crate::webhook::{self, PayloadError};
-
-/// A decision that keeps losing its compare-and-set is retried this often
-/// before the agent is told to come back (503: it retries 5xx).
-const MAX_DECISIONS: usize = 8;
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
@@ -79,64 +75,77 @@ pub async fn receive(
     // A valid UTF-8 JSON text (it parsed), kept exactly as received.
     let payload = String::from_utf8_lossy(&bytes).into_owned();
 
-    for _ in 0..MAX_DECISIONS {
-        // The reminder and the attempt the event names, in one read.
-        let (r, attempt) = state
-            .store
-            .get_for_event(id, event.attempt)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(format!("no reminder with id {id}")))?;
-        let target = event.attempt.unwrap_or(r.attempt_count);
-        let now = state.clock.now();
-        let ctx = Ctx {
-            now,
-            retry: &state.retry,
-            jitter: crate::jitter_draw(),
-        };
-        let decision = domain::transition(&r, attempt.as_ref(), &event, &ctx);
-        let record = EventRecord {
-            webhook_id: webhook_id.clone(),
-            reminder_id: id,
-            attempt: Some(target).filter(|a| *a > 0),
-            event_type: event.event_type(),
-            occurred_at: event.occurred_at,
-            received_at: now,
-            applied: decision.verdict == Verdict::Applied,
-            verdict: decision.verdict,
-            payload: payload.clone(),
-        };
-        let stored = match state.store.apply(&decision.change, Some(&record)).await? {
-            Applied::Done(after) => {
-                crate::telemetry::transition(r.status, after.status);
-                after
-            }
-            Applied::Stale => continue,
-            Applied::NotFound => {
-                return Err(ApiError::NotFound(format!("no reminder with id {id}")))
-            }
-            Applied::Duplicate => return repeat(&state, &webhook_id, &event, &payload).await,
-        };
-        tracing::info!(
-            reminder_id = %id,
-            attempt = target,
-            event = event.event_type().as_str(),
-            verdict = ?decision.verdict,
-            from = %r.status,
-            to = %stored.status,
-            "call-status event"
-        );
-        return answer_verdict(
-            decision.verdict,
-            id,
-            stored.status,
-            true,
-            target,
-            r.attempt_count,
-        );
-    }
-    Err(ApiError::Unavailable(
-        "the reminder kept changing while the event was applied; retry".into(),
-    ))
+    // Decided against the reminder as the store's writer finds it, and written
+    // with the event row in the same transaction (however the store batches).
+    let decide: Box<Decide> = {
+        let (clock, retry, event) = (state.clock.clone(), state.retry.clone(), event.clone());
+        let (webhook_id, payload) = (webhook_id.clone(), payload.clone());
+        Box::new(
+            move |r: &domain::Reminder, attempt: Option<&domain::Attempt>| {
+                let now = clock.now();
+                let ctx = Ctx {
+                    now,
+                    retry: &retry,
+                    jitter: crate::jitter_draw(),
+                };
+                let decision = domain::transition(r, attempt, &event, &ctx);
+                let target = event.attempt.unwrap_or(r.attempt_count);
+                let record = EventRecord {
+                    webhook_id: webhook_id.clone(),
+                    reminder_id: r.id,
+                    attempt: Some(target).filter(|a| *a > 0),
+                    event_type: event.event_type(),
+                    occurred_at: event.occurred_at,
+                    received_at: now,
+                    applied: decision.verdict == Verdict::Applied,
+                    verdict: decision.verdict,
+                    payload: payload.clone(),
+                };
+                (decision, record)
+            },
+        )
+    };
+    let not_found = || ApiError::NotFound(format!("no reminder with id {id}"));
+    let Ingested {
+        before: r,
+        decision,
+        applied,
+    } = state
+        .store
+        .ingest(id, event.attempt, decide)
+        .await?
+        .ok_or_else(not_found)?;
+    let target = event.attempt.unwrap_or(r.attempt_count);
+    let stored = match applied {
+        Applied::Done(after) => {
+            crate::telemetry::transition(r.status, after.status);
+            after
+        }
+        Applied::Stale => {
+            return Err(ApiError::Unavailable(
+                "the reminder kept changing while the event was applied; retry".into(),
+            ))
+        }
+        Applied::NotFound => return Err(not_found()),
+        Applied::Duplicate => return repeat(&state, &webhook_id, &event, &payload).await,
+    };
+    tracing::info!(
+        reminder_id = %id,
+        attempt = target,
+        event = event.event_type().as_str(),
+        verdict = ?decision.verdict,
+        from = %r.status,
+        to = %stored.status,
+        "call-status event"
+    );
+    answer_verdict(
+        decision.verdict,
+        id,
+        stored.status,
+        true,
+        target,
+        r.attempt_count,
+    )
 }
 
 /// What a stored event is answered: 200 (`applied` only the first time it

@@ -9,8 +9,8 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 
 use crate::domain::{
-    Attempt, Change, DeferredBy, EventType, NewReminder, Reminder, ReminderId, Rules, Status,
-    Verdict,
+    Attempt, Change, Decision, DeferredBy, EventType, NewReminder, Reminder, ReminderId, Rules,
+    Status, Verdict,
 };
 use crate::domain::{PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAudit};
 
@@ -44,6 +44,9 @@ pub(crate) const LIVE: &str = "status IN ('in_progress', 'processing')";
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// From the SQLite writer's own connection.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is unreadable: {0}")]
@@ -96,6 +99,25 @@ pub struct EventRecord {
     /// The raw body, as received.
     pub payload: String,
 }
+
+/// Decides an event against the reminder and attempt as they are at that
+/// moment: the pure state machine, with the clock read inside (a decision made
+/// again is made with a fresh `now`). Returns the decision and the event's row.
+pub type Decide = dyn Fn(&Reminder, Option<&Attempt>) -> (Decision, EventRecord) + Send + Sync;
+
+/// What `ingest` did with one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ingested {
+    /// The reminder as the decision saw it.
+    pub before: Reminder,
+    pub decision: Decision,
+    /// What writing the decision did. `Stale` only when the reminder kept
+    /// changing under a store that decides outside its writer.
+    pub applied: Applied,
+}
+
+/// How often the default `ingest` decides again after a lost compare-and-set.
+pub const MAX_DECISIONS: usize = 8;
 
 /// What one claim did.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -254,6 +276,38 @@ pub trait Store: Send + Sync + 'static {
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError>;
+
+    /// Decide an event against the reminder as it is and write the decision
+    /// with the event row, as one: read (`get_for_event`), `decide`, `apply`.
+    /// `None`: no such reminder. The default decides on a read and writes
+    /// with a compare-and-set, deciding again when it lost one; a store whose
+    /// single writer decides where it writes never loses one (SQLite).
+    async fn ingest(
+        &self,
+        id: ReminderId,
+        attempt: Option<u32>,
+        decide: Box<Decide>,
+    ) -> Result<Option<Ingested>, StoreError> {
+        let mut last = None;
+        for _ in 0..MAX_DECISIONS {
+            let Some((before, current)) = self.get_for_event(id, attempt).await? else {
+                return Ok(None);
+            };
+            let (decision, record) = decide(&before, current.as_ref());
+            let applied = self.apply(&decision.change, Some(&record)).await?;
+            let stale = applied == Applied::Stale;
+            let done = Ingested {
+                before,
+                decision,
+                applied,
+            };
+            if !stale {
+                return Ok(Some(done));
+            }
+            last = Some(done);
+        }
+        Ok(last)
+    }
 
     /// The event first recorded under `webhook_id`, if any.
     async fn get_event(&self, webhook_id: &str) -> Result<Option<EventRecord>, StoreError>;

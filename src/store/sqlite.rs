@@ -6,22 +6,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::OptionalExtension;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Row, Sqlite, SqliteConnection};
-use tokio::sync::{mpsc, oneshot};
+use sqlx::{QueryBuilder, Row, Sqlite};
+use std::sync::{Arc, OnceLock};
+use tokio::sync::Mutex;
 
 use super::status_counts;
 use super::{
-    reminder_cols_of, Applied, ClaimReport, Created, Deferral, EventRecord, ListQuery, Page,
-    RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE,
-    REMINDER_COLS,
+    reminder_cols_of, Applied, ClaimReport, Created, Decide, Deferral, EventRecord, Ingested,
+    ListQuery, Page, RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
+    JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
 use super::{Suppressed, SuppressionCursor, SuppressionPage, SUPPRESSION_COLS};
 use crate::domain::Status;
-use crate::domain::{room_name, Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
+use crate::domain::{room_name, Attempt, Change, NewReminder, Reminder, ReminderId};
 use std::collections::{HashMap, HashSet};
 
 use crate::domain::{
@@ -31,11 +33,21 @@ use crate::domain::{
     PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAction, SuppressionAudit,
 };
 
+mod writer;
+
+static SUPPRESSION_SQL: OnceLock<String> = OnceLock::new();
+static REMOVE_SQL: OnceLock<String> = OnceLock::new();
+
 pub struct SqliteStore {
+    /// sqlx's write connection: creating reminders, claims, sessions.
     write: SqlitePool,
     read: SqlitePool,
-    /// The group-commit writer's queue (see `run_writer`).
-    applier: mpsc::Sender<ApplyJob>,
+    /// The events' writer thread (and the suppression list's), see `writer`.
+    writer: writer::Writer,
+    /// Taken by every write on `write` and by the writer thread for each of
+    /// its batches: the two connections take turns, in order, and never wait
+    /// on SQLite's busy handler for each other.
+    gate: Arc<Mutex<()>>,
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {
@@ -54,68 +66,132 @@ fn opt_from_ms(v: Option<i64>) -> Result<Option<DateTime<Utc>>, StoreError> {
     v.map(from_ms).transpose()
 }
 
-fn json_col(row: &SqliteRow, col: &str) -> Result<Option<serde_json::Value>, StoreError> {
-    let text: Option<String> = row.try_get(col)?;
-    text.map(|t| serde_json::from_str(&t))
+/// A row of either SQLite driver — sqlx's for the reads, rusqlite's in the
+/// event writer — read by column name, so one set of row readers serves both.
+pub(super) trait Cols {
+    fn text(&self, col: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, col: &str) -> Result<Option<i64>, StoreError>;
+
+    fn need_text(&self, col: &str) -> Result<String, StoreError> {
+        self.text(col)?.ok_or_else(|| null_in(col))
+    }
+    fn need_int(&self, col: &str) -> Result<i64, StoreError> {
+        self.int(col)?.ok_or_else(|| null_in(col))
+    }
+}
+
+fn null_in(col: &str) -> StoreError {
+    StoreError::Corrupt(format!("{col} is null"))
+}
+
+impl Cols for SqliteRow {
+    fn text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(col)?)
+    }
+}
+
+impl Cols for rusqlite::Row<'_> {
+    fn text(&self, col: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(col)?)
+    }
+    fn int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(col)?)
+    }
+}
+
+fn json_col(row: &impl Cols, col: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    row.text(col)?
+        .map(|t| serde_json::from_str(&t))
         .transpose()
         .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
-fn reminder_from_row(row: &SqliteRow) -> Result<Reminder, StoreError> {
-    let id: String = row.try_get("id")?;
-    let due: String = row.try_get("due_date")?;
+fn reminder_from_row(row: &impl Cols) -> Result<Reminder, StoreError> {
+    let id = row.need_text("id")?;
+    let due = row.need_text("due_date")?;
     RawReminder {
         id: uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("id: {e}")))?,
-        external_id: row.try_get("external_id")?,
-        customer_name: row.try_get("customer_name")?,
-        phone_number: row.try_get("phone_number")?,
-        timezone: row.try_get("timezone")?,
-        language: row.try_get("language")?,
-        amount_due_minor: row.try_get("amount_due_minor")?,
-        currency: row.try_get("currency")?,
+        external_id: row.text("external_id")?,
+        customer_name: row.need_text("customer_name")?,
+        phone_number: row.need_text("phone_number")?,
+        timezone: row.need_text("timezone")?,
+        language: row.need_text("language")?,
+        amount_due_minor: row.need_int("amount_due_minor")?,
+        currency: row.need_text("currency")?,
         due_date: NaiveDate::parse_from_str(&due, "%Y-%m-%d")
             .map_err(|e| StoreError::Corrupt(format!("due_date: {e}")))?,
-        status: row.try_get("status")?,
-        attempt_count: row.try_get("attempt_count")?,
-        max_attempts: row.try_get("max_attempts")?,
-        next_attempt_at: opt_from_ms(row.try_get("next_attempt_at")?)?,
-        last_attempt_at: opt_from_ms(row.try_get("last_attempt_at")?)?,
-        skip_reason: row.try_get("skip_reason")?,
+        status: row.need_text("status")?,
+        attempt_count: row.need_int("attempt_count")?,
+        max_attempts: row.need_int("max_attempts")?,
+        next_attempt_at: opt_from_ms(row.int("next_attempt_at")?)?,
+        last_attempt_at: opt_from_ms(row.int("last_attempt_at")?)?,
+        skip_reason: row.text("skip_reason")?,
         outcome: json_col(row, "outcome")?,
         metadata: json_col(row, "metadata")?.unwrap_or_default(),
-        created_at: from_ms(row.try_get("created_at")?)?,
-        updated_at: from_ms(row.try_get("updated_at")?)?,
-        debt_ref: row.try_get("debt_ref")?,
-        region: row.try_get("region")?,
+        created_at: from_ms(row.need_int("created_at")?)?,
+        updated_at: from_ms(row.need_int("updated_at")?)?,
+        debt_ref: row.text("debt_ref")?,
+        region: row.text("region")?,
         calling_zones: json_col(row, "calling_zones")?
             .map(serde_json::from_value)
             .transpose()
             .map_err(|e| StoreError::Corrupt(format!("calling_zones: {e}")))?
             .unwrap_or_default(),
-        timezone_given: row.try_get("timezone_given")?,
-        deferred_by: row.try_get("deferred_by")?,
+        timezone_given: row.need_int("timezone_given")? != 0,
+        deferred_by: row.text("deferred_by")?,
     }
     .into_reminder()
 }
 
-fn attempt_from_row(row: &SqliteRow) -> Result<Attempt, StoreError> {
+fn attempt_from_row(row: &impl Cols) -> Result<Attempt, StoreError> {
     attempt_cols(row, "")
 }
 
 /// An attempt from columns named with `prefix` (`""`, or `"a_"` in a join).
-fn attempt_cols(row: &SqliteRow, prefix: &str) -> Result<Attempt, StoreError> {
+fn attempt_cols(row: &impl Cols, prefix: &str) -> Result<Attempt, StoreError> {
     let col = |name: &str| format!("{prefix}{name}");
     RawAttempt {
-        attempt: row.try_get(col("attempt").as_str())?,
-        status: row.try_get(col("status").as_str())?,
-        room_name: row.try_get(col("room_name").as_str())?,
-        dispatched_at: from_ms(row.try_get(col("dispatched_at").as_str())?)?,
-        answered_at: opt_from_ms(row.try_get(col("answered_at").as_str())?)?,
-        ended_at: opt_from_ms(row.try_get(col("ended_at").as_str())?)?,
+        attempt: row.need_int(&col("attempt"))?,
+        status: row.need_text(&col("status"))?,
+        room_name: row.need_text(&col("room_name"))?,
+        dispatched_at: from_ms(row.need_int(&col("dispatched_at"))?)?,
+        answered_at: opt_from_ms(row.int(&col("answered_at"))?)?,
+        ended_at: opt_from_ms(row.int(&col("ended_at"))?)?,
         outcome: json_col(row, &col("outcome"))?,
         failure: json_col(row, &col("failure"))?,
     }
     .into_attempt()
+}
+
+/// The attempt of `get_for_event`'s join (`a_…` columns), when there is one.
+fn joined_attempt(row: &impl Cols) -> Result<Option<Attempt>, StoreError> {
+    match row.int("a_attempt")? {
+        Some(_) => attempt_cols(row, "a_").map(Some),
+        None => Ok(None),
+    }
+}
+
+/// SQL built once, on first use (statements the writer keeps prepared are
+/// looked up by their text).
+fn built(cell: &'static OnceLock<String>, build: impl FnOnce() -> String) -> &'static str {
+    cell.get_or_init(build)
+}
+
+/// `get_for_event`'s read: the reminder and one attempt (`?1`, or the
+/// current one when null), by the reminder's id (`?2`).
+fn for_event_sql() -> &'static str {
+    static SQL: OnceLock<String> = OnceLock::new();
+    built(&SQL, || {
+        format!(
+            "SELECT {}, {JOINED_ATTEMPT_COLS} FROM reminders r \
+             LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(?1, r.attempt_count) \
+             WHERE r.id = ?2",
+            reminder_cols_of("r")
+        )
+    })
 }
 
 /// Zone names as the JSON array `calling_zones` holds.
@@ -123,276 +199,23 @@ fn zone_names_json(zones: &[crate::domain::TimeZone]) -> String {
     to_json(&zones.iter().map(|z| z.name()).collect::<Vec<_>>())
 }
 
-/// One `apply` waiting for the writer.
-struct ApplyJob {
-    change: Change,
-    event: Option<EventRecord>,
-    reply: oneshot::Sender<Result<Applied, StoreError>>,
+fn opt_reminder_id(row: &impl Cols) -> Result<Option<ReminderId>, StoreError> {
+    row.text("reminder_id")?
+        .map(|r| {
+            ReminderId::parse(&r)
+                .ok_or_else(|| StoreError::Corrupt(format!("suppression reminder id {r:?}")))
+        })
+        .transpose()
 }
 
-/// At most this many applies share one commit.
-const MAX_BATCH: usize = 128;
-
-/// Group commit: the applies that arrive while a commit is on its way to disk
-/// are written together, each in a savepoint of its own (so one that is stale
-/// or fails leaves no trace), and share the next commit — one `fsync` for
-/// many events. Nobody hears "done" before that commit is durable.
-async fn run_writer(pool: SqlitePool, mut jobs: mpsc::Receiver<ApplyJob>) {
-    while let Some(first) = jobs.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let results = write_batch(&pool, &batch).await;
-        for (job, result) in batch.into_iter().zip(results) {
-            let _ = job.reply.send(result);
-        }
-    }
-}
-
-async fn write_batch(pool: &SqlitePool, batch: &[ApplyJob]) -> Vec<Result<Applied, StoreError>> {
-    let fail_all = |e: &dyn std::fmt::Display| {
-        batch
-            .iter()
-            .map(|_| Err(StoreError::Commit(e.to_string())))
-            .collect()
-    };
-    let mut tx = match pool.begin().await {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(&e),
-    };
-    let mut results = Vec::with_capacity(batch.len());
-    for job in batch {
-        let result = match tx.begin().await {
-            Ok(mut savepoint) => {
-                let result = apply_in(&mut savepoint, &job.change, job.event.as_ref()).await;
-                let closed = if matches!(result, Ok(Applied::Done(_))) {
-                    savepoint.commit().await
-                } else {
-                    savepoint.rollback().await
-                };
-                match closed {
-                    Ok(()) => result,
-                    Err(e) => Err(StoreError::Database(e)),
-                }
-            }
-            Err(e) => Err(StoreError::Database(e)),
-        };
-        results.push(result);
-    }
-    match tx.commit().await {
-        Ok(()) => results,
-        Err(e) => fail_all(&e),
-    }
-}
-
-/// One `apply`, inside the caller's savepoint: the caller keeps it on `Done`
-/// and rolls it back otherwise.
-async fn apply_in(
-    tx: &mut SqliteConnection,
-    change: &Change,
-    event: Option<&EventRecord>,
-) -> Result<Applied, StoreError> {
-    {
-        if let Some(ev) = event {
-            let inserted = sqlx::query(
-                "INSERT INTO events (webhook_id, reminder_id, attempt, event_type, occurred_at, \
-                 received_at, applied, verdict, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (webhook_id) DO NOTHING",
-            )
-            .bind(&ev.webhook_id)
-            .bind(ev.reminder_id.to_string())
-            .bind(ev.attempt.map(i64::from))
-            .bind(ev.event_type.as_str())
-            .bind(ms(ev.occurred_at))
-            .bind(ms(ev.received_at))
-            .bind(ev.applied)
-            .bind(ev.verdict.as_str())
-            .bind(&ev.payload)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                return Ok(Applied::Duplicate);
-            }
-        }
-
-        let id = change.reminder_id.to_string();
-        // The guard, returning the reminder as it now is (no read-back later).
-        let guarded = match &change.reminder {
-            Some(u) => sqlx::query(&format!(
-                "UPDATE reminders SET status = ?, attempt_count = ?, next_attempt_at = ?, \
-                 last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ?, \
-                 deferred_by = NULL \
-                 WHERE id = ? AND status = ? AND attempt_count = ? RETURNING {REMINDER_COLS}"
-            ))
-            .bind(u.status.as_str())
-            .bind(i64::from(u.attempt_count))
-            .bind(u.next_attempt_at.map(ms))
-            .bind(u.last_attempt_at.map(ms))
-            .bind(&u.skip_reason)
-            .bind(u.outcome.as_ref().map(to_json))
-            .bind(ms(change.at))
-            .bind(&id)
-            .bind(change.expect_status.as_str())
-            .bind(i64::from(change.expect_attempt))
-            .fetch_optional(&mut *tx)
-            .await?,
-            None => sqlx::query(&format!(
-                "SELECT {REMINDER_COLS} FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?"
-            ))
-            .bind(&id)
-            .bind(change.expect_status.as_str())
-            .bind(i64::from(change.expect_attempt))
-            .fetch_optional(&mut *tx)
-            .await?,
-        };
-        let Some(row) = guarded else {
-            let exists = sqlx::query("SELECT 1 FROM reminders WHERE id = ?")
-                .bind(&id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
-            return Ok(if exists {
-                Applied::Stale
-            } else {
-                Applied::NotFound
-            });
-        };
-        let now = reminder_from_row(&row)?;
-
-        let attempt_written = match &change.attempt {
-            None => 1,
-            Some(AttemptWrite::Start { attempt, room_name }) => sqlx::query(
-                // The attempt counts against its debt (SPEC §7) whatever path started it.
-                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at, debt_ref) \
-                 VALUES (?1, ?2, 'in_progress', ?3, ?4, ?4, (SELECT debt_ref FROM reminders WHERE id = ?1)) \
-                 ON CONFLICT DO NOTHING",
-            )
-            .bind(&id)
-            .bind(i64::from(*attempt))
-            .bind(room_name)
-            .bind(ms(change.at))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-            Some(AttemptWrite::Update {
-                attempt,
-                expect_status,
-                status,
-                answered_at,
-                ended_at,
-                replace_end,
-                outcome,
-                failure,
-            }) => sqlx::query(
-                "UPDATE attempts SET status = ?, answered_at = COALESCE(answered_at, ?), \
-                 ended_at = CASE WHEN ? THEN ? ELSE COALESCE(ended_at, ?) END, \
-                 outcome = COALESCE(outcome, ?), \
-                 failure = COALESCE(failure, ?), updated_at = ? \
-                 WHERE reminder_id = ? AND attempt = ? AND status = ?",
-            )
-            .bind(status.as_str())
-            .bind(answered_at.map(ms))
-            .bind(*replace_end)
-            .bind(ended_at.map(ms))
-            .bind(ended_at.map(ms))
-            .bind(outcome.as_ref().map(to_json))
-            .bind(failure.as_ref().map(to_json))
-            .bind(ms(change.at))
-            .bind(&id)
-            .bind(i64::from(*attempt))
-            .bind(expect_status.as_str())
-            .execute(&mut *tx)
-            .await?
-            .rows_affected(),
-        };
-        if attempt_written == 0 {
-            return Ok(Applied::Stale);
-        }
-        if let Some(add) = &change.suppress {
-            insert_suppression(tx, add, change.at).await?;
-        }
-        Ok(Applied::Done(Box::new(now)))
-    }
-}
-
-/// Put a number on the list with its `added` audit row, unless it is there
-/// already (then nothing is written). Returns whether it was added.
-async fn insert_suppression(
-    tx: &mut SqliteConnection,
-    add: &SuppressNumber,
-    at: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let reminder_id = add.reminder_id.map(|id| id.to_string());
-    let inserted = sqlx::query(
-        "INSERT INTO suppressions (phone_number, reason, reminder_id, created_at) \
-         VALUES (?, ?, ?, ?) ON CONFLICT (phone_number) DO NOTHING",
-    )
-    .bind(add.phone_number.as_str())
-    .bind(add.reason.as_str())
-    .bind(&reminder_id)
-    .bind(ms(at))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if inserted == 0 {
-        return Ok(false);
-    }
-    audit(
-        tx,
-        &add.phone_number,
-        SuppressionAction::Added,
-        add.reason.as_str(),
-        reminder_id,
-        at,
-    )
-    .await?;
-    Ok(true)
-}
-
-async fn audit(
-    tx: &mut SqliteConnection,
-    phone: &PhoneNumber,
-    action: SuppressionAction,
-    reason: &str,
-    reminder_id: Option<String>,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO suppression_audit (phone_number, action, reason, reminder_id, at) \
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(phone.as_str())
-    .bind(action.as_str())
-    .bind(reason)
-    .bind(reminder_id)
-    .bind(ms(at))
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-fn opt_reminder_id(row: &SqliteRow) -> Result<Option<ReminderId>, StoreError> {
-    let raw: Option<String> = row.try_get("reminder_id")?;
-    raw.map(|r| {
-        ReminderId::parse(&r)
-            .ok_or_else(|| StoreError::Corrupt(format!("suppression reminder id {r:?}")))
-    })
-    .transpose()
-}
-
-fn suppression_from_row(row: &SqliteRow) -> Result<Suppression, StoreError> {
-    let phone: String = row.try_get("phone_number")?;
+fn suppression_from_row(row: &impl Cols) -> Result<Suppression, StoreError> {
+    let phone = row.need_text("phone_number")?;
     Ok(Suppression {
         phone_number: PhoneNumber::parse(&phone)
             .map_err(|e| StoreError::Corrupt(format!("suppression: {e}")))?,
-        reason: row.try_get("reason")?,
+        reason: row.need_text("reason")?,
         reminder_id: opt_reminder_id(row)?,
-        created_at: from_ms(row.try_get("created_at")?)?,
+        created_at: from_ms(row.need_int("created_at")?)?,
     })
 }
 
@@ -595,6 +418,13 @@ fn count_live_sql() -> String {
 impl SqliteStore {
     /// Open (creating if missing) the SQLite file that `url` names and migrate it.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            // Each connection would have a database of its own (and every
+            // write would be lost at exit): duecall's writes must be on disk.
+            return Err(StoreError::Unavailable(
+                "an in-memory SQLite database is not supported: DATABASE_URL must name a file, like sqlite://duecall.db".into(),
+            ));
+        }
         let opts = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -608,22 +438,19 @@ impl SqliteStore {
             .connect_with(opts.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
-        // An in-memory database exists once per connection: read through the writer.
-        let read = if url.contains(":memory:") || url.contains("mode=memory") {
-            write.clone()
-        } else {
-            SqlitePoolOptions::new()
-                .max_connections(4)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect_with(opts)
-                .await?
-        };
-        let (applier, jobs) = mpsc::channel(4 * MAX_BATCH);
-        tokio::spawn(run_writer(write.clone(), jobs));
+        let write_opts = opts.clone();
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(opts)
+            .await?;
+        let gate = Arc::new(Mutex::new(()));
+        let writer = writer::Writer::start(write_opts.get_filename(), Arc::clone(&gate))?;
         Ok(Self {
             write,
             read,
-            applier,
+            writer,
+            gate,
         })
     }
 
@@ -659,6 +486,7 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Created, StoreError> {
         let r = new.clone().into_reminder(id, now);
+        let _turn = self.gate.lock().await;
         let mut tx = self.write.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO reminders (id, external_id, customer_name, phone_number, timezone, language, \
@@ -733,22 +561,15 @@ impl Store for SqliteStore {
         id: ReminderId,
         attempt: Option<u32>,
     ) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError> {
-        let cols = reminder_cols_of("r");
-        let row = sqlx::query(&format!(
-            "SELECT {cols}, {JOINED_ATTEMPT_COLS} FROM reminders r \
-             LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(?, r.attempt_count) \
-             WHERE r.id = ?"
-        ))
-        .bind(attempt.map(i64::from))
-        .bind(id.to_string())
-        .fetch_optional(&self.read)
-        .await?;
+        let row = sqlx::query(for_event_sql())
+            .bind(attempt.map(i64::from))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
         let Some(row) = row else {
             return Ok(None);
         };
-        let found: Option<i64> = row.try_get("a_attempt")?;
-        let attempt = found.map(|_| attempt_cols(&row, "a_")).transpose()?;
-        Ok(Some((reminder_from_row(&row)?, attempt)))
+        Ok(Some((reminder_from_row(&row)?, joined_attempt(&row)?)))
     }
 
     async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError> {
@@ -804,19 +625,16 @@ impl Store for SqliteStore {
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let job = ApplyJob {
-            change: change.clone(),
-            event: event.cloned(),
-            reply,
-        };
-        self.applier
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Commit("the SQLite writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Commit("the SQLite writer has stopped".into()))?
+        self.writer.apply(change, event).await
+    }
+
+    async fn ingest(
+        &self,
+        id: ReminderId,
+        attempt: Option<u32>,
+        decide: Box<Decide>,
+    ) -> Result<Option<Ingested>, StoreError> {
+        self.writer.ingest(id, attempt, decide).await
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError> {
@@ -832,6 +650,7 @@ impl Store for SqliteStore {
         if deferrals.is_empty() {
             return Ok(0);
         }
+        let _turn = self.gate.lock().await;
         let mut tx = self.write.begin().await?;
         let mut moved = 0;
         for d in deferrals {
@@ -866,6 +685,7 @@ impl Store for SqliteStore {
         // written before anyone else writes. IMMEDIATE takes the write lock
         // first: a read-then-write transaction cannot be refused half-way by
         // another process's writer (several schedulers on one file).
+        let _turn = self.gate.lock().await;
         let mut tx = self.write.begin_with("BEGIN IMMEDIATE").await?;
         let candidates = claim_candidates_sql("", ids, now)
             .build()
@@ -1134,21 +954,27 @@ impl Store for SqliteStore {
         add: &SuppressNumber,
         now: DateTime<Utc>,
     ) -> Result<Suppressed, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let added = insert_suppression(&mut tx, add, now).await?;
-        let row = sqlx::query(&format!(
-            "SELECT {SUPPRESSION_COLS} FROM suppressions WHERE phone_number = ?"
-        ))
-        .bind(add.phone_number.as_str())
-        .fetch_one(&mut *tx)
-        .await?;
-        let entry = suppression_from_row(&row)?;
-        tx.commit().await?;
-        Ok(if added {
-            Suppressed::New(entry)
-        } else {
-            Suppressed::Existing(entry)
-        })
+        let add = add.clone();
+        self.writer
+            .call(move |c| {
+                let added = writer::insert_suppression(c, &add, now)?;
+                let entry = c
+                    .prepare_cached(built(&SUPPRESSION_SQL, || {
+                        format!(
+                            "SELECT {SUPPRESSION_COLS} FROM suppressions WHERE phone_number = ?"
+                        )
+                    }))?
+                    .query_row([add.phone_number.as_str()], |row| {
+                        Ok(suppression_from_row(row))
+                    })??;
+                let answer = if added {
+                    Suppressed::New(entry)
+                } else {
+                    Suppressed::Existing(entry)
+                };
+                Ok((answer, true))
+            })
+            .await
     }
 
     async fn remove_suppression(
@@ -1157,28 +983,31 @@ impl Store for SqliteStore {
         reason: &Reason,
         now: DateTime<Utc>,
     ) -> Result<Option<Suppression>, StoreError> {
-        let mut tx = self.write.begin().await?;
-        let row = sqlx::query(&format!(
-            "DELETE FROM suppressions WHERE phone_number = ? RETURNING {SUPPRESSION_COLS}"
-        ))
-        .bind(phone.as_str())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let removed = suppression_from_row(&row)?;
-        audit(
-            &mut tx,
-            phone,
-            SuppressionAction::Removed,
-            reason.as_str(),
-            None,
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(Some(removed))
+        let (phone, reason) = (phone.clone(), reason.clone());
+        self.writer
+            .call(move |c| {
+                let removed = c
+                    .prepare_cached(built(&REMOVE_SQL, || {
+                        format!(
+                            "DELETE FROM suppressions WHERE phone_number = ? RETURNING {SUPPRESSION_COLS}"
+                        )
+                    }))?
+                    .query_row([phone.as_str()], |row| Ok(suppression_from_row(row)))
+                    .optional()?
+                    .transpose()?;
+                if removed.is_some() {
+                    writer::audit(
+                        c,
+                        &phone,
+                        SuppressionAction::Removed,
+                        reason.as_str(),
+                        None,
+                        now,
+                    )?;
+                }
+                Ok((removed, true))
+            })
+            .await
     }
 
     async fn list_suppressions(
@@ -1245,6 +1074,7 @@ impl Store for SqliteStore {
         fresh: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Vec<u8>, StoreError> {
+        let _turn = self.gate.lock().await;
         sqlx::query(
             "INSERT INTO service_keys (name, value, created_at) VALUES (?, ?, ?) \
              ON CONFLICT (name) DO NOTHING",
@@ -1267,6 +1097,7 @@ impl Store for SqliteStore {
         data: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let _turn = self.gate.lock().await;
         let n = sqlx::query(
             "INSERT INTO dashboard_sessions (id, data, expires_at) VALUES (?, ?, ?) \
              ON CONFLICT (id) DO NOTHING",
@@ -1286,6 +1117,7 @@ impl Store for SqliteStore {
         data: &str,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        let _turn = self.gate.lock().await;
         sqlx::query(
             "INSERT INTO dashboard_sessions (id, data, expires_at) VALUES (?, ?, ?) \
              ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at",
@@ -1314,6 +1146,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_session(&self, id: &str) -> Result<(), StoreError> {
+        let _turn = self.gate.lock().await;
         sqlx::query("DELETE FROM dashboard_sessions WHERE id = ?")
             .bind(id)
             .execute(&self.write)
@@ -1322,6 +1155,7 @@ impl Store for SqliteStore {
     }
 
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _turn = self.gate.lock().await;
         let n = sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at <= ?")
             .bind(ms(now))
             .execute(&self.write)

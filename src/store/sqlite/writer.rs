@@ -1,0 +1,422 @@
+//! SQLite's one writer for events: a thread of its own owns a `rusqlite`
+//! connection, and does the whole of each event there — read the reminder and
+//! its attempt, run the pure state machine, write the event, the reminder and
+//! the attempt — for every event that arrived while the last commit was on its
+//! way to disk, in one transaction with one `fsync` (a savepoint each, so one
+//! that is a duplicate or fails leaves no trace). Statements are prepared once
+//! and kept. Nobody hears "done" before the commit is durable.
+//!
+//! Why a thread and `rusqlite`, not sqlx's connection: sqlx runs each SQLite
+//! connection on a worker thread and hands every statement over a channel;
+//! an event took six such hand-offs (a read on the read pool, five statements
+//! on the writer) and the profile was futex wake-ups, not SQL. Here an event
+//! costs two: its job in, its answer out. Deciding where it is written also
+//! removes the compare-and-set retry: nothing can change between the read and
+//! the write.
+//!
+//! The other writes (creating reminders, claims, suppressions, sessions) keep
+//! sqlx's write connection. They and this thread take turns through one fair
+//! lock (`gate`), so the two connections never wait on SQLite's busy handler
+//! for each other inside one process.
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{built, for_event_sql, joined_attempt, reminder_from_row};
+
+static UPDATE_SQL: OnceLock<String> = OnceLock::new();
+static GUARD_SQL: OnceLock<String> = OnceLock::new();
+use crate::domain::{
+    Attempt, AttemptWrite, Change, PhoneNumber, Reminder, ReminderId, SuppressNumber,
+    SuppressionAction,
+};
+use crate::store::{Applied, Decide, EventRecord, Ingested, StoreError, REMINDER_COLS};
+
+/// At most this many jobs share one commit.
+const MAX_BATCH: usize = 128;
+
+/// What a job's caller hears once the batch's commit is known.
+type Reply = Box<dyn FnOnce(&Result<(), String>) + Send>;
+
+/// One write for the thread. Given the connection it runs (in a savepoint of
+/// its own); given none — the batch is already lost — it only makes its
+/// reply. The error: its savepoint could not be opened or closed.
+type Job = Box<dyn FnOnce(Option<&Connection>) -> (Reply, Option<rusqlite::Error>) + Send>;
+
+/// The handle the store keeps: where jobs go.
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Commit("the SQLite writer has stopped".into())
+}
+
+fn unwritten() -> StoreError {
+    StoreError::Commit("the batch it was in was not written".into())
+}
+
+impl Writer {
+    /// Open the (already migrated) database file and start the thread.
+    pub(super) fn start(path: &Path, gate: Arc<Mutex<()>>) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL is the file's (set when sqlx created it); these are the connection's own.
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")?;
+        conn.set_prepared_statement_cache_capacity(64);
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        std::thread::Builder::new()
+            .name("duecall-sqlite-writer".into())
+            .spawn(move || run(conn, queue, gate))
+            .map_err(|e| StoreError::Commit(format!("cannot start the SQLite writer: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Run `f` on the writer, in the next batch: its writes are kept when it
+    /// returns `(_, true)`, rolled back otherwise. The answer comes once the
+    /// batch is committed (or with the reason it was not).
+    pub(super) async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<(T, bool), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tell, answer) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |conn| {
+            let (result, broken) = match conn.map(|c| in_savepoint(c, f)) {
+                None => (Err(unwritten()), None),
+                Some(Ok(result)) => (result, None),
+                Some(Err(e)) => (Err(unwritten()), Some(e)),
+            };
+            let reply: Reply = Box::new(move |commit| {
+                let commit = commit.as_ref().map_err(|e| StoreError::Commit(e.clone()));
+                let _ = tell.send(commit.and(result));
+            });
+            (reply, broken)
+        });
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    pub(super) async fn apply(
+        &self,
+        change: &Change,
+        event: Option<&EventRecord>,
+    ) -> Result<Applied, StoreError> {
+        let (change, event) = (change.clone(), event.cloned());
+        self.call(move |c| {
+            let applied = apply_in(c, &change, event.as_ref())?;
+            let keep = matches!(applied, Applied::Done(_));
+            Ok((applied, keep))
+        })
+        .await
+    }
+
+    /// The whole event here: read, decide, write — nothing can come between.
+    pub(super) async fn ingest(
+        &self,
+        id: ReminderId,
+        attempt: Option<u32>,
+        decide: Box<Decide>,
+    ) -> Result<Option<Ingested>, StoreError> {
+        self.call(move |c| {
+            let Some((before, current)) = read_for_event(c, id, attempt)? else {
+                return Ok((None, false));
+            };
+            let (decision, record) = decide(&before, current.as_ref());
+            let applied = apply_in(c, &decision.change, Some(&record))?;
+            let keep = matches!(applied, Applied::Done(_));
+            let done = Ingested {
+                before,
+                decision,
+                applied,
+            };
+            Ok((Some(done), keep))
+        })
+        .await
+    }
+}
+
+/// The thread: take what has arrived, write it in one transaction, answer.
+/// Ends when the store (every sender) is gone.
+fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, gate: Arc<Mutex<()>>) {
+    while let Some(first) = queue.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let turn = gate.blocking_lock();
+        let (replies, commit) = write_batch(&mut conn, batch);
+        drop(turn);
+        for reply in replies {
+            reply(&commit);
+        }
+    }
+}
+
+fn write_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Reply>, Result<(), String>) {
+    // IMMEDIATE: the write lock first, so no other process's writer can make
+    // this transaction fail half-way (several processes may share the file).
+    let begun = conn
+        .prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]));
+    // A savepoint that could not be closed may leave its job's writes in the
+    // transaction: then nothing of the batch may be committed.
+    let mut broken: Option<String> = begun.err().map(|e| e.to_string());
+    let mut replies = Vec::with_capacity(batch.len());
+    for job in batch {
+        let (reply, failed) = job(broken.is_none().then_some(&*conn));
+        if let Some(e) = failed {
+            broken = Some(e.to_string());
+        }
+        replies.push(reply);
+    }
+    let commit = match broken {
+        Some(e) => Err(e),
+        None => conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]))
+            .map(|_| ())
+            .map_err(|e| e.to_string()),
+    };
+    if commit.is_err() && !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    (replies, commit)
+}
+
+/// Run `f` in a savepoint: kept when it says so, rolled back otherwise (and
+/// on its error), so a job leaves either all of its writes or none. The outer
+/// error: the savepoint itself could not be opened or closed.
+fn in_savepoint<T>(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> Result<(T, bool), StoreError>,
+) -> Result<Result<T, StoreError>, rusqlite::Error> {
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
+    let result = f(conn);
+    if !matches!(result, Ok((_, true))) {
+        conn.prepare_cached("ROLLBACK TO job")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE job")?.execute([])?;
+    Ok(result.map(|(value, _)| value))
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+/// The reminder and the attempt an event names (the current one when it
+/// names none), as this transaction sees them.
+fn read_for_event(
+    conn: &Connection,
+    id: ReminderId,
+    attempt: Option<u32>,
+) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError> {
+    let mut stmt = conn.prepare_cached(for_event_sql())?;
+    let mut rows = stmt.query(params![attempt.map(i64::from), id.to_string()])?;
+    let Some(row) = rows.next()? else {
+        return Ok(None);
+    };
+    Ok(Some((reminder_from_row(row)?, joined_attempt(row)?)))
+}
+
+/// One change (and its event), inside the caller's savepoint: the caller
+/// keeps it on `Done` and rolls it back otherwise.
+fn apply_in(
+    conn: &Connection,
+    change: &Change,
+    event: Option<&EventRecord>,
+) -> Result<Applied, StoreError> {
+    if let Some(ev) = event {
+        let inserted = conn
+            .prepare_cached(
+                "INSERT INTO events (webhook_id, reminder_id, attempt, event_type, occurred_at, \
+                 received_at, applied, verdict, payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (webhook_id) DO NOTHING",
+            )?
+            .execute(params![
+                ev.webhook_id,
+                ev.reminder_id.to_string(),
+                ev.attempt.map(i64::from),
+                ev.event_type.as_str(),
+                ms(ev.occurred_at),
+                ms(ev.received_at),
+                ev.applied,
+                ev.verdict.as_str(),
+                ev.payload,
+            ])?;
+        if inserted == 0 {
+            return Ok(Applied::Duplicate);
+        }
+    }
+
+    let id = change.reminder_id.to_string();
+    // The guard, returning the reminder as it now is (no read-back later).
+    let guarded = match &change.reminder {
+        Some(u) => conn
+            .prepare_cached(built(&UPDATE_SQL, || {
+                format!(
+                    "UPDATE reminders SET status = ?, attempt_count = ?, next_attempt_at = ?, \
+                     last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ?, \
+                     deferred_by = NULL \
+                     WHERE id = ? AND status = ? AND attempt_count = ? RETURNING {REMINDER_COLS}"
+                )
+            }))?
+            .query_row(
+                params![
+                    u.status.as_str(),
+                    i64::from(u.attempt_count),
+                    u.next_attempt_at.map(ms),
+                    u.last_attempt_at.map(ms),
+                    u.skip_reason,
+                    u.outcome.as_ref().map(to_json),
+                    ms(change.at),
+                    id,
+                    change.expect_status.as_str(),
+                    i64::from(change.expect_attempt),
+                ],
+                |row| Ok(reminder_from_row(row)),
+            )
+            .optional()?,
+        None => conn
+            .prepare_cached(built(&GUARD_SQL, || {
+                format!(
+                    "SELECT {REMINDER_COLS} FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?"
+                )
+            }))?
+            .query_row(
+                params![
+                    id,
+                    change.expect_status.as_str(),
+                    i64::from(change.expect_attempt)
+                ],
+                |row| Ok(reminder_from_row(row)),
+            )
+            .optional()?,
+    };
+    let Some(now) = guarded.transpose()? else {
+        let exists = conn
+            .prepare_cached("SELECT 1 FROM reminders WHERE id = ?")?
+            .exists(params![id])?;
+        return Ok(if exists {
+            Applied::Stale
+        } else {
+            Applied::NotFound
+        });
+    };
+
+    let attempt_written = match &change.attempt {
+        None => 1,
+        Some(AttemptWrite::Start { attempt, room_name }) => conn
+            .prepare_cached(
+                // The attempt counts against its debt (SPEC §7) whatever path started it.
+                "INSERT INTO attempts (reminder_id, attempt, status, room_name, dispatched_at, updated_at, debt_ref) \
+                 VALUES (?1, ?2, 'in_progress', ?3, ?4, ?4, (SELECT debt_ref FROM reminders WHERE id = ?1)) \
+                 ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![id, i64::from(*attempt), room_name, ms(change.at)])?,
+        Some(AttemptWrite::Update {
+            attempt,
+            expect_status,
+            status,
+            answered_at,
+            ended_at,
+            replace_end,
+            outcome,
+            failure,
+        }) => conn
+            .prepare_cached(
+                "UPDATE attempts SET status = ?, answered_at = COALESCE(answered_at, ?), \
+                 ended_at = CASE WHEN ? THEN ? ELSE COALESCE(ended_at, ?) END, \
+                 outcome = COALESCE(outcome, ?), \
+                 failure = COALESCE(failure, ?), updated_at = ? \
+                 WHERE reminder_id = ? AND attempt = ? AND status = ?",
+            )?
+            .execute(params![
+                status.as_str(),
+                answered_at.map(ms),
+                *replace_end,
+                ended_at.map(ms),
+                ended_at.map(ms),
+                outcome.as_ref().map(to_json),
+                failure.as_ref().map(to_json),
+                ms(change.at),
+                id,
+                i64::from(*attempt),
+                expect_status.as_str(),
+            ])?,
+    };
+    if attempt_written == 0 {
+        return Ok(Applied::Stale);
+    }
+    if let Some(add) = &change.suppress {
+        insert_suppression(conn, add, change.at)?;
+    }
+    Ok(Applied::Done(Box::new(now)))
+}
+
+/// Put a number on the list with its `added` audit row, unless it is there
+/// already (then nothing is written). Returns whether it was added.
+pub(super) fn insert_suppression(
+    conn: &Connection,
+    add: &SuppressNumber,
+    at: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let reminder_id = add.reminder_id.map(|id| id.to_string());
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO suppressions (phone_number, reason, reminder_id, created_at) \
+             VALUES (?, ?, ?, ?) ON CONFLICT (phone_number) DO NOTHING",
+        )?
+        .execute(params![
+            add.phone_number.as_str(),
+            add.reason.as_str(),
+            reminder_id,
+            ms(at)
+        ])?;
+    if inserted == 0 {
+        return Ok(false);
+    }
+    audit(
+        conn,
+        &add.phone_number,
+        SuppressionAction::Added,
+        add.reason.as_str(),
+        reminder_id,
+        at,
+    )?;
+    Ok(true)
+}
+
+/// One row of the suppression list's audit.
+pub(super) fn audit(
+    conn: &Connection,
+    phone: &PhoneNumber,
+    action: SuppressionAction,
+    reason: &str,
+    reminder_id: Option<String>,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO suppression_audit (phone_number, action, reason, reminder_id, at) \
+         VALUES (?, ?, ?, ?, ?)",
+    )?
+    .execute(params![
+        phone.as_str(),
+        action.as_str(),
+        reason,
+        reminder_id,
+        ms(at)
+    ])?;
+    Ok(())
+}
