@@ -133,8 +133,8 @@ pub fn state_with_dialer(
         clock,
         scheduler,
         config: Arc::new(config),
-        defaults,
-        retry,
+        defaults: Arc::new(defaults),
+        retry: Arc::new(retry),
         sign_in,
     }
 }

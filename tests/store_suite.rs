@@ -958,6 +958,35 @@ async fn concurrent_ingests_each_decide_on_what_is_written(backend: Backend) {
         let att = store.get_attempt(*id, 1).await.unwrap().unwrap();
         assert_eq!(att.status, domain::AttemptStatus::Completed);
     }
+    // What an event leaves is what is stored, to the millisecond (SQLite
+    // computes it rather than reading it back): answered, then completed.
+    let more = due_reminders(
+        &store,
+        1,
+        "2026-11-24T15:00:00Z",
+        json!({"external_id": "exact-1"}),
+    )
+    .await;
+    store
+        .claim(&more, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    let at = now + Duration::milliseconds(1234) + Duration::microseconds(567);
+    let busy =
+        domain::EventKind::Completed(serde_json::from_value(json!({"result": "busy"})).unwrap());
+    for (n, kind) in [domain::EventKind::Answered, busy].into_iter().enumerate() {
+        let decide = decide_for(event(more[0], kind), format!("exact_{n}"), at);
+        let done = store
+            .ingest(more[0], Some(1), decide)
+            .await
+            .unwrap()
+            .unwrap();
+        let Applied::Done(after) = done.applied else {
+            panic!("{:?}", done.applied)
+        };
+        assert_eq!(*after, store.get_reminder(more[0]).await.unwrap().unwrap());
+    }
+
     // No such reminder: nothing decided, nothing written.
     let stranger = ReminderId::new();
     let decide = decide_for(

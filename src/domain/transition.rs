@@ -88,6 +88,26 @@ pub struct ReminderUpdate {
     pub outcome: Option<Outcome>,
 }
 
+impl ReminderUpdate {
+    /// `r` as the store leaves it after writing this update at `at`: what
+    /// both stores' guarded `UPDATE` sets (times kept to the millisecond, the
+    /// outcome kept when the update brings none, `deferred_by` cleared).
+    pub fn applied_to(&self, r: &Reminder, at: DateTime<Utc>) -> Reminder {
+        use crate::clock::to_millis;
+        Reminder {
+            status: self.status,
+            attempt_count: self.attempt_count,
+            next_attempt_at: self.next_attempt_at.map(to_millis),
+            last_attempt_at: self.last_attempt_at.map(to_millis),
+            skip_reason: self.skip_reason.clone(),
+            outcome: self.outcome.clone().or_else(|| r.outcome.clone()),
+            updated_at: to_millis(at),
+            deferred_by: None,
+            ..r.clone()
+        }
+    }
+}
+
 /// What to write on an attempt's own record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptWrite {

@@ -44,8 +44,9 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub scheduler: Arc<Scheduler>,
     pub config: Arc<Config>,
-    pub defaults: CreateDefaults,
-    pub retry: RetryPolicy,
+    // Shared, not owned: axum clones the state for every request.
+    pub defaults: Arc<CreateDefaults>,
+    pub retry: Arc<RetryPolicy>,
     /// The dashboard sign-in's rate limits and refusal log.
     pub sign_in: Arc<sign_in::SignInGuard>,
 }

@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{built, for_event_sql, joined_attempt, reminder_from_row};
@@ -32,8 +32,8 @@ use super::{built, for_event_sql, joined_attempt, reminder_from_row};
 static UPDATE_SQL: OnceLock<String> = OnceLock::new();
 static GUARD_SQL: OnceLock<String> = OnceLock::new();
 use crate::domain::{
-    Attempt, AttemptWrite, Change, PhoneNumber, Reminder, ReminderId, SuppressNumber,
-    SuppressionAction,
+    Attempt, AttemptWrite, Change, PhoneNumber, Reminder, ReminderId, ReminderUpdate,
+    SuppressNumber, SuppressionAction,
 };
 use crate::store::{Applied, Decide, EventRecord, Ingested, StoreError, REMINDER_COLS};
 
@@ -111,7 +111,7 @@ impl Writer {
     ) -> Result<Applied, StoreError> {
         let (change, event) = (change.clone(), event.cloned());
         self.call(move |c| {
-            let applied = apply_in(c, &change, event.as_ref())?;
+            let applied = apply_in(c, &change, event.as_ref(), None)?;
             let keep = matches!(applied, Applied::Done(_));
             Ok((applied, keep))
         })
@@ -130,7 +130,7 @@ impl Writer {
                 return Ok((None, false));
             };
             let (decision, record) = decide(&before, current.as_ref());
-            let applied = apply_in(c, &decision.change, Some(&record))?;
+            let applied = apply_in(c, &decision.change, Some(&record), Some(&before))?;
             let keep = matches!(applied, Applied::Done(_));
             let done = Ingested {
                 before,
@@ -234,11 +234,14 @@ fn read_for_event(
 }
 
 /// One change (and its event), inside the caller's savepoint: the caller
-/// keeps it on `Done` and rolls it back otherwise.
+/// keeps it on `Done` and rolls it back otherwise. `before`: the reminder as
+/// this transaction read it just now (an event decided here); then the
+/// reminder after the change is known without reading it back.
 fn apply_in(
     conn: &Connection,
     change: &Change,
     event: Option<&EventRecord>,
+    before: Option<&Reminder>,
 ) -> Result<Applied, StoreError> {
     if let Some(ev) = event {
         let inserted = conn
@@ -264,50 +267,11 @@ fn apply_in(
     }
 
     let id = change.reminder_id.to_string();
-    // The guard, returning the reminder as it now is (no read-back later).
-    let guarded = match &change.reminder {
-        Some(u) => conn
-            .prepare_cached(built(&UPDATE_SQL, || {
-                format!(
-                    "UPDATE reminders SET status = ?, attempt_count = ?, next_attempt_at = ?, \
-                     last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), updated_at = ?, \
-                     deferred_by = NULL \
-                     WHERE id = ? AND status = ? AND attempt_count = ? RETURNING {REMINDER_COLS}"
-                )
-            }))?
-            .query_row(
-                params![
-                    u.status.as_str(),
-                    i64::from(u.attempt_count),
-                    u.next_attempt_at.map(ms),
-                    u.last_attempt_at.map(ms),
-                    u.skip_reason,
-                    u.outcome.as_ref().map(to_json),
-                    ms(change.at),
-                    id,
-                    change.expect_status.as_str(),
-                    i64::from(change.expect_attempt),
-                ],
-                |row| Ok(reminder_from_row(row)),
-            )
-            .optional()?,
-        None => conn
-            .prepare_cached(built(&GUARD_SQL, || {
-                format!(
-                    "SELECT {REMINDER_COLS} FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?"
-                )
-            }))?
-            .query_row(
-                params![
-                    id,
-                    change.expect_status.as_str(),
-                    i64::from(change.expect_attempt)
-                ],
-                |row| Ok(reminder_from_row(row)),
-            )
-            .optional()?,
+    let guarded = match before {
+        Some(before) => guard_known(conn, change, before)?,
+        None => guard_returning(conn, change, &id)?,
     };
-    let Some(now) = guarded.transpose()? else {
+    let Some(now) = guarded else {
         let exists = conn
             .prepare_cached("SELECT 1 FROM reminders WHERE id = ?")?
             .exists(params![id])?;
@@ -366,6 +330,84 @@ fn apply_in(
         insert_suppression(conn, add, change.at)?;
     }
     Ok(Applied::Done(Box::new(now)))
+}
+
+/// The guard and the reminder's write, returning the reminder as it now is
+/// (no read-back later); `None`: the guard failed.
+fn guard_returning(
+    conn: &Connection,
+    change: &Change,
+    id: &str,
+) -> Result<Option<Reminder>, StoreError> {
+    let row = match &change.reminder {
+        Some(u) => conn
+            .prepare_cached(built(&UPDATE_SQL, || {
+                format!("{UPDATE_REMINDER} RETURNING {REMINDER_COLS}")
+            }))?
+            .query_row(params_from_iter(update_params(u, change, id)), |row| {
+                Ok(reminder_from_row(row))
+            })
+            .optional()?,
+        None => conn
+            .prepare_cached(built(&GUARD_SQL, || {
+                format!(
+                    "SELECT {REMINDER_COLS} FROM reminders WHERE id = ? AND status = ? AND attempt_count = ?"
+                )
+            }))?
+            .query_row(
+                params![
+                    id,
+                    change.expect_status.as_str(),
+                    i64::from(change.expect_attempt)
+                ],
+                |row| Ok(reminder_from_row(row)),
+            )
+            .optional()?,
+    };
+    row.transpose()
+}
+
+/// The same for a reminder this transaction has just read (`before`): the
+/// row it leaves is computed, not read back (a tenth of an event's work).
+fn guard_known(
+    conn: &Connection,
+    change: &Change,
+    before: &Reminder,
+) -> Result<Option<Reminder>, StoreError> {
+    let unchanged =
+        before.status == change.expect_status && before.attempt_count == change.expect_attempt;
+    let Some(u) = &change.reminder else {
+        return Ok(unchanged.then(|| before.clone()));
+    };
+    let id = before.id.to_string();
+    let written = conn
+        .prepare_cached(UPDATE_REMINDER)?
+        .execute(params_from_iter(update_params(u, change, &id)))?;
+    Ok((written == 1).then(|| u.applied_to(before, change.at)))
+}
+
+/// The guarded write of a reminder's decided fields (`?` in `update_params`' order).
+const UPDATE_REMINDER: &str = "UPDATE reminders SET status = ?, attempt_count = ?, \
+     next_attempt_at = ?, last_attempt_at = ?, skip_reason = ?, outcome = COALESCE(?, outcome), \
+     updated_at = ?, deferred_by = NULL WHERE id = ? AND status = ? AND attempt_count = ?";
+
+fn update_params<'a>(
+    u: &'a ReminderUpdate,
+    change: &'a Change,
+    id: &'a str,
+) -> Vec<Box<dyn rusqlite::ToSql + 'a>> {
+    vec![
+        Box::new(u.status.as_str()),
+        Box::new(i64::from(u.attempt_count)),
+        Box::new(u.next_attempt_at.map(ms)),
+        Box::new(u.last_attempt_at.map(ms)),
+        Box::new(u.skip_reason.as_deref()),
+        Box::new(u.outcome.as_ref().map(to_json)),
+        Box::new(ms(change.at)),
+        Box::new(id),
+        Box::new(change.expect_status.as_str()),
+        Box::new(i64::from(change.expect_attempt)),
+    ]
 }
 
 /// Put a number on the list with its `added` audit row, unless it is there
