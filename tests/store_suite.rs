@@ -1008,6 +1008,95 @@ both_backends!(
     concurrent_ingests_each_decide_on_what_is_written
 );
 
+async fn an_undone_write_takes_nothing_else_with_it(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 24, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00Z");
+    store
+        .claim(&ids, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    // A change decided on a reminder as it no longer is (pending, attempt 0),
+    // with its event: the event row is written first and must be undone.
+    let (stale_id, rest) = ids.split_first().unwrap();
+    let stale = domain::Change {
+        reminder_id: *stale_id,
+        expect_status: Status::Pending,
+        expect_attempt: 0,
+        at: now,
+        reminder: None,
+        attempt: None,
+        suppress: None,
+    };
+    let record = duecall::store::EventRecord {
+        webhook_id: "msg_stale".into(),
+        reminder_id: *stale_id,
+        attempt: Some(1),
+        event_type: domain::EventType::CallAnswered,
+        occurred_at: now,
+        received_at: now,
+        applied: true,
+        verdict: domain::Verdict::Applied,
+        payload: "{}".into(),
+    };
+    // Sent together with other events, so that on SQLite they share its batch.
+    let mut tasks = Vec::new();
+    for (n, id) in rest.iter().enumerate() {
+        let store = Arc::clone(&store);
+        let ev = domain::Event {
+            reminder_id: *id,
+            attempt: Some(1),
+            occurred_at: now,
+            kind: domain::EventKind::Answered,
+        };
+        let decide = decide_for(ev, format!("msg_ok_{n}"), now);
+        let id = *id;
+        tasks.push(tokio::spawn(async move {
+            store
+                .ingest(id, Some(1), decide)
+                .await
+                .unwrap()
+                .unwrap()
+                .applied
+        }));
+    }
+    let stale_apply = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.apply(&stale, Some(&record)).await.unwrap() })
+    };
+    for task in tasks {
+        assert!(matches!(task.await.unwrap(), Applied::Done(_)));
+    }
+    assert_eq!(stale_apply.await.unwrap(), Applied::Stale);
+    assert!(
+        store.get_event("msg_stale").await.unwrap().is_none(),
+        "the stale change's event row was undone"
+    );
+    for (n, id) in rest.iter().enumerate() {
+        assert!(store
+            .get_event(&format!("msg_ok_{n}"))
+            .await
+            .unwrap()
+            .is_some());
+        assert_eq!(
+            store.get_reminder(*id).await.unwrap().unwrap().status,
+            Status::Processing
+        );
+    }
+    assert_eq!(
+        store.get_reminder(*stale_id).await.unwrap().unwrap().status,
+        Status::InProgress
+    );
+    db.cleanup().await;
+}
+
+both_backends!(
+    an_undone_write_takes_nothing_else_with_it,
+    an_undone_write_takes_nothing_else_with_it
+);
+
 async fn get_for_event_reads_the_named_attempt(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;

@@ -40,13 +40,77 @@ use crate::store::{Applied, Decide, EventRecord, Ingested, StoreError, REMINDER_
 /// At most this many jobs share one commit.
 const MAX_BATCH: usize = 128;
 
-/// What a job's caller hears once the batch's commit is known.
-type Reply = Box<dyn FnOnce(&Result<(), String>) + Send>;
+/// How a job is run this time.
+#[derive(Clone, Copy)]
+enum Mode<'c> {
+    /// Straight in the batch's transaction: the fast way, for a batch where
+    /// no job needs undoing.
+    Direct(&'c Connection),
+    /// In a savepoint of its own, undone when it fails or says so: the
+    /// replay of a batch in which one did.
+    Guarded(&'c Connection),
+    /// Not at all: the batch is lost.
+    Skip,
+}
 
-/// One write for the thread. Given the connection it runs (in a savepoint of
-/// its own); given none — the batch is already lost — it only makes its
-/// reply. The error: its savepoint could not be opened or closed.
-type Job = Box<dyn FnOnce(Option<&Connection>) -> (Reply, Option<rusqlite::Error>) + Send>;
+/// What running a job came to.
+enum Ran {
+    Done,
+    /// Run directly, it wrote and then failed or asked to be undone: the
+    /// batch is rolled back and replayed, every job in a savepoint.
+    Undo,
+    /// Its savepoint could not be opened or closed: nothing of the batch may
+    /// be committed.
+    Broken(rusqlite::Error),
+}
+
+/// One write for the thread, and its caller waiting for the answer.
+trait Work: Send {
+    fn run(&mut self, mode: Mode<'_>) -> Ran;
+    /// Answer the caller, once the batch's commit is known.
+    fn answer(self: Box<Self>, commit: &Result<(), String>);
+}
+
+type Job = Box<dyn Work>;
+
+struct Call<T, F> {
+    f: F,
+    result: Option<Result<T, StoreError>>,
+    tell: oneshot::Sender<Result<T, StoreError>>,
+}
+
+impl<T, F> Work for Call<T, F>
+where
+    T: Send,
+    F: FnMut(&Connection) -> Result<(T, bool), StoreError> + Send,
+{
+    fn run(&mut self, mode: Mode<'_>) -> Ran {
+        let (result, ran) = match mode {
+            Mode::Skip => (Err(unwritten()), Ran::Done),
+            Mode::Direct(c) => {
+                let before = c.total_changes();
+                match (self.f)(c) {
+                    Ok((value, true)) => (Ok(value), Ran::Done),
+                    // Asked to be undone, but wrote nothing: nothing to undo.
+                    Ok((value, false)) if c.total_changes() == before => (Ok(value), Ran::Done),
+                    _ => (Err(unwritten()), Ran::Undo),
+                }
+            }
+            Mode::Guarded(c) => match in_savepoint(c, &mut self.f) {
+                Ok(result) => (result, Ran::Done),
+                Err(e) => (Err(unwritten()), Ran::Broken(e)),
+            },
+        };
+        self.result = Some(result);
+        ran
+    }
+
+    fn answer(self: Box<Self>, commit: &Result<(), String>) {
+        let result = self.result.unwrap_or_else(|| Err(unwritten()));
+        let commit = commit.as_ref().map_err(|e| StoreError::Commit(e.clone()));
+        let _ = self.tell.send(commit.and(result));
+    }
+}
 
 /// The handle the store keeps: where jobs go.
 pub(super) struct Writer {
@@ -81,24 +145,18 @@ impl Writer {
     }
 
     /// Run `f` on the writer, in the next batch: its writes are kept when it
-    /// returns `(_, true)`, rolled back otherwise. The answer comes once the
-    /// batch is committed (or with the reason it was not).
+    /// returns `(_, true)`, undone otherwise. It may be run twice (the batch
+    /// replayed), so it must do nothing but its writes. The answer comes once
+    /// the batch is committed (or with the reason it was not).
     pub(super) async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<(T, bool), StoreError> + Send + 'static,
+        f: impl FnMut(&Connection) -> Result<(T, bool), StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (tell, answer) = oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |conn| {
-            let (result, broken) = match conn.map(|c| in_savepoint(c, f)) {
-                None => (Err(unwritten()), None),
-                Some(Ok(result)) => (result, None),
-                Some(Err(e)) => (Err(unwritten()), Some(e)),
-            };
-            let reply: Reply = Box::new(move |commit| {
-                let commit = commit.as_ref().map_err(|e| StoreError::Commit(e.clone()));
-                let _ = tell.send(commit.and(result));
-            });
-            (reply, broken)
+        let job: Job = Box::new(Call {
+            f,
+            result: None,
+            tell,
         });
         self.jobs.send(job).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
@@ -155,43 +213,77 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, gate: Arc<Mutex<()>
             }
         }
         let turn = gate.blocking_lock();
-        let (replies, commit) = write_batch(&mut conn, batch);
+        let commit = write_batch(&mut conn, &mut batch);
         drop(turn);
-        for reply in replies {
-            reply(&commit);
+        for job in batch {
+            job.answer(&commit);
         }
     }
 }
 
-fn write_batch(conn: &mut Connection, batch: Vec<Job>) -> (Vec<Reply>, Result<(), String>) {
-    // IMMEDIATE: the write lock first, so no other process's writer can make
-    // this transaction fail half-way (several processes may share the file).
-    let begun = conn
-        .prepare_cached("BEGIN IMMEDIATE")
-        .and_then(|mut s| s.execute([]));
-    // A savepoint that could not be closed may leave its job's writes in the
-    // transaction: then nothing of the batch may be committed.
-    let mut broken: Option<String> = begun.err().map(|e| e.to_string());
-    let mut replies = Vec::with_capacity(batch.len());
-    for job in batch {
-        let (reply, failed) = job(broken.is_none().then_some(&*conn));
-        if let Some(e) = failed {
-            broken = Some(e.to_string());
+/// Run the batch in one transaction and commit it: first every job straight
+/// in the transaction; if one of them needs undoing, roll back and run them
+/// all again, each in a savepoint. The commit's result.
+fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<(), String> {
+    let mut guarded = false;
+    loop {
+        if let Err(e) = begin(conn) {
+            skip_all(batch);
+            return Err(e.to_string());
         }
-        replies.push(reply);
-    }
-    let commit = match broken {
-        Some(e) => Err(e),
-        None => conn
+        let mut undo = false;
+        for job in batch.iter_mut() {
+            let mode = if guarded {
+                Mode::Guarded(conn)
+            } else {
+                Mode::Direct(conn)
+            };
+            match job.run(mode) {
+                Ran::Done => {}
+                Ran::Undo => {
+                    undo = true;
+                    break;
+                }
+                Ran::Broken(e) => {
+                    rollback(conn);
+                    skip_all(batch);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        if undo {
+            rollback(conn);
+            guarded = true;
+            continue;
+        }
+        let commit = conn
             .prepare_cached("COMMIT")
             .and_then(|mut s| s.execute([]))
             .map(|_| ())
-            .map_err(|e| e.to_string()),
-    };
-    if commit.is_err() && !conn.is_autocommit() {
+            .map_err(|e| e.to_string());
+        if commit.is_err() {
+            rollback(conn);
+        }
+        return commit;
+    }
+}
+
+/// IMMEDIATE: the write lock first, so no other process's writer can make
+/// the transaction fail half-way (several processes may share the file).
+fn begin(conn: &Connection) -> rusqlite::Result<usize> {
+    conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    (replies, commit)
+}
+
+fn skip_all(batch: &mut [Job]) {
+    for job in batch.iter_mut() {
+        job.run(Mode::Skip);
+    }
 }
 
 /// Run `f` in a savepoint: kept when it says so, rolled back otherwise (and
