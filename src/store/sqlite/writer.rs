@@ -2,9 +2,11 @@
 //! connection, and does the whole of each event there — read the reminder and
 //! its attempt, run the pure state machine, write the event, the reminder and
 //! the attempt — for every event that arrived while the last commit was on its
-//! way to disk, in one transaction with one `fsync` (a savepoint each, so one
-//! that is a duplicate or fails leaves no trace). Statements are prepared once
-//! and kept. Nobody hears "done" before the commit is durable.
+//! way to disk, in one transaction with one `fsync`. A job that has to be
+//! undone (it wrote, then failed or found its guard stale) makes the thread
+//! roll the batch back and run it again with a savepoint per job, so it alone
+//! leaves nothing; the common batch pays for no savepoints. Statements are
+//! prepared once and kept. Nobody hears "done" before the commit is durable.
 //!
 //! Why a thread and `rusqlite`, not sqlx's connection: sqlx runs each SQLite
 //! connection on a worker thread and hands every statement over a channel;
@@ -14,10 +16,10 @@
 //! removes the compare-and-set retry: nothing can change between the read and
 //! the write.
 //!
-//! The other writes (creating reminders, claims, suppressions, sessions) keep
-//! sqlx's write connection. They and this thread take turns through one fair
-//! lock (`gate`), so the two connections never wait on SQLite's busy handler
-//! for each other inside one process.
+//! The other writes (creating reminders, claims, sessions) keep sqlx's write
+//! connection. They and this thread take turns through one fair lock (`gate`),
+//! so the two connections never wait on SQLite's busy handler for each other
+//! inside one process.
 
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
