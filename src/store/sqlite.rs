@@ -189,7 +189,9 @@ fn reminder_from_row<R: Cols + ?Sized>(row: &R) -> Result<Reminder, StoreError> 
         language: row.need_text("language")?,
         amount_due_minor: row.need_int("amount_due_minor")?,
         currency: row.need_text("currency")?,
-        due_date: NaiveDate::parse_from_str(&due, "%Y-%m-%d")
+        // `YYYY-MM-DD`, as written (FromStr: no format string to interpret per row).
+        due_date: due
+            .parse::<NaiveDate>()
             .map_err(|e| StoreError::Corrupt(format!("due_date: {e}")))?,
         status: row.need_text("status")?,
         attempt_count: row.need_int("attempt_count")?,
