@@ -1008,6 +1008,84 @@ both_backends!(
     concurrent_ingests_each_decide_on_what_is_written
 );
 
+/// Two service instances (two stores, two pools, their own batching writers)
+/// ingest the same events on the same reminders at once, in opposite orders:
+/// each webhook-id is written once, exactly one of two rival completions
+/// wins, and no deadlock (or any other error) reaches a caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_ingest_the_same_reminders_at_once() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let (a, b) = (db.store().await, db.store().await);
+    let ids = due_reminders(&a, 32, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00Z");
+    a.claim(&ids, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    let event = |id: ReminderId, kind: domain::EventKind| domain::Event {
+        reminder_id: id,
+        attempt: Some(1),
+        occurred_at: now,
+        kind,
+    };
+    let completed = |result: &str| {
+        domain::EventKind::Completed(serde_json::from_value(json!({ "result": result })).unwrap())
+    };
+    let mut tasks = Vec::new();
+    for (store, order) in [(&a, ids.clone()), (&b, ids.iter().rev().copied().collect())] {
+        for id in order {
+            // Both instances hear every event (a retry that went elsewhere);
+            // the two completions are rivals.
+            for (webhook_id, kind) in [
+                (format!("ans_{id}"), domain::EventKind::Answered),
+                (format!("paid_{id}"), completed("paid")),
+                (format!("busy_{id}"), completed("busy")),
+            ] {
+                let store = Arc::clone(store);
+                let decide = decide_for(event(id, kind), webhook_id.clone(), now);
+                tasks.push(tokio::spawn(async move {
+                    let done = store.ingest(id, Some(1), decide).await.unwrap().unwrap();
+                    (id, webhook_id, done)
+                }));
+            }
+        }
+    }
+    let mut written = HashSet::new();
+    let mut duplicates = 0;
+    let mut winners = std::collections::HashMap::<ReminderId, Vec<String>>::new();
+    for task in tasks {
+        let (id, webhook_id, done) = task.await.unwrap();
+        match done.applied {
+            Applied::Done(_) => {
+                assert!(written.insert(webhook_id.clone()), "{webhook_id} twice");
+                let completion = !webhook_id.starts_with("ans_");
+                if completion && done.decision.verdict == domain::Verdict::Applied {
+                    winners.entry(id).or_default().push(webhook_id);
+                }
+            }
+            Applied::Duplicate => duplicates += 1,
+            other => panic!("{webhook_id}: {other:?}"),
+        }
+    }
+    assert_eq!(written.len(), 3 * 32, "every event written once");
+    assert_eq!(duplicates, 3 * 32, "and heard once more as a repeat");
+    for id in &ids {
+        let won = &winners[id];
+        assert_eq!(won.len(), 1, "one completion wins: {won:?}");
+        assert_eq!(a.count_events(*id).await.unwrap(), 3);
+        // Paid: done; busy: a retry later.
+        let r = b.get_reminder(*id).await.unwrap().unwrap();
+        let expected = if won[0].starts_with("paid_") {
+            Status::Completed
+        } else {
+            Status::Pending
+        };
+        assert_eq!(r.status, expected, "{}", won[0]);
+    }
+    db.cleanup().await;
+}
+
 async fn get_for_event_reads_the_named_attempt(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;
