@@ -19,6 +19,10 @@
 //!    and only then does each job's caller hear its answer. A commit that
 //!    fails fails every job in the batch (`StoreError::Commit`).
 //!
+//! A batch of one takes the short path instead: read, decide, and the
+//! compare-and-set write, which commits by itself (two round trips, as many
+//! as a lone event needs; a lost compare-and-set is decided again).
+//!
 //! A batch that PostgreSQL aborts as a deadlock victim or for a
 //! serialization failure (with a writer that is not ours, say) is rolled back
 //! and replayed as a whole: `decide` is `Fn`, so a job can be decided again.
@@ -118,6 +122,9 @@ async fn run(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
 /// The batch's answers, one per job, once its commit is known; replayed
 /// when PostgreSQL aborted it for a deadlock or a serialization failure.
 async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Answer> {
+    if let [job] = batch {
+        return vec![alone(pool, job).await];
+    }
     let mut replays = 0;
     loop {
         let failure = match try_batch(pool, batch).await {
@@ -135,6 +142,34 @@ async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Answer> {
             .map(|_| Err(StoreError::Commit(message.clone())))
             .collect();
     }
+}
+
+/// A job with no company: the short path, two round trips and no explicit
+/// transaction. Read without a lock, decide, and write with the
+/// compare-and-set statement, which commits by itself; on a `Stale` (another
+/// writer came between) read and decide again.
+async fn alone(pool: &PgPool, job: &Job) -> Answer {
+    let mut conn = pool.acquire().await?;
+    let mut last = None;
+    for _ in 0..MAX_DECISIONS {
+        let Some((before, attempt)) = read_for_event(&mut conn, job.id, job.attempt, false).await?
+        else {
+            return Ok(None);
+        };
+        let (decision, record) = (job.decide)(&before, attempt.as_ref());
+        let applied = apply_in(&mut conn, &decision.change, Some(&record)).await?;
+        let stale = applied == Applied::Stale;
+        let done = Ingested {
+            before,
+            decision,
+            applied,
+        };
+        if !stale {
+            return Ok(Some(done));
+        }
+        last = Some(done);
+    }
+    Ok(last)
 }
 
 /// A deadlock victim (40P01) or a serialization failure (40001).
