@@ -1008,6 +1008,84 @@ both_backends!(
     concurrent_ingests_each_decide_on_what_is_written
 );
 
+/// Events that arrive together share a commit; one the database refuses
+/// (an injected fault) fails alone: it leaves no trace, the others are written.
+async fn a_refused_event_fails_alone(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    db.execute(match backend {
+        Backend::Sqlite => {
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON events WHEN NEW.webhook_id LIKE 'bad_%' \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+             CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW \
+             WHEN (NEW.webhook_id LIKE 'bad_%') EXECUTE FUNCTION refuse_bad();"
+        }
+    })
+    .await;
+    let ids = due_reminders(&store, 16, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00Z");
+    store
+        .claim(&ids, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let mut events = vec![(format!("ans_{id}"), domain::EventKind::Answered)];
+        if n % 4 == 0 {
+            let paid = serde_json::from_value(json!({"result": "paid"})).unwrap();
+            events.push((format!("bad_{id}"), domain::EventKind::Completed(paid)));
+        }
+        for (webhook_id, kind) in events {
+            let store = Arc::clone(&store);
+            let ev = domain::Event {
+                reminder_id: *id,
+                attempt: Some(1),
+                occurred_at: now,
+                kind,
+            };
+            let decide = decide_for(ev, webhook_id.clone(), now);
+            let id = *id;
+            tasks.push(tokio::spawn(async move {
+                (webhook_id, store.ingest(id, Some(1), decide).await)
+            }));
+        }
+    }
+    for task in tasks {
+        let (webhook_id, result) = task.await.unwrap();
+        if webhook_id.starts_with("bad_") {
+            assert!(result.is_err(), "{webhook_id}: {result:?}");
+        } else {
+            let done = result.unwrap().unwrap();
+            assert!(matches!(done.applied, Applied::Done(_)), "{webhook_id}");
+        }
+    }
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(store.count_events(*id).await.unwrap(), 1, "the answer only");
+        assert!(store
+            .get_event(&format!("ans_{id}"))
+            .await
+            .unwrap()
+            .is_some());
+        if n % 4 == 0 {
+            assert!(store
+                .get_event(&format!("bad_{id}"))
+                .await
+                .unwrap()
+                .is_none());
+        }
+        let att = store.get_attempt(*id, 1).await.unwrap().unwrap();
+        assert_ne!(att.status, domain::AttemptStatus::Completed, "no trace");
+    }
+    db.cleanup().await;
+}
+
+both_backends!(a_refused_event_fails_alone, a_refused_event_fails_alone);
+
 /// Two service instances (two stores, two pools, their own batching writers)
 /// ingest the same events on the same reminders at once, in opposite orders:
 /// each webhook-id is written once, exactly one of two rival completions

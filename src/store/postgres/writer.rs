@@ -9,12 +9,15 @@
 //!    writers and other instances lock in the same order, so two batches do
 //!    not deadlock on each other; until the commit nobody else can change
 //!    what the jobs are decided on.
-//! 2. Each job in a savepoint of its own: decide on what was read (re-read,
-//!    already locked, when an earlier job in the batch wrote the same
-//!    reminder), write with the same compare-and-set statement as `apply`,
-//!    and on a `Stale` (an attempt row changed under the read) re-read and
-//!    decide again. A job whose statement fails rolls back to its savepoint
-//!    and leaves no trace; the others go on.
+//! 2. Each job: decide on what was read (re-read, already locked, when an
+//!    earlier job in the batch wrote the same reminder), write with the same
+//!    compare-and-set statement as `apply` (one statement: all or nothing; a
+//!    duplicate writes nothing), and on a `Stale` (an attempt row changed
+//!    under the read) re-read and decide again. A job that fails dooms
+//!    PostgreSQL's transaction, so then the batch is rolled back and done
+//!    again with a savepoint per job: the failed job rolls back to its own
+//!    and leaves no trace, the others are written. (Savepoints every time
+//!    cost a round trip a job: about a fifth of the throughput at c=32-256.)
 //! 3. One `COMMIT` (`synchronous_commit=on`: one WAL flush for the batch),
 //!    and only then does each job's caller hear its answer. A commit that
 //!    fails fails every job in the batch (`StoreError::Commit`).
@@ -119,17 +122,23 @@ async fn run(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
     }
 }
 
-/// The batch's answers, one per job, once its commit is known; replayed
-/// when PostgreSQL aborted it for a deadlock or a serialization failure.
+/// The batch's answers, one per job, once its commit is known. First without
+/// savepoints; replayed with them when a job failed, and as it was when
+/// PostgreSQL aborted it for a deadlock or a serialization failure.
 async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Answer> {
     if let [job] = batch {
         return vec![alone(pool, job).await];
     }
+    let mut savepoints = false;
     let mut replays = 0;
     loop {
-        let failure = match try_batch(pool, batch).await {
+        let failure = match try_batch(pool, batch, savepoints).await {
             Ok(answers) => return answers,
-            Err(e) => e,
+            Err(Failed::Job) => {
+                savepoints = true;
+                continue;
+            }
+            Err(Failed::Batch(e)) => e,
         };
         if is_retryable(&failure) && replays < MAX_REPLAYS {
             replays += 1;
@@ -141,6 +150,20 @@ async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Answer> {
             .iter()
             .map(|_| Err(StoreError::Commit(message.clone())))
             .collect();
+    }
+}
+
+/// Why a batch's transaction was given up (nothing of it committed).
+enum Failed {
+    /// A job failed in a batch without savepoints: replay it with them.
+    Job,
+    /// The batch itself: its reply, unless it is worth replaying.
+    Batch(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Batch(e)
     }
 }
 
@@ -180,7 +203,14 @@ fn is_retryable(e: &sqlx::Error) -> bool {
 }
 
 /// One transaction for the whole batch. `Err`: nothing of it was committed.
-async fn try_batch(pool: &PgPool, batch: &[Job]) -> Result<Vec<Answer>, sqlx::Error> {
+///
+/// Without `savepoints` a job costs one round trip less (its write is one
+/// statement, all or nothing; a duplicate or a stale one writes nothing),
+/// but a job that fails dooms the transaction (PostgreSQL refuses every
+/// statement after a failed one): `Failed::Job`, and the batch is replayed
+/// with a savepoint per job, so the failed job leaves no trace and the others
+/// are written.
+async fn try_batch(pool: &PgPool, batch: &[Job], savepoints: bool) -> Result<Vec<Answer>, Failed> {
     let mut tx = pool.begin().await?;
     let mut read = lock_and_read(&mut tx, batch).await?;
     // Reminders an earlier job of this batch wrote: read again, not from `read`.
@@ -192,15 +222,19 @@ async fn try_batch(pool: &PgPool, batch: &[Job]) -> Result<Vec<Answer>, sqlx::Er
         } else {
             Some(read[n].take())
         };
-        if n == 0 {
-            simple(&mut tx, "SAVEPOINT job").await?;
-        } else {
+        if savepoints {
             // Keep the previous job's writes; open this one's savepoint.
-            simple(&mut tx, "RELEASE SAVEPOINT job; SAVEPOINT job").await?;
+            let sql = if n == 0 {
+                "SAVEPOINT job"
+            } else {
+                "RELEASE SAVEPOINT job; SAVEPOINT job"
+            };
+            simple(&mut tx, sql).await?;
         }
         let answer = match ingest_one(&mut tx, job, first).await {
             Ok(answer) => Ok(answer),
-            Err(StoreError::Database(e)) if is_retryable(&e) => return Err(e),
+            Err(StoreError::Database(e)) if is_retryable(&e) => return Err(Failed::Batch(e)),
+            Err(_) if !savepoints => return Err(Failed::Job),
             Err(e) => {
                 simple(&mut tx, "ROLLBACK TO SAVEPOINT job").await?;
                 Err(e)
