@@ -1,8 +1,10 @@
 //! PostgreSQL: for several service instances on one database. Each operation
 //! is one statement (or one short transaction) with `synchronous_commit=on`,
 //! except events: `ingest` is group commit — a few writer tasks each take the
-//! events waiting, lock their reminders in id order, decide and write each in
-//! a savepoint of its own, and commit them together (`writer`).
+//! events waiting, lock their reminders in id order in one read, decide and
+//! write each (a job that fails leaves no trace: the batch is done again
+//! with a savepoint per job), and commit them together, answering only after
+//! the commit (`writer`).
 
 mod writer;
 
