@@ -1097,6 +1097,162 @@ both_backends!(
     an_undone_write_takes_nothing_else_with_it
 );
 
+/// Events that arrive together share a commit; one the database refuses
+/// (an injected fault) fails alone: it leaves no trace, the others are written.
+async fn a_refused_event_fails_alone(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    db.execute(match backend {
+        Backend::Sqlite => {
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON events WHEN NEW.webhook_id LIKE 'bad_%' \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+             CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW \
+             WHEN (NEW.webhook_id LIKE 'bad_%') EXECUTE FUNCTION refuse_bad();"
+        }
+    })
+    .await;
+    let ids = due_reminders(&store, 16, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00Z");
+    store
+        .claim(&ids, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let mut events = vec![(format!("ans_{id}"), domain::EventKind::Answered)];
+        if n % 4 == 0 {
+            let paid = serde_json::from_value(json!({"result": "paid"})).unwrap();
+            events.push((format!("bad_{id}"), domain::EventKind::Completed(paid)));
+        }
+        for (webhook_id, kind) in events {
+            let store = Arc::clone(&store);
+            let ev = domain::Event {
+                reminder_id: *id,
+                attempt: Some(1),
+                occurred_at: now,
+                kind,
+            };
+            let decide = decide_for(ev, webhook_id.clone(), now);
+            let id = *id;
+            tasks.push(tokio::spawn(async move {
+                (webhook_id, store.ingest(id, Some(1), decide).await)
+            }));
+        }
+    }
+    for task in tasks {
+        let (webhook_id, result) = task.await.unwrap();
+        if webhook_id.starts_with("bad_") {
+            assert!(result.is_err(), "{webhook_id}: {result:?}");
+        } else {
+            let done = result.unwrap().unwrap();
+            assert!(matches!(done.applied, Applied::Done(_)), "{webhook_id}");
+        }
+    }
+    for (n, id) in ids.iter().enumerate() {
+        assert_eq!(store.count_events(*id).await.unwrap(), 1, "the answer only");
+        assert!(store
+            .get_event(&format!("ans_{id}"))
+            .await
+            .unwrap()
+            .is_some());
+        if n % 4 == 0 {
+            assert!(store
+                .get_event(&format!("bad_{id}"))
+                .await
+                .unwrap()
+                .is_none());
+        }
+        let att = store.get_attempt(*id, 1).await.unwrap().unwrap();
+        assert_ne!(att.status, domain::AttemptStatus::Completed, "no trace");
+    }
+    db.cleanup().await;
+}
+
+both_backends!(a_refused_event_fails_alone, a_refused_event_fails_alone);
+
+/// Two service instances (two stores, two pools, their own batching writers)
+/// ingest the same events on the same reminders at once, in opposite orders:
+/// each webhook-id is written once, exactly one of two rival completions
+/// wins, and no deadlock (or any other error) reaches a caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_ingest_the_same_reminders_at_once() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let (a, b) = (db.store().await, db.store().await);
+    let ids = due_reminders(&a, 32, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00Z");
+    a.claim(&ids, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    let event = |id: ReminderId, kind: domain::EventKind| domain::Event {
+        reminder_id: id,
+        attempt: Some(1),
+        occurred_at: now,
+        kind,
+    };
+    let completed = |result: &str| {
+        domain::EventKind::Completed(serde_json::from_value(json!({ "result": result })).unwrap())
+    };
+    let mut tasks = Vec::new();
+    for (store, order) in [(&a, ids.clone()), (&b, ids.iter().rev().copied().collect())] {
+        for id in order {
+            // Both instances hear every event (a retry that went elsewhere);
+            // the two completions are rivals.
+            for (webhook_id, kind) in [
+                (format!("ans_{id}"), domain::EventKind::Answered),
+                (format!("paid_{id}"), completed("paid")),
+                (format!("busy_{id}"), completed("busy")),
+            ] {
+                let store = Arc::clone(store);
+                let decide = decide_for(event(id, kind), webhook_id.clone(), now);
+                tasks.push(tokio::spawn(async move {
+                    let done = store.ingest(id, Some(1), decide).await.unwrap().unwrap();
+                    (id, webhook_id, done)
+                }));
+            }
+        }
+    }
+    let mut written = HashSet::new();
+    let mut duplicates = 0;
+    let mut winners = std::collections::HashMap::<ReminderId, Vec<String>>::new();
+    for task in tasks {
+        let (id, webhook_id, done) = task.await.unwrap();
+        match done.applied {
+            Applied::Done(_) => {
+                assert!(written.insert(webhook_id.clone()), "{webhook_id} twice");
+                let completion = !webhook_id.starts_with("ans_");
+                if completion && done.decision.verdict == domain::Verdict::Applied {
+                    winners.entry(id).or_default().push(webhook_id);
+                }
+            }
+            Applied::Duplicate => duplicates += 1,
+            other => panic!("{webhook_id}: {other:?}"),
+        }
+    }
+    assert_eq!(written.len(), 3 * 32, "every event written once");
+    assert_eq!(duplicates, 3 * 32, "and heard once more as a repeat");
+    for id in &ids {
+        let won = &winners[id];
+        assert_eq!(won.len(), 1, "one completion wins: {won:?}");
+        assert_eq!(a.count_events(*id).await.unwrap(), 3);
+        // Paid: done; busy: a retry later.
+        let r = b.get_reminder(*id).await.unwrap().unwrap();
+        let expected = if won[0].starts_with("paid_") {
+            Status::Completed
+        } else {
+            Status::Pending
+        };
+        assert_eq!(r.status, expected, "{}", won[0]);
+    }
+    db.cleanup().await;
+}
+
 async fn get_for_event_reads_the_named_attempt(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;

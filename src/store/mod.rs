@@ -280,8 +280,10 @@ pub trait Store: Send + Sync + 'static {
     /// Decide an event against the reminder as it is and write the decision
     /// with the event row, as one: read (`get_for_event`), `decide`, `apply`.
     /// `None`: no such reminder. The default decides on a read and writes
-    /// with a compare-and-set, deciding again when it lost one; a store whose
-    /// single writer decides where it writes never loses one (SQLite).
+    /// with a compare-and-set, deciding again when it lost one; the stores
+    /// override it with group commit, deciding where they write: SQLite's
+    /// single writer thread, PostgreSQL's writer tasks with the reminders
+    /// locked (`FOR UPDATE`) until the batch's commit.
     async fn ingest(
         &self,
         id: ReminderId,

@@ -1,19 +1,26 @@
 //! PostgreSQL: for several service instances on one database. Each operation
-//! is one statement (or one short transaction) with `synchronous_commit=on`.
+//! is one statement (or one short transaction) with `synchronous_commit=on`,
+//! except events: `ingest` is group commit — a few writer tasks each take the
+//! events waiting, lock their reminders in id order in one read, decide and
+//! write each (a job that fails leaves no trace: the batch is done again
+//! with a savepoint per job), and commit them together, answering only after
+//! the commit (`writer`).
+
+mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 
 use super::status_counts;
 use super::{
-    reminder_cols_of, Applied, ClaimReport, Created, Deferral, EventRecord, ListQuery, Page,
-    RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE, JOINED_ATTEMPT_COLS, LIVE,
-    REMINDER_COLS,
+    reminder_cols_of, Applied, ClaimReport, Created, Decide, Deferral, EventRecord, Ingested,
+    ListQuery, Page, RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
+    JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
 use super::{Suppressed, SuppressionCursor, SuppressionPage, SUPPRESSION_COLS};
 use crate::domain::Status;
@@ -40,6 +47,7 @@ const CLAIM_LOCK: i64 = 0x0064_7565_6361_6c6c;
 
 pub struct PgStore {
     pool: PgPool,
+    writers: writer::Writers,
 }
 
 fn reminder_from_row(row: &PgRow) -> Result<Reminder, StoreError> {
@@ -90,6 +98,231 @@ fn attempt_cols(row: &PgRow, prefix: &str) -> Result<Attempt, StoreError> {
         failure: row.try_get(col("failure").as_str())?,
     }
     .into_attempt()
+}
+
+/// A reminder and one of its attempts (`attempt`, or the current one), in one
+/// read; with `lock`, the reminder locked for this transaction (`FOR UPDATE`).
+async fn read_for_event(
+    conn: &mut PgConnection,
+    id: ReminderId,
+    attempt: Option<u32>,
+    lock: bool,
+) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError> {
+    let cols = reminder_cols_of("r");
+    let lock = if lock { " FOR UPDATE OF r" } else { "" };
+    let row = sqlx::query(&format!(
+        "SELECT {cols}, {JOINED_ATTEMPT_COLS} FROM reminders r \
+         LEFT JOIN attempts a ON a.reminder_id = r.id \
+           AND a.attempt = COALESCE($1, r.attempt_count) \
+         WHERE r.id = $2{lock}"
+    ))
+    .bind(attempt.map(|a| a as i32))
+    .bind(id.as_uuid())
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let found: Option<i32> = row.try_get("a_attempt")?;
+    let attempt = found.map(|_| attempt_cols(&row, "a_")).transpose()?;
+    Ok(Some((reminder_from_row(&row)?, attempt)))
+}
+
+/// One statement, so one round trip: lock the reminder if it is still where
+/// the decision saw it (and check its attempt), then — only then — record
+/// the event (once per `webhook-id`), and — only if the event was new —
+/// write the reminder and the attempt. Data-modifying CTEs run to
+/// completion together, atomically, or not at all.
+async fn apply_in(
+    conn: &mut PgConnection,
+    change: &Change,
+    event: Option<&EventRecord>,
+) -> Result<Applied, StoreError> {
+    let id = change.reminder_id.as_uuid();
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
+        "WITH target AS (SELECT {REMINDER_COLS} FROM reminders WHERE id = "
+    ));
+    q.push_bind(id)
+        .push(" AND status = ")
+        .push_bind(change.expect_status.as_str())
+        .push(" AND attempt_count = ")
+        .push_bind(change.expect_attempt as i32)
+        .push(" FOR UPDATE), guard AS (");
+    match &change.attempt {
+        None => {
+            q.push("SELECT 1 AS ok");
+        }
+        Some(AttemptWrite::Start { attempt, .. }) => {
+            q.push("SELECT 1 AS ok WHERE NOT EXISTS (SELECT 1 FROM attempts WHERE reminder_id = ")
+                .push_bind(id)
+                .push(" AND attempt = ")
+                .push_bind(*attempt as i32)
+                .push(")");
+        }
+        Some(AttemptWrite::Update {
+            attempt,
+            expect_status,
+            ..
+        }) => {
+            q.push("SELECT 1 AS ok FROM attempts WHERE reminder_id = ")
+                .push_bind(id)
+                .push(" AND attempt = ")
+                .push_bind(*attempt as i32)
+                .push(" AND status = ")
+                .push_bind(expect_status.as_str())
+                .push(" FOR UPDATE");
+        }
+    }
+    q.push("), go AS (SELECT 1 AS ok FROM target, guard)");
+    match event {
+        Some(ev) => {
+            q.push(
+                ", ev AS (INSERT INTO events (webhook_id, reminder_id, attempt, event_type, \
+                 occurred_at, received_at, applied, verdict, payload) SELECT ",
+            );
+            q.push_bind(&ev.webhook_id)
+                .push(", ")
+                .push_bind(ev.reminder_id.as_uuid())
+                .push(", ")
+                .push_bind(ev.attempt.map(|a| a as i32))
+                .push(", ")
+                .push_bind(ev.event_type.as_str())
+                .push(", ")
+                .push_bind(ev.occurred_at)
+                .push(", ")
+                .push_bind(ev.received_at)
+                .push(", ")
+                .push_bind(ev.applied)
+                .push(", ")
+                .push_bind(ev.verdict.as_str())
+                .push(", ")
+                .push_bind(&ev.payload)
+                .push(
+                    " FROM go ON CONFLICT (webhook_id) DO NOTHING RETURNING 1 AS ok), \
+                     write AS (SELECT ok FROM ev)",
+                );
+        }
+        None => {
+            q.push(", write AS (SELECT ok FROM go)");
+        }
+    }
+    if let Some(u) = &change.reminder {
+        q.push(", rem AS (UPDATE reminders SET status = ")
+            .push_bind(u.status.as_str())
+            .push(", attempt_count = ")
+            .push_bind(u.attempt_count as i32)
+            .push(", next_attempt_at = ")
+            .push_bind(u.next_attempt_at)
+            .push(", last_attempt_at = ")
+            .push_bind(u.last_attempt_at)
+            .push(", skip_reason = ")
+            .push_bind(&u.skip_reason)
+            .push(", outcome = COALESCE(")
+            .push_bind(u.outcome.as_ref().map(to_json))
+            .push(", outcome), deferred_by = NULL, updated_at = ")
+            .push_bind(change.at)
+            .push(" WHERE id = ")
+            .push_bind(id)
+            .push(format!(
+                " AND EXISTS (SELECT 1 FROM write) RETURNING {REMINDER_COLS})"
+            ));
+    }
+    match &change.attempt {
+        None => {}
+        Some(AttemptWrite::Start { attempt, room_name }) => {
+            // The attempt counts against its debt (SPEC §7) whatever path started it.
+            q.push(
+                ", att AS (INSERT INTO attempts (reminder_id, attempt, status, room_name, \
+                 dispatched_at, updated_at, debt_ref) SELECT ",
+            )
+            .push_bind(id)
+            .push(", ")
+            .push_bind(*attempt as i32)
+            .push(", 'in_progress', ")
+            .push_bind(room_name)
+            .push(", ")
+            .push_bind(change.at)
+            .push(", ")
+            .push_bind(change.at)
+            .push(", target.debt_ref FROM write, target RETURNING 1)");
+        }
+        Some(AttemptWrite::Update {
+            attempt,
+            status,
+            answered_at,
+            ended_at,
+            replace_end,
+            outcome,
+            failure,
+            ..
+        }) => {
+            q.push(", att AS (UPDATE attempts SET status = ")
+                .push_bind(status.as_str())
+                .push(", answered_at = COALESCE(answered_at, ")
+                .push_bind(*answered_at)
+                .push("), ended_at = CASE WHEN ")
+                .push_bind(*replace_end)
+                .push(" THEN ")
+                .push_bind(*ended_at)
+                .push(" ELSE COALESCE(ended_at, ")
+                .push_bind(*ended_at)
+                .push(") END, outcome = COALESCE(outcome, ")
+                .push_bind(outcome.as_ref().map(to_json))
+                .push("), failure = COALESCE(failure, ")
+                .push_bind(failure.as_ref().map(to_json))
+                .push("), updated_at = ")
+                .push_bind(change.at)
+                .push(" WHERE reminder_id = ")
+                .push_bind(id)
+                .push(" AND attempt = ")
+                .push_bind(*attempt as i32)
+                .push(" AND EXISTS (SELECT 1 FROM write) RETURNING 1)");
+        }
+    }
+    if let Some(add) = &change.suppress {
+        // Only if the event row was written (a repeat adds nothing), and
+        // only if the number is not on the list yet (then no audit row).
+        q.push(
+            ", sup AS (INSERT INTO suppressions (phone_number, reason, reminder_id, created_at) \
+             SELECT ",
+        )
+        .push_bind(add.phone_number.as_str())
+        .push(", ")
+        .push_bind(add.reason.as_str())
+        .push(", ")
+        .push_bind(add.reminder_id.map(|r| r.as_uuid()))
+        .push(", ")
+        .push_bind(change.at)
+        .push(
+            " FROM write ON CONFLICT (phone_number) DO NOTHING \
+             RETURNING phone_number, reason, reminder_id, created_at), \
+             sup_audit AS (INSERT INTO suppression_audit (phone_number, action, reason, \
+             reminder_id, at) SELECT phone_number, 'added', reason, reminder_id, created_at \
+             FROM sup)",
+        );
+    }
+    q.push(" SELECT EXISTS (SELECT 1 FROM reminders WHERE id = ")
+        .push_bind(id)
+        .push(
+            ") AS found, EXISTS (SELECT 1 FROM go) AS guarded, \
+             EXISTS (SELECT 1 FROM write) AS written, s.* FROM (SELECT 1) AS one LEFT JOIN ",
+        )
+        .push(if change.reminder.is_some() {
+            "rem"
+        } else {
+            "target"
+        })
+        .push(" AS s ON true");
+    let row = q.build().fetch_one(conn).await?;
+    let found: bool = row.try_get("found")?;
+    let guarded: bool = row.try_get("guarded")?;
+    let written: bool = row.try_get("written")?;
+    Ok(match (guarded, written) {
+        (false, _) if found => Applied::Stale,
+        (false, _) => Applied::NotFound,
+        (true, false) => Applied::Duplicate,
+        (true, true) => Applied::Done(Box::new(reminder_from_row(&row)?)),
+    })
 }
 
 fn due_sql() -> String {
@@ -187,7 +420,8 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let writers = writer::Writers::start(&pool);
+        Ok(Self { pool, writers })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -294,23 +528,7 @@ impl Store for PgStore {
         id: ReminderId,
         attempt: Option<u32>,
     ) -> Result<Option<(Reminder, Option<Attempt>)>, StoreError> {
-        let cols = reminder_cols_of("r");
-        let row = sqlx::query(&format!(
-            "SELECT {cols}, {JOINED_ATTEMPT_COLS} FROM reminders r \
-             LEFT JOIN attempts a ON a.reminder_id = r.id \
-               AND a.attempt = COALESCE($1, r.attempt_count) \
-             WHERE r.id = $2"
-        ))
-        .bind(attempt.map(|a| a as i32))
-        .bind(id.as_uuid())
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let found: Option<i32> = row.try_get("a_attempt")?;
-        let attempt = found.map(|_| attempt_cols(&row, "a_")).transpose()?;
-        Ok(Some((reminder_from_row(&row)?, attempt)))
+        read_for_event(&mut *self.pool.acquire().await?, id, attempt, false).await
     }
 
     async fn list_attempts(&self, id: ReminderId) -> Result<Vec<Attempt>, StoreError> {
@@ -364,203 +582,21 @@ impl Store for PgStore {
         Ok(Page::from_rows(reminders, query.limit))
     }
 
-    /// One statement, so one round trip: lock the reminder if it is still where
-    /// the decision saw it (and check its attempt), then — only then — record
-    /// the event (once per `webhook-id`), and — only if the event was new —
-    /// write the reminder and the attempt. Data-modifying CTEs run to
-    /// completion together, atomically, or not at all.
     async fn apply(
         &self,
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError> {
-        let id = change.reminder_id.as_uuid();
-        let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
-            "WITH target AS (SELECT {REMINDER_COLS} FROM reminders WHERE id = "
-        ));
-        q.push_bind(id)
-            .push(" AND status = ")
-            .push_bind(change.expect_status.as_str())
-            .push(" AND attempt_count = ")
-            .push_bind(change.expect_attempt as i32)
-            .push(" FOR UPDATE), guard AS (");
-        match &change.attempt {
-            None => {
-                q.push("SELECT 1 AS ok");
-            }
-            Some(AttemptWrite::Start { attempt, .. }) => {
-                q.push(
-                    "SELECT 1 AS ok WHERE NOT EXISTS (SELECT 1 FROM attempts WHERE reminder_id = ",
-                )
-                .push_bind(id)
-                .push(" AND attempt = ")
-                .push_bind(*attempt as i32)
-                .push(")");
-            }
-            Some(AttemptWrite::Update {
-                attempt,
-                expect_status,
-                ..
-            }) => {
-                q.push("SELECT 1 AS ok FROM attempts WHERE reminder_id = ")
-                    .push_bind(id)
-                    .push(" AND attempt = ")
-                    .push_bind(*attempt as i32)
-                    .push(" AND status = ")
-                    .push_bind(expect_status.as_str())
-                    .push(" FOR UPDATE");
-            }
-        }
-        q.push("), go AS (SELECT 1 AS ok FROM target, guard)");
-        match event {
-            Some(ev) => {
-                q.push(
-                    ", ev AS (INSERT INTO events (webhook_id, reminder_id, attempt, event_type, \
-                     occurred_at, received_at, applied, verdict, payload) SELECT ",
-                );
-                q.push_bind(&ev.webhook_id)
-                    .push(", ")
-                    .push_bind(ev.reminder_id.as_uuid())
-                    .push(", ")
-                    .push_bind(ev.attempt.map(|a| a as i32))
-                    .push(", ")
-                    .push_bind(ev.event_type.as_str())
-                    .push(", ")
-                    .push_bind(ev.occurred_at)
-                    .push(", ")
-                    .push_bind(ev.received_at)
-                    .push(", ")
-                    .push_bind(ev.applied)
-                    .push(", ")
-                    .push_bind(ev.verdict.as_str())
-                    .push(", ")
-                    .push_bind(&ev.payload)
-                    .push(
-                        " FROM go ON CONFLICT (webhook_id) DO NOTHING RETURNING 1 AS ok), \
-                         write AS (SELECT ok FROM ev)",
-                    );
-            }
-            None => {
-                q.push(", write AS (SELECT ok FROM go)");
-            }
-        }
-        if let Some(u) = &change.reminder {
-            q.push(", rem AS (UPDATE reminders SET status = ")
-                .push_bind(u.status.as_str())
-                .push(", attempt_count = ")
-                .push_bind(u.attempt_count as i32)
-                .push(", next_attempt_at = ")
-                .push_bind(u.next_attempt_at)
-                .push(", last_attempt_at = ")
-                .push_bind(u.last_attempt_at)
-                .push(", skip_reason = ")
-                .push_bind(&u.skip_reason)
-                .push(", outcome = COALESCE(")
-                .push_bind(u.outcome.as_ref().map(to_json))
-                .push(", outcome), deferred_by = NULL, updated_at = ")
-                .push_bind(change.at)
-                .push(" WHERE id = ")
-                .push_bind(id)
-                .push(format!(
-                    " AND EXISTS (SELECT 1 FROM write) RETURNING {REMINDER_COLS})"
-                ));
-        }
-        match &change.attempt {
-            None => {}
-            Some(AttemptWrite::Start { attempt, room_name }) => {
-                // The attempt counts against its debt (SPEC §7) whatever path started it.
-                q.push(
-                    ", att AS (INSERT INTO attempts (reminder_id, attempt, status, room_name, \
-                     dispatched_at, updated_at, debt_ref) SELECT ",
-                )
-                .push_bind(id)
-                .push(", ")
-                .push_bind(*attempt as i32)
-                .push(", 'in_progress', ")
-                .push_bind(room_name)
-                .push(", ")
-                .push_bind(change.at)
-                .push(", ")
-                .push_bind(change.at)
-                .push(", target.debt_ref FROM write, target RETURNING 1)");
-            }
-            Some(AttemptWrite::Update {
-                attempt,
-                status,
-                answered_at,
-                ended_at,
-                replace_end,
-                outcome,
-                failure,
-                ..
-            }) => {
-                q.push(", att AS (UPDATE attempts SET status = ")
-                    .push_bind(status.as_str())
-                    .push(", answered_at = COALESCE(answered_at, ")
-                    .push_bind(*answered_at)
-                    .push("), ended_at = CASE WHEN ")
-                    .push_bind(*replace_end)
-                    .push(" THEN ")
-                    .push_bind(*ended_at)
-                    .push(" ELSE COALESCE(ended_at, ")
-                    .push_bind(*ended_at)
-                    .push(") END, outcome = COALESCE(outcome, ")
-                    .push_bind(outcome.as_ref().map(to_json))
-                    .push("), failure = COALESCE(failure, ")
-                    .push_bind(failure.as_ref().map(to_json))
-                    .push("), updated_at = ")
-                    .push_bind(change.at)
-                    .push(" WHERE reminder_id = ")
-                    .push_bind(id)
-                    .push(" AND attempt = ")
-                    .push_bind(*attempt as i32)
-                    .push(" AND EXISTS (SELECT 1 FROM write) RETURNING 1)");
-            }
-        }
-        if let Some(add) = &change.suppress {
-            // Only if the event row was written (a repeat adds nothing), and
-            // only if the number is not on the list yet (then no audit row).
-            q.push(
-                ", sup AS (INSERT INTO suppressions (phone_number, reason, reminder_id, created_at) \
-                 SELECT ",
-            )
-            .push_bind(add.phone_number.as_str())
-            .push(", ")
-            .push_bind(add.reason.as_str())
-            .push(", ")
-            .push_bind(add.reminder_id.map(|r| r.as_uuid()))
-            .push(", ")
-            .push_bind(change.at)
-            .push(
-                " FROM write ON CONFLICT (phone_number) DO NOTHING \
-                 RETURNING phone_number, reason, reminder_id, created_at), \
-                 sup_audit AS (INSERT INTO suppression_audit (phone_number, action, reason, \
-                 reminder_id, at) SELECT phone_number, 'added', reason, reminder_id, created_at \
-                 FROM sup)",
-            );
-        }
-        q.push(" SELECT EXISTS (SELECT 1 FROM reminders WHERE id = ")
-            .push_bind(id)
-            .push(
-                ") AS found, EXISTS (SELECT 1 FROM go) AS guarded, \
-                 EXISTS (SELECT 1 FROM write) AS written, s.* FROM (SELECT 1) AS one LEFT JOIN ",
-            )
-            .push(if change.reminder.is_some() {
-                "rem"
-            } else {
-                "target"
-            })
-            .push(" AS s ON true");
-        let row = q.build().fetch_one(&self.pool).await?;
-        let found: bool = row.try_get("found")?;
-        let guarded: bool = row.try_get("guarded")?;
-        let written: bool = row.try_get("written")?;
-        Ok(match (guarded, written) {
-            (false, _) if found => Applied::Stale,
-            (false, _) => Applied::NotFound,
-            (true, false) => Applied::Duplicate,
-            (true, true) => Applied::Done(Box::new(reminder_from_row(&row)?)),
-        })
+        apply_in(&mut *self.pool.acquire().await?, change, event).await
+    }
+
+    async fn ingest(
+        &self,
+        id: ReminderId,
+        attempt: Option<u32>,
+        decide: Box<Decide>,
+    ) -> Result<Option<Ingested>, StoreError> {
+        self.writers.ingest(id, attempt, decide).await
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Reminder>, StoreError> {

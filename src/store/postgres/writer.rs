@@ -1,0 +1,331 @@
+//! PostgreSQL's event writers: group commit for `Store::ingest`.
+//!
+//! A few writer tasks (`WRITERS`) share one queue of ingest jobs. A writer
+//! that is free takes every job waiting (up to `MAX_BATCH`) and does them in
+//! one transaction on one connection:
+//!
+//! 1. `BEGIN`, then one statement reads every job's reminder and attempt and
+//!    locks the reminders (`FOR UPDATE OF r`), in reminder-id order. Other
+//!    writers and other instances lock in the same order, so two batches do
+//!    not deadlock on each other; until the commit nobody else can change
+//!    what the jobs are decided on.
+//! 2. Each job: decide on what was read (re-read, already locked, when an
+//!    earlier job in the batch wrote the same reminder), write with the same
+//!    compare-and-set statement as `apply` (one statement: all or nothing; a
+//!    duplicate writes nothing), and on a `Stale` (an attempt row changed
+//!    under the read) re-read and decide again. A job that fails dooms
+//!    PostgreSQL's transaction, so then the batch is rolled back and done
+//!    again with a savepoint per job: the failed job rolls back to its own
+//!    and leaves no trace, the others are written. (Savepoints every time
+//!    cost a round trip a job: about a fifth of the throughput at c=32-256.)
+//! 3. One `COMMIT` (`synchronous_commit=on`: one WAL flush for the batch),
+//!    and only then does each job's caller hear its answer. A commit that
+//!    fails fails every job in the batch (`StoreError::Commit`).
+//!
+//! A batch of one takes the short path instead: read, decide, and the
+//! compare-and-set write, which commits by itself (two round trips, as many
+//! as a lone event needs; a lost compare-and-set is decided again).
+//!
+//! A batch that PostgreSQL aborts as a deadlock victim or for a
+//! serialization failure (with a writer that is not ours, say) is rolled back
+//! and replayed as a whole: `decide` is `Fn`, so a job can be decided again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::{Executor, Row};
+use tokio::sync::{mpsc, oneshot, Mutex};
+
+use super::{apply_in, attempt_cols, read_for_event, reminder_from_row};
+use crate::domain::{Attempt, Reminder, ReminderId};
+use crate::store::{
+    reminder_cols_of, Applied, Decide, Ingested, StoreError, JOINED_ATTEMPT_COLS, MAX_DECISIONS,
+};
+
+/// How many batches can be in flight at once, each on its own connection.
+pub(super) const WRITERS: usize = 4;
+/// At most this many jobs share one commit.
+const MAX_BATCH: usize = 128;
+/// How often a batch aborted by a deadlock or a serialization failure is replayed.
+const MAX_REPLAYS: usize = 5;
+
+type Answer = Result<Option<Ingested>, StoreError>;
+
+/// One event to ingest, and where its answer goes.
+struct Job {
+    id: ReminderId,
+    attempt: Option<u32>,
+    decide: Box<Decide>,
+    reply: oneshot::Sender<Answer>,
+}
+
+/// The handle the store keeps: where jobs go.
+pub(super) struct Writers {
+    jobs: mpsc::Sender<Job>,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Commit("the PostgreSQL writers have stopped".into())
+}
+
+impl Writers {
+    /// Start the writer tasks on `pool`. They end when the store is dropped.
+    pub(super) fn start(pool: &PgPool) -> Self {
+        let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..WRITERS {
+            tokio::spawn(run(pool.clone(), Arc::clone(&queue)));
+        }
+        Self { jobs }
+    }
+
+    pub(super) async fn ingest(
+        &self,
+        id: ReminderId,
+        attempt: Option<u32>,
+        decide: Box<Decide>,
+    ) -> Answer {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            id,
+            attempt,
+            decide,
+            reply,
+        };
+        self.jobs.send(job).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// One writer: take what is waiting, write it as one transaction, answer.
+async fn run(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            batch
+        };
+        let answers = write_batch(&pool, &batch).await;
+        for (job, answer) in batch.into_iter().zip(answers) {
+            let _ = job.reply.send(answer);
+        }
+    }
+}
+
+/// The batch's answers, one per job, once its commit is known. First without
+/// savepoints; replayed with them when a job failed, and as it was when
+/// PostgreSQL aborted it for a deadlock or a serialization failure.
+async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Answer> {
+    if let [job] = batch {
+        return vec![alone(pool, job).await];
+    }
+    let mut savepoints = false;
+    let mut replays = 0;
+    loop {
+        let failure = match try_batch(pool, batch, savepoints).await {
+            Ok(answers) => return answers,
+            Err(Failed::Job) => {
+                savepoints = true;
+                continue;
+            }
+            Err(Failed::Batch(e)) => e,
+        };
+        if is_retryable(&failure) && replays < MAX_REPLAYS {
+            replays += 1;
+            tracing::debug!(error = %failure, replays, "event batch replayed");
+            continue;
+        }
+        let message = failure.to_string();
+        return batch
+            .iter()
+            .map(|_| Err(StoreError::Commit(message.clone())))
+            .collect();
+    }
+}
+
+/// Why a batch's transaction was given up (nothing of it committed).
+enum Failed {
+    /// A job failed in a batch without savepoints: replay it with them.
+    Job,
+    /// The batch itself: its reply, unless it is worth replaying.
+    Batch(sqlx::Error),
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Batch(e)
+    }
+}
+
+/// A job with no company: the short path, two round trips and no explicit
+/// transaction. Read without a lock, decide, and write with the
+/// compare-and-set statement, which commits by itself; on a `Stale` (another
+/// writer came between) read and decide again.
+async fn alone(pool: &PgPool, job: &Job) -> Answer {
+    let mut conn = pool.acquire().await?;
+    let mut last = None;
+    for _ in 0..MAX_DECISIONS {
+        let Some((before, attempt)) = read_for_event(&mut conn, job.id, job.attempt, false).await?
+        else {
+            return Ok(None);
+        };
+        let (decision, record) = (job.decide)(&before, attempt.as_ref());
+        let applied = apply_in(&mut conn, &decision.change, Some(&record)).await?;
+        let stale = applied == Applied::Stale;
+        let done = Ingested {
+            before,
+            decision,
+            applied,
+        };
+        if !stale {
+            return Ok(Some(done));
+        }
+        last = Some(done);
+    }
+    Ok(last)
+}
+
+/// A deadlock victim (40P01) or a serialization failure (40001).
+fn is_retryable(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40P01" || code == "40001")
+}
+
+/// One transaction for the whole batch. `Err`: nothing of it was committed.
+///
+/// Without `savepoints` a job costs one round trip less (its write is one
+/// statement, all or nothing; a duplicate or a stale one writes nothing),
+/// but a job that fails dooms the transaction (PostgreSQL refuses every
+/// statement after a failed one): `Failed::Job`, and the batch is replayed
+/// with a savepoint per job, so the failed job leaves no trace and the others
+/// are written.
+async fn try_batch(pool: &PgPool, batch: &[Job], savepoints: bool) -> Result<Vec<Answer>, Failed> {
+    let mut tx = pool.begin().await?;
+    let mut read = lock_and_read(&mut tx, batch).await?;
+    // Reminders an earlier job of this batch wrote: read again, not from `read`.
+    let mut written = HashSet::new();
+    let mut answers = Vec::with_capacity(batch.len());
+    for (n, job) in batch.iter().enumerate() {
+        let first = if written.contains(&job.id) {
+            None
+        } else {
+            Some(read[n].take())
+        };
+        if savepoints {
+            // Keep the previous job's writes; open this one's savepoint.
+            let sql = if n == 0 {
+                "SAVEPOINT job"
+            } else {
+                "RELEASE SAVEPOINT job; SAVEPOINT job"
+            };
+            simple(&mut tx, sql).await?;
+        }
+        let answer = match ingest_one(&mut tx, job, first).await {
+            Ok(answer) => Ok(answer),
+            Err(StoreError::Database(e)) if is_retryable(&e) => return Err(Failed::Batch(e)),
+            Err(_) if !savepoints => return Err(Failed::Job),
+            Err(e) => {
+                simple(&mut tx, "ROLLBACK TO SAVEPOINT job").await?;
+                Err(e)
+            }
+        };
+        if let Ok(Some(Ingested {
+            applied: Applied::Done(_),
+            ..
+        })) = &answer
+        {
+            written.insert(job.id);
+        }
+        answers.push(answer);
+    }
+    tx.commit().await?;
+    Ok(answers)
+}
+
+/// Statements without parameters (savepoints), in one round trip.
+async fn simple(conn: &mut PgConnection, sql: &'static str) -> Result<(), sqlx::Error> {
+    // A bare string: PostgreSQL's simple protocol, several statements at once.
+    conn.execute(sql).await?;
+    Ok(())
+}
+
+/// Every job's reminder and attempt, as `read_for_event` would read them, in
+/// one statement; the reminders locked in id order. `None`: no such reminder.
+async fn lock_and_read(
+    conn: &mut PgConnection,
+    batch: &[Job],
+) -> Result<Vec<Option<(Reminder, Option<Attempt>)>>, sqlx::Error> {
+    let ids: Vec<uuid::Uuid> = batch.iter().map(|j| j.id.as_uuid()).collect();
+    let attempts: Vec<Option<i32>> = batch.iter().map(|j| j.attempt.map(|a| a as i32)).collect();
+    let cols = reminder_cols_of("r");
+    let rows = sqlx::query(&format!(
+        "SELECT v.n, {cols}, {JOINED_ATTEMPT_COLS} \
+         FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS v(rid, att, n) \
+         JOIN reminders r ON r.id = v.rid \
+         LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(v.att, r.attempt_count) \
+         ORDER BY r.id FOR UPDATE OF r"
+    ))
+    .bind(&ids)
+    .bind(&attempts)
+    .fetch_all(conn)
+    .await?;
+    let mut read: Vec<Option<(Reminder, Option<Attempt>)>> = batch.iter().map(|_| None).collect();
+    for row in &rows {
+        let n: i64 = row.try_get("n")?;
+        let found: Option<i32> = row.try_get("a_attempt")?;
+        let parsed = reminder_from_row(row).and_then(|r| {
+            let attempt = found.map(|_| attempt_cols(row, "a_")).transpose()?;
+            Ok((r, attempt))
+        });
+        // Unreadable data: the job reads again alone and hears the error.
+        if let Ok(pair) = parsed {
+            read[(n - 1) as usize] = Some(pair);
+        }
+    }
+    Ok(read)
+}
+
+/// One job inside the batch's transaction: decide on `first` (the batch's
+/// read; `None`: read it now, locked), write, and decide again on a `Stale`.
+async fn ingest_one(
+    conn: &mut PgConnection,
+    job: &Job,
+    mut first: Option<Option<(Reminder, Option<Attempt>)>>,
+) -> Answer {
+    let mut last = None;
+    for _ in 0..MAX_DECISIONS {
+        let current = match first.take() {
+            Some(Some(pair)) => Some(pair),
+            // Not in the batch's read: see for ourselves (the reminder may
+            // be missing, or unreadable, and this says which).
+            Some(None) | None => read_for_event(&mut *conn, job.id, job.attempt, true).await?,
+        };
+        let Some((before, attempt)) = current else {
+            return Ok(None);
+        };
+        let (decision, record) = (job.decide)(&before, attempt.as_ref());
+        let applied = apply_in(&mut *conn, &decision.change, Some(&record)).await?;
+        let stale = applied == Applied::Stale;
+        let done = Ingested {
+            before,
+            decision,
+            applied,
+        };
+        if !stale {
+            return Ok(Some(done));
+        }
+        last = Some(done);
+    }
+    Ok(last)
+}
