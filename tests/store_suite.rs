@@ -1789,3 +1789,50 @@ async fn an_in_memory_sqlite_database_is_refused_with_the_reason() {
         assert!(err.to_string().contains("must name a file"), "{url}: {err}");
     }
 }
+
+/// SQLite's writer leaves checkpoints to a thread of its own: while events
+/// keep coming in bursts, the WAL is copied into the database between them,
+/// so the WAL file is reused from its start instead of growing with every
+/// event ever written.
+#[tokio::test]
+async fn sqlite_checkpoints_keep_the_wal_from_growing() {
+    let Some((db, store)) = open(Backend::Sqlite).await else {
+        return;
+    };
+    let wal = std::path::PathBuf::from(format!("{}-wal", db.url.trim_start_matches("sqlite://")));
+    let now = t("2026-11-24T15:01:00Z");
+    let mut sizes = Vec::new();
+    for round in 0..5 {
+        let ids = due_reminders(&store, 40, "2026-11-24T15:00:00Z", json!({})).await;
+        store
+            .claim(&ids, now, 100_000, &common::default_rules())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for (n, id) in ids.iter().enumerate() {
+            let store = Arc::clone(&store);
+            let ev = domain::Event {
+                reminder_id: *id,
+                attempt: Some(1),
+                occurred_at: now,
+                kind: domain::EventKind::Answered,
+            };
+            let decide = decide_for(ev, format!("wal_{round}_{n}"), now);
+            let id = *id;
+            tasks.push(tokio::spawn(async move {
+                store.ingest(id, Some(1), decide).await.unwrap().unwrap()
+            }));
+        }
+        for task in tasks {
+            assert!(matches!(task.await.unwrap().applied, Applied::Done(_)));
+        }
+        // Time for the checkpointer (it waits at most 100 ms between two).
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        sizes.push(std::fs::metadata(&wal).unwrap().len());
+    }
+    assert!(
+        sizes[4] < 2 * sizes[0],
+        "the WAL grew with every round: {sizes:?} bytes"
+    );
+    db.cleanup().await;
+}

@@ -134,14 +134,25 @@ impl Writer {
         conn.busy_timeout(Duration::from_secs(10))?;
         // WAL is the file's (set when sqlx created it); these are the connection's own.
         // The savepoints' statement journals in memory, not in temporary files.
+        // No checkpoints here: the checkpointer thread does them (see `checkpoints`).
         conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
+            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+             PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
+        let checkpointer = Connection::open(path)?;
+        checkpointer.busy_timeout(Duration::from_secs(10))?;
+        let (committed, wake) = std::sync::mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("duecall-sqlite-checkpoint".into())
+            .spawn(move || checkpoints(checkpointer, wake))
+            .map_err(|e| {
+                StoreError::Commit(format!("cannot start the SQLite checkpointer: {e}"))
+            })?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("duecall-sqlite-writer".into())
-            .spawn(move || run(conn, queue, gate))
+            .spawn(move || run(conn, queue, gate, committed))
             .map_err(|e| StoreError::Commit(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self { jobs })
     }
@@ -205,7 +216,12 @@ impl Writer {
 
 /// The thread: take what has arrived, write it in one transaction, answer.
 /// Ends when the store (every sender) is gone.
-fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, gate: Arc<Mutex<()>>) {
+fn run(
+    mut conn: Connection,
+    mut queue: mpsc::Receiver<Job>,
+    gate: Arc<Mutex<()>>,
+    committed: std::sync::mpsc::SyncSender<()>,
+) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -217,9 +233,41 @@ fn run(mut conn: Connection, mut queue: mpsc::Receiver<Job>, gate: Arc<Mutex<()>
         let turn = gate.blocking_lock();
         let commit = write_batch(&mut conn, &mut batch);
         drop(turn);
+        if commit.is_ok() {
+            // Full: a checkpoint is already due; it will see this commit too.
+            let _ = committed.try_send(());
+        }
         for job in batch {
             job.answer(&commit);
         }
+    }
+}
+
+/// The shortest time between two checkpoints: while events keep coming, the
+/// WAL is copied into the database about this often (not after every commit).
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
+
+/// The checkpointer thread: after commits, copy the WAL's pages into the
+/// database file (`PASSIVE`: it never blocks the writer or a reader), so that
+/// work — page writes and the database file's fsync — is off the writer's
+/// path and its commits only append to the WAL. A commit is durable in the
+/// WAL already (`synchronous=FULL`); a checkpoint only keeps the WAL short.
+/// Ends, after a last checkpoint, when the writer does.
+fn checkpoints(conn: Connection, wake: std::sync::mpsc::Receiver<()>) {
+    let mut last = std::time::Instant::now();
+    while wake.recv().is_ok() {
+        if let Some(wait) = CHECKPOINT_EVERY.checked_sub(last.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        checkpoint(&conn);
+        last = std::time::Instant::now();
+    }
+    checkpoint(&conn);
+}
+
+fn checkpoint(conn: &Connection) {
+    if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        tracing::warn!(error = %e, "SQLite checkpoint failed; the next commit tries again");
     }
 }
 
