@@ -7,6 +7,7 @@
 //! roll the batch back and run it again with a savepoint per job, so it alone
 //! leaves nothing; the common batch pays for no savepoints. Statements are
 //! prepared once and kept. Nobody hears "done" before the commit is durable.
+//! Checkpoints are another thread's (`checkpoints`): the writer only appends.
 //!
 //! Why a thread and `rusqlite`, not sqlx's connection: sqlx runs each SQLite
 //! connection on a worker thread and hands every statement over a channel;
