@@ -173,26 +173,7 @@ impl From<sqlx::Error> for Failed {
 /// writer came between) read and decide again.
 async fn alone(pool: &PgPool, job: &Job) -> Answer {
     let mut conn = pool.acquire().await?;
-    let mut last = None;
-    for _ in 0..MAX_DECISIONS {
-        let Some((before, attempt)) = read_for_event(&mut conn, job.id, job.attempt, false).await?
-        else {
-            return Ok(None);
-        };
-        let (decision, record) = (job.decide)(&before, attempt.as_ref());
-        let applied = apply_in(&mut conn, &decision.change, Some(&record)).await?;
-        let stale = applied == Applied::Stale;
-        let done = Ingested {
-            before,
-            decision,
-            applied,
-        };
-        if !stale {
-            return Ok(Some(done));
-        }
-        last = Some(done);
-    }
-    Ok(last)
+    ingest_one(&mut conn, job, None, false).await
 }
 
 /// A deadlock victim (40P01) or a serialization failure (40001).
@@ -231,7 +212,7 @@ async fn try_batch(pool: &PgPool, batch: &[Job], savepoints: bool) -> Result<Vec
             };
             simple(&mut tx, sql).await?;
         }
-        let answer = match ingest_one(&mut tx, job, first).await {
+        let answer = match ingest_one(&mut tx, job, first, true).await {
             Ok(answer) => Ok(answer),
             Err(StoreError::Database(e)) if is_retryable(&e) => return Err(Failed::Batch(e)),
             Err(_) if !savepoints => return Err(Failed::Job),
@@ -296,12 +277,13 @@ async fn lock_and_read(
     Ok(read)
 }
 
-/// One job inside the batch's transaction: decide on `first` (the batch's
-/// read; `None`: read it now, locked), write, and decide again on a `Stale`.
+/// One job: decide on `first` (the batch's read; `None`: read it now,
+/// `FOR UPDATE` when `lock`), write, and on a `Stale` read and decide again.
 async fn ingest_one(
     conn: &mut PgConnection,
     job: &Job,
     mut first: Option<Option<(Reminder, Option<Attempt>)>>,
+    lock: bool,
 ) -> Answer {
     let mut last = None;
     for _ in 0..MAX_DECISIONS {
@@ -309,7 +291,7 @@ async fn ingest_one(
             Some(Some(pair)) => Some(pair),
             // Not in the batch's read: see for ourselves (the reminder may
             // be missing, or unreadable, and this says which).
-            Some(None) | None => read_for_event(&mut *conn, job.id, job.attempt, true).await?,
+            Some(None) | None => read_for_event(&mut *conn, job.id, job.attempt, lock).await?,
         };
         let Some((before, attempt)) = current else {
             return Ok(None);
