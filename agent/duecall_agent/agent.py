@@ -300,8 +300,9 @@ class PaymentReminderAgent(Agent):
             amount_minor: The amount the customer said they will pay, in whole minor units (cents).
             date: The calendar date the customer said they will pay on, as YYYY-MM-DD.
             customer_quote: The customer's own words, verbatim, that state the amount and the date
-                (e.g. "a hundred twenty dollars on Friday"); a bare yes is refused. Parts said
-                apart may be joined with "...".
+                (e.g. "a hundred twenty dollars on Friday"); a bare yes is refused, and so are
+                words that say they will not pay it ("I can't pay..."). Parts said apart may be
+                joined with "...".
             revise: True only if the customer corrects a promise already recorded in this call.
         """
         return await self._final(lambda: self._recorder.record_promise(amount_minor, date, customer_quote, revise=revise))
