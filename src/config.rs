@@ -128,6 +128,43 @@ pub struct Config {
     pub region_call_frequency: Vec<(Region, Frequency)>,
     /// `QUIET_AFTER_CONVERSATION`.
     pub quiet_after_conversation: chrono::Duration,
+    /// `NOTIFY_URL` and `NOTIFY_SECRET` (SPEC §9): where outcome notifications
+    /// go, and what signs them; `None`: none are written or sent.
+    pub notify: Option<NotifyConfig>,
+}
+
+/// The business system's webhook endpoint (SPEC §9).
+#[derive(Debug, Clone)]
+pub struct NotifyConfig {
+    pub url: reqwest::Url,
+    /// Every secret signs each notification (rotation).
+    pub secrets: WebhookSecrets,
+}
+
+/// `NOTIFY_URL` needs a valid `NOTIFY_SECRET`, and a secret alone is a
+/// half-done setting: both or neither.
+fn notify_config(
+    get: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<NotifyConfig>, ConfigError> {
+    match (get("NOTIFY_URL"), get("NOTIFY_SECRET")) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(err(
+            "NOTIFY_SECRET",
+            "is set but NOTIFY_URL is not: set both to send notifications, or neither",
+        )),
+        (Some(_), None) => Err(err(
+            "NOTIFY_SECRET",
+            "is required when NOTIFY_URL is set: one or more whsec_… secrets, comma-separated",
+        )),
+        (Some(url), Some(secret)) => {
+            let url = reqwest::Url::parse(&url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .ok_or_else(|| err("NOTIFY_URL", "must be an http:// or https:// URL"))?;
+            let secrets = WebhookSecrets::parse(&secret).map_err(|m| err("NOTIFY_SECRET", m))?;
+            Ok(Some(NotifyConfig { url, secrets }))
+        }
+    }
 }
 
 impl Config {
@@ -165,6 +202,7 @@ impl Config {
         let webhook_secrets = get("WEBHOOK_SECRET")
             .map(|s| WebhookSecrets::parse(&s).map_err(|m| err("WEBHOOK_SECRET", m)))
             .transpose()?;
+        let notify = notify_config(&get)?;
         let api_key = bearer_secret(&get, "DUECALL_API_KEY")?;
         let cron_secret = bearer_secret(&get, "CRON_SECRET")?;
         let dashboard_password = match get("DASHBOARD_PASSWORD") {
@@ -392,6 +430,7 @@ impl Config {
         )? as u32;
 
         Ok(Self {
+            notify,
             database_url,
             database_max_connections,
             bind_addr,

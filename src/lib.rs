@@ -12,6 +12,7 @@ pub mod dialer;
 pub mod domain;
 pub mod http;
 pub mod import;
+pub mod notify;
 pub mod phone_zones;
 pub mod policy;
 pub mod scheduler;
@@ -30,7 +31,12 @@ use store::{Store, StoreError};
 
 /// Open the configured store (running migrations) and assemble the shared state.
 pub async fn build_state(config: Config, clock: Arc<dyn Clock>) -> Result<AppState, StoreError> {
-    let store = store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = store::connect_with(
+        &config.database_url,
+        config.database_max_connections,
+        config.notify.is_some(),
+    )
+    .await?;
     Ok(state_with(store, clock, config))
 }
 
@@ -154,18 +160,53 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    serve_with(listener, state, shutdown, notify::NotifySettings::default()).await
+}
+
+/// [`serve`], with the notification worker (started when `NOTIFY_URL` is set)
+/// tuned by `notify_settings`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    notify_settings: notify::NotifySettings,
+) -> std::io::Result<()> {
     // The dashboard's cookie-signing key, shared through the database.
     let key = http::session::signing_key(state.store.as_ref(), state.clock.now())
         .await
         .map_err(std::io::Error::other)?;
     let limits = state.config.http.clone();
     let sign_in = Arc::clone(&state.sign_in);
-    server::run(
+    let notifier = state.config.notify.as_ref().map(|config| {
+        let notifier = Arc::new(notify::Notifier::new(
+            Arc::clone(&state.store),
+            config,
+            Arc::clone(&state.clock),
+            notify_settings,
+        ));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(notifier.run(async move {
+            let _ = stopped.await;
+        }));
+        (stop, task)
+    });
+    let served = server::run(
         listener,
         http::router(state, key),
         &limits,
         sign_in,
         shutdown,
     )
-    .await
+    .await;
+    if let Some((stop, mut task)) = notifier {
+        // A try cut short here was not recorded: its lease runs out and the
+        // notification is tried again, by this instance or another.
+        let _ = stop.send(());
+        let grace = std::time::Duration::from_secs(2);
+        if tokio::time::timeout(grace, &mut task).await.is_err() {
+            task.abort();
+            tracing::warn!("notification tries still in flight at shutdown are retried later");
+        }
+    }
+    served
 }

@@ -6,6 +6,7 @@
 
 mod calling;
 mod create;
+mod notice;
 mod reminder;
 mod suppression;
 mod transition;
@@ -13,6 +14,7 @@ mod values;
 
 pub use calling::*;
 pub use create::*;
+pub use notice::*;
 pub use reminder::*;
 pub use suppression::*;
 pub use transition::*;

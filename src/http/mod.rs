@@ -28,6 +28,7 @@ pub mod cron;
 pub mod dashboard;
 pub mod error;
 pub mod livekit;
+pub mod notifications;
 pub mod openapi;
 pub mod ops;
 pub mod reminders;
@@ -120,6 +121,17 @@ fn routes() -> [Routes; 3] {
             Method::DELETE,
             "/api/suppressions/{phone_number}",
             suppressions::remove,
+        )
+        .add(Method::GET, "/api/notifications", notifications::list)
+        .add(
+            Method::GET,
+            "/api/notifications/{id}",
+            notifications::get_one,
+        )
+        .add(
+            Method::POST,
+            "/api/notifications/{id}/resend",
+            notifications::resend,
         );
     let pages = Routes::new().add(Method::GET, "/", dashboard::home).add(
         Method::GET,

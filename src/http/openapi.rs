@@ -117,6 +117,9 @@ pub struct CallStatusEvent {
         super::suppressions::list,
         super::suppressions::get_one,
         super::suppressions::remove,
+        super::notifications::list,
+        super::notifications::get_one,
+        super::notifications::resend,
         super::call_status::receive,
         super::livekit::receive,
         super::cron::process,
@@ -134,6 +137,7 @@ pub struct CallStatusEvent {
     tags(
         (name = "reminders", description = "The business system's API (`Authorization: Bearer $DUECALL_API_KEY`)"),
         (name = "suppressions", description = "Numbers never called, with the audit of every add and remove (`Authorization: Bearer $DUECALL_API_KEY`)"),
+        (name = "notifications", description = "Outcome notifications to the business system (`NOTIFY_URL`), with every delivery try (`Authorization: Bearer $DUECALL_API_KEY`)"),
         (name = "webhooks", description = "Signed status reports: the voice agent's, and LiveKit's own"),
         (name = "scheduling", description = "Ticks on demand, for deployments driven by an outside scheduler"),
         (name = "operating", description = "Health, readiness, metrics, this description"),

@@ -14,8 +14,11 @@ use crate::domain::{
 };
 use crate::domain::{PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAudit};
 
+mod notice;
 pub mod postgres;
 pub mod sqlite;
+
+pub use notice::*;
 
 /// Every column of a reminder row, in the order both backends read them.
 pub(crate) const REMINDER_COLS: &str =
@@ -446,6 +449,45 @@ pub trait Store: Send + Sync + 'static {
 
     /// Forget the dashboard sessions expired at `now`; how many there were.
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Lease up to `limit` notifications due at `now` (pending, next try due,
+    /// no live lease) to `owner` until `until`, oldest first: another
+    /// instance takes them only once the lease has run out.
+    async fn lease_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Record a try of notification `id` and move it to `outcome`, in one
+    /// transaction; it moves only while `owner` still holds its lease (the
+    /// try is recorded either way). Returns whether it moved.
+    async fn record_try(
+        &self,
+        id: &str,
+        owner: &str,
+        tried: &NoticeTry,
+        outcome: TryOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// Notifications newest first, filtered, one page at a time, with their tries.
+    async fn list_notifications(&self, query: &NoticeQuery) -> Result<NoticePage, StoreError>;
+
+    /// One notification with its tries.
+    async fn get_notification(&self, id: &str) -> Result<Option<Notification>, StoreError>;
+
+    /// Queue a notification again, due now (a delivered or failed one starts
+    /// a new round of tries). `None`: no such notification.
+    async fn resend_notification(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError>;
+
+    /// The outbox's counts and its oldest undelivered notification.
+    async fn notice_stats(&self) -> Result<NoticeStats, StoreError>;
 }
 
 /// What `add_suppression` did.
@@ -549,15 +591,45 @@ pub fn status_counts(rows: Vec<(String, i64)>) -> Result<Vec<(Status, u64)>, Sto
     Ok(counts)
 }
 
+/// Counts by notification status, every status included, in [`NoticeStatus::ALL`]'s order.
+pub(crate) fn notice_counts(
+    rows: Vec<(String, i64)>,
+) -> Result<Vec<(crate::domain::NoticeStatus, u64)>, StoreError> {
+    let mut counts: Vec<(crate::domain::NoticeStatus, u64)> = crate::domain::NoticeStatus::ALL
+        .iter()
+        .map(|s| (*s, 0))
+        .collect();
+    for (status, n) in rows {
+        let status: crate::domain::NoticeStatus = status
+            .parse()
+            .map_err(|e| StoreError::Corrupt(format!("notification status: {e}")))?;
+        if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
+            slot.1 = u64::try_from(n).unwrap_or(0);
+        }
+    }
+    Ok(counts)
+}
+
 pub const COUNT_BY_STATUS: &str = "SELECT status, COUNT(*) FROM reminders GROUP BY status";
 
+/// The store `url` names, writing no notifications (tools and tests).
 pub async fn connect(url: &str, max_connections: u32) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, max_connections, false).await
+}
+
+/// The store `url` names. With `notify` (the service with `NOTIFY_URL`), every
+/// change writes the notifications it causes in its own transaction (SPEC §9).
+pub async fn connect_with(
+    url: &str,
+    max_connections: u32,
+    notify: bool,
+) -> Result<Arc<dyn Store>, StoreError> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(
-            postgres::PgStore::connect(url, max_connections).await?,
+            postgres::PgStore::connect(url, max_connections, notify).await?,
         ))
     } else {
-        Ok(Arc::new(sqlite::SqliteStore::connect(url).await?))
+        Ok(Arc::new(sqlite::SqliteStore::connect(url, notify).await?))
     }
 }
 

@@ -6,6 +6,7 @@
 //! with a savepoint per job), and commit them together, answering only after
 //! the commit (`writer`).
 
+mod notices;
 mod writer;
 
 use std::str::FromStr;
@@ -22,6 +23,7 @@ use super::{
     ListQuery, Page, RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
     JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
+use super::{Delivery, NoticePage, NoticeQuery, NoticeStats, NoticeTry, Notification, TryOutcome};
 use super::{Suppressed, SuppressionCursor, SuppressionPage, SUPPRESSION_COLS};
 use crate::domain::Status;
 use crate::domain::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
@@ -48,6 +50,8 @@ const CLAIM_LOCK: i64 = 0x0064_7565_6361_6c6c;
 pub struct PgStore {
     pool: PgPool,
     writers: writer::Writers,
+    /// Every change writes the notifications it causes (SPEC §9).
+    notify: bool,
 }
 
 fn reminder_from_row(row: &PgRow) -> Result<Reminder, StoreError> {
@@ -137,7 +141,43 @@ async fn apply_in(
     conn: &mut PgConnection,
     change: &Change,
     event: Option<&EventRecord>,
+    notify: bool,
 ) -> Result<Applied, StoreError> {
+    let (applied, listed) = apply_stmt(&mut *conn, change, event).await?;
+    if notify {
+        if let Applied::Done(after) = &applied {
+            notices::write_notices(conn, change, after, listed).await?;
+        }
+    }
+    Ok(applied)
+}
+
+/// `apply_in` with or without notices, on a connection outside any
+/// transaction: the change and its notices commit as one (a transaction of
+/// their own when there are notices to write; the one statement otherwise).
+async fn apply_alone(
+    pool: &PgPool,
+    change: &Change,
+    event: Option<&EventRecord>,
+    notify: bool,
+) -> Result<Applied, StoreError> {
+    if notify {
+        let mut tx = pool.begin().await?;
+        let applied = apply_in(&mut tx, change, event, true).await?;
+        tx.commit().await?;
+        Ok(applied)
+    } else {
+        apply_in(&mut *pool.acquire().await?, change, event, false).await
+    }
+}
+
+/// The change as one statement; with it, whether it put a number on the
+/// suppression list just now.
+async fn apply_stmt(
+    conn: &mut PgConnection,
+    change: &Change,
+    event: Option<&EventRecord>,
+) -> Result<(Applied, bool), StoreError> {
     let id = change.reminder_id.as_uuid();
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!(
         "WITH target AS (SELECT {REMINDER_COLS} FROM reminders WHERE id = "
@@ -305,8 +345,14 @@ async fn apply_in(
         .push_bind(id)
         .push(
             ") AS found, EXISTS (SELECT 1 FROM go) AS guarded, \
-             EXISTS (SELECT 1 FROM write) AS written, s.* FROM (SELECT 1) AS one LEFT JOIN ",
+             EXISTS (SELECT 1 FROM write) AS written, ",
         )
+        .push(if change.suppress.is_some() {
+            "EXISTS (SELECT 1 FROM sup) AS listed, "
+        } else {
+            "false AS listed, "
+        })
+        .push("s.* FROM (SELECT 1) AS one LEFT JOIN ")
         .push(if change.reminder.is_some() {
             "rem"
         } else {
@@ -317,12 +363,14 @@ async fn apply_in(
     let found: bool = row.try_get("found")?;
     let guarded: bool = row.try_get("guarded")?;
     let written: bool = row.try_get("written")?;
-    Ok(match (guarded, written) {
+    let listed: bool = row.try_get("listed")?;
+    let applied = match (guarded, written) {
         (false, _) if found => Applied::Stale,
         (false, _) => Applied::NotFound,
         (true, false) => Applied::Duplicate,
         (true, true) => Applied::Done(Box::new(reminder_from_row(&row)?)),
-    })
+    };
+    Ok((applied, listed))
 }
 
 fn due_sql() -> String {
@@ -409,7 +457,12 @@ fn count_live_sql() -> String {
 impl PgStore {
     /// Connect to the server `url` names and migrate it. Concurrent instances
     /// migrating at once are serialised by sqlx's advisory lock.
-    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+    /// With `notify`, every change writes its notifications (SPEC §9).
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        notify: bool,
+    ) -> Result<Self, StoreError> {
         let opts = PgConnectOptions::from_str(url)?.options([("synchronous_commit", "on")]);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -420,8 +473,12 @@ impl PgStore {
             .connect_with(opts)
             .await?;
         sqlx::migrate!("migrations/postgres").run(&pool).await?;
-        let writers = writer::Writers::start(&pool);
-        Ok(Self { pool, writers })
+        let writers = writer::Writers::start(&pool, notify);
+        Ok(Self {
+            pool,
+            writers,
+            notify,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -587,7 +644,7 @@ impl Store for PgStore {
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError> {
-        apply_in(&mut *self.pool.acquire().await?, change, event).await
+        apply_alone(&self.pool, change, event, self.notify).await
     }
 
     async fn ingest(
@@ -743,13 +800,25 @@ impl Store for PgStore {
                 .await?;
         }
         if !end_ids.is_empty() {
-            sqlx::query(CLAIM_END_SQL)
-                .bind(&end_ids)
-                .bind(&end_status)
-                .bind(&end_reason)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            let ended = sqlx::query(&format!(
+                "{CLAIM_END_SQL} RETURNING {}",
+                reminder_cols_of("r")
+            ))
+            .bind(&end_ids)
+            .bind(&end_status)
+            .bind(&end_reason)
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            if self.notify {
+                for row in &ended {
+                    let r = reminder_from_row(row)?;
+                    if let Some(kind) = crate::domain::ended_by_claim(&r) {
+                        let notice = crate::domain::Notice::about_reminder(kind, now, &r, None);
+                        notices::insert_notice(&mut tx, &notice).await?;
+                    }
+                }
+            }
         }
         tx.commit().await?;
         Ok(report)
@@ -914,6 +983,8 @@ impl Store for PgStore {
         add: &SuppressNumber,
         now: DateTime<Utc>,
     ) -> Result<Suppressed, StoreError> {
+        // A transaction: the entry and its notification commit as one.
+        let mut tx = self.pool.begin().await?;
         let row = sqlx::query(&format!(
             "WITH ins AS ( \
                INSERT INTO suppressions (phone_number, reason, reminder_id, created_at) \
@@ -927,11 +998,18 @@ impl Store for PgStore {
         .bind(add.reason.as_str())
         .bind(add.reminder_id.map(|r| r.as_uuid()))
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await?;
         if let Some(row) = row {
-            return Ok(Suppressed::New(suppression_from_row(&row)?));
+            let entry = suppression_from_row(&row)?;
+            if self.notify {
+                let notice = crate::domain::Notice::about_suppression(&entry);
+                notices::insert_notice(&mut tx, &notice).await?;
+            }
+            tx.commit().await?;
+            return Ok(Suppressed::New(entry));
         }
+        tx.commit().await?;
         // There already (the statement's snapshot cannot see a row another
         // transaction committed while it waited, so read it afresh).
         let row = sqlx::query(&format!(
@@ -1140,6 +1218,84 @@ impl Store for PgStore {
             .await?
             .rows_affected();
         Ok(n)
+    }
+
+    async fn lease_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        notices::lease(&self.pool, owner, now, until, limit).await
+    }
+
+    async fn record_try(
+        &self,
+        id: &str,
+        owner: &str,
+        tried: &NoticeTry,
+        outcome: TryOutcome,
+    ) -> Result<bool, StoreError> {
+        notices::record(&self.pool, id, owner, tried, outcome).await
+    }
+
+    async fn list_notifications(&self, query: &NoticeQuery) -> Result<NoticePage, StoreError> {
+        let mut qb: QueryBuilder<Postgres> =
+            QueryBuilder::new(format!("{} WHERE true", notices::select_notices()));
+        if let Some(status) = query.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(id) = query.reminder_id {
+            qb.push(" AND reminder_id = ").push_bind(id.as_uuid());
+        }
+        if let Some(after) = &query.after {
+            qb.push(" AND (created_at, id) < (")
+                .push_bind(after.created_at)
+                .push(", ")
+                .push_bind(after.id.clone())
+                .push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(query.limit) + 1);
+        let rows = qb.build().fetch_all(&self.pool).await?;
+        let items = notices::with_tries(&self.pool, rows).await?;
+        Ok(NoticePage::from_rows(items, query.limit))
+    }
+
+    async fn get_notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        let rows = sqlx::query(&format!("{} WHERE id = $1", notices::select_notices()))
+            .bind(id)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(notices::with_tries(&self.pool, rows).await?.pop())
+    }
+
+    async fn resend_notification(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError> {
+        if !notices::resend(&self.pool, id, now).await? {
+            return Ok(None);
+        }
+        self.get_notification(id).await
+    }
+
+    async fn notice_stats(&self) -> Result<NoticeStats, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM notifications GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT MIN(created_at) FROM notifications WHERE status = 'pending'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(NoticeStats {
+            by_status: super::notice_counts(rows)?,
+            oldest_pending: oldest,
+        })
     }
 }
 

@@ -21,6 +21,7 @@ use super::{
     ListQuery, Page, RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
     JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
+use super::{Delivery, NoticePage, NoticeQuery, NoticeStats, NoticeTry, Notification, TryOutcome};
 use super::{Suppressed, SuppressionCursor, SuppressionPage, SUPPRESSION_COLS};
 use crate::domain::Status;
 use crate::domain::{room_name, Attempt, Change, NewReminder, Reminder, ReminderId};
@@ -33,6 +34,7 @@ use crate::domain::{
     PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAction, SuppressionAudit,
 };
 
+mod notices;
 mod writer;
 
 static SUPPRESSION_SQL: OnceLock<String> = OnceLock::new();
@@ -509,8 +511,9 @@ fn count_live_sql() -> String {
 }
 
 impl SqliteStore {
-    /// Open (creating if missing) the SQLite file that `url` names and migrate it.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    /// Open (creating if missing) the SQLite file that `url` names and migrate
+    /// it. With `notify`, every change writes its notifications (SPEC §9).
+    pub async fn connect(url: &str, notify: bool) -> Result<Self, StoreError> {
         if url.contains(":memory:") || url.contains("mode=memory") {
             // Each connection would have a database of its own (and every
             // write would be lost at exit): duecall's writes must be on disk.
@@ -538,7 +541,7 @@ impl SqliteStore {
             .connect_with(opts)
             .await?;
         let gate = Arc::new(Mutex::new(()));
-        let writer = writer::Writer::start(write_opts.get_filename(), Arc::clone(&gate))?;
+        let writer = writer::Writer::start(write_opts.get_filename(), Arc::clone(&gate), notify)?;
         Ok(Self {
             write,
             read,
@@ -873,10 +876,26 @@ impl Store for SqliteStore {
                 .await?;
         }
         for chunk in ends.chunks(CLAIM_CHUNK) {
-            claim_end_sql("", chunk, now)
+            let mut qb = claim_end_sql("", chunk, now);
+            qb.push(format!(" RETURNING {REMINDER_COLS}"));
+            let ended = qb
                 .build()
-                .execute(&mut *tx)
-                .await?;
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(reminder_from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            if self.writer.notify() {
+                for r in &ended {
+                    if let Some(kind) = crate::domain::ended_by_claim(r) {
+                        notices::insert_notice_sqlx(
+                            &mut tx,
+                            &crate::domain::Notice::about_reminder(kind, now, r, None),
+                        )
+                        .await?;
+                    }
+                }
+            }
         }
         tx.commit().await?;
         Ok(report)
@@ -1047,10 +1066,10 @@ impl Store for SqliteStore {
         add: &SuppressNumber,
         now: DateTime<Utc>,
     ) -> Result<Suppressed, StoreError> {
-        let add = add.clone();
+        let (add, notify) = (add.clone(), self.writer.notify());
         self.writer
             .call(move |c| {
-                let added = writer::insert_suppression(c, &add, now)?;
+                let added = writer::insert_suppression(c, &add, now, notify)?;
                 let entry = c
                     .prepare_cached(built(&SUPPRESSION_SQL, || {
                         format!(
@@ -1255,6 +1274,95 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         Ok(n)
+    }
+
+    async fn lease_notifications(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let owner = owner.to_owned();
+        self.writer
+            .call(move |c| Ok((notices::lease(c, &owner, now, until, limit)?, true)))
+            .await
+    }
+
+    async fn record_try(
+        &self,
+        id: &str,
+        owner: &str,
+        tried: &NoticeTry,
+        outcome: TryOutcome,
+    ) -> Result<bool, StoreError> {
+        let (id, owner, tried) = (id.to_owned(), owner.to_owned(), tried.clone());
+        self.writer
+            .call(move |c| Ok((notices::record(c, &id, &owner, &tried, outcome)?, true)))
+            .await
+    }
+
+    async fn list_notifications(&self, query: &NoticeQuery) -> Result<NoticePage, StoreError> {
+        let mut qb: QueryBuilder<Sqlite> =
+            QueryBuilder::new(format!("{} WHERE 1 = 1", notices::select_notices()));
+        if let Some(status) = query.status {
+            qb.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(id) = query.reminder_id {
+            qb.push(" AND reminder_id = ").push_bind(id.to_string());
+        }
+        if let Some(after) = &query.after {
+            qb.push(" AND (created_at, id) < (")
+                .push_bind(ms(after.created_at))
+                .push(", ")
+                .push_bind(after.id.clone())
+                .push(")");
+        }
+        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+            .push_bind(i64::from(query.limit) + 1);
+        let rows = qb.build().fetch_all(&self.read).await?;
+        let items = notices::with_tries(&self.read, rows).await?;
+        Ok(NoticePage::from_rows(items, query.limit))
+    }
+
+    async fn get_notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        let rows = sqlx::query(&format!("{} WHERE id = ?", notices::select_notices()))
+            .bind(id)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(notices::with_tries(&self.read, rows).await?.pop())
+    }
+
+    async fn resend_notification(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Notification>, StoreError> {
+        let owned = id.to_owned();
+        let found = self
+            .writer
+            .call(move |c| Ok((notices::resend(c, &owned, now)?, true)))
+            .await?;
+        if !found {
+            return Ok(None);
+        }
+        self.get_notification(id).await
+    }
+
+    async fn notice_stats(&self) -> Result<NoticeStats, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM notifications GROUP BY status")
+                .fetch_all(&self.read)
+                .await?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(created_at) FROM notifications WHERE status = 'pending'",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(NoticeStats {
+            by_status: super::notice_counts(rows)?,
+            oldest_pending: opt_from_ms(oldest)?,
+        })
     }
 }
 

@@ -164,6 +164,18 @@ pub fn test_config(url: &str, extra: &[(&str, &str)]) -> Config {
         .expect("test config")
 }
 
+/// The notification worker as the tests run it (when `NOTIFY_URL` is set):
+/// it looks often and gives up on a silent receiver after a second, so a
+/// test of a hanging receiver takes a second, not SPEC §9's fifteen.
+pub fn test_notify_settings() -> duecall::notify::NotifySettings {
+    duecall::notify::NotifySettings {
+        concurrency: 8,
+        lease: std::time::Duration::from_secs(30),
+        poll: std::time::Duration::from_millis(25),
+        timeout: std::time::Duration::from_secs(1),
+    }
+}
+
 /// The real service on 127.0.0.1:0 with a manual clock.
 pub struct TestApp {
     pub base: String,
@@ -195,9 +207,14 @@ impl TestApp {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serve_state = state.clone();
         tokio::spawn(async move {
-            duecall::serve(listener, serve_state, async {
-                let _ = rx.await;
-            })
+            duecall::serve_with(
+                listener,
+                serve_state,
+                async {
+                    let _ = rx.await;
+                },
+                test_notify_settings(),
+            )
             .await
             .expect("serve");
         });

@@ -71,11 +71,11 @@ fn stopped() -> StoreError {
 
 impl Writers {
     /// Start the writer tasks on `pool`. They end when the store is dropped.
-    pub(super) fn start(pool: &PgPool) -> Self {
+    pub(super) fn start(pool: &PgPool, notify: bool) -> Self {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..WRITERS {
-            tokio::spawn(run(pool.clone(), Arc::clone(&queue)));
+            tokio::spawn(run(pool.clone(), Arc::clone(&queue), notify));
         }
         Self { jobs }
     }
@@ -99,7 +99,7 @@ impl Writers {
 }
 
 /// One writer: take what is waiting, write it as one transaction, answer.
-async fn run(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
+async fn run(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>, notify: bool) {
     loop {
         let batch = {
             let mut queue = queue.lock().await;
@@ -115,7 +115,7 @@ async fn run(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
             batch
         };
-        let answers = write_batch(&pool, &batch).await;
+        let answers = write_batch(&pool, &batch, notify).await;
         for (job, answer) in batch.into_iter().zip(answers) {
             let _ = job.reply.send(answer);
         }
@@ -125,14 +125,14 @@ async fn run(pool: PgPool, queue: Arc<Mutex<mpsc::Receiver<Job>>>) {
 /// The batch's answers, one per job, once its commit is known. First without
 /// savepoints; replayed with them when a job failed, and as it was when
 /// PostgreSQL aborted it for a deadlock or a serialization failure.
-async fn write_batch(pool: &PgPool, batch: &[Job]) -> Vec<Answer> {
+async fn write_batch(pool: &PgPool, batch: &[Job], notify: bool) -> Vec<Answer> {
     if let [job] = batch {
-        return vec![alone(pool, job).await];
+        return vec![alone(pool, job, notify).await];
     }
     let mut savepoints = false;
     let mut replays = 0;
     loop {
-        let failure = match try_batch(pool, batch, savepoints).await {
+        let failure = match try_batch(pool, batch, savepoints, notify).await {
             Ok(answers) => return answers,
             Err(Failed::Job) => {
                 savepoints = true;
@@ -171,9 +171,16 @@ impl From<sqlx::Error> for Failed {
 /// transaction. Read without a lock, decide, and write with the
 /// compare-and-set statement, which commits by itself; on a `Stale` (another
 /// writer came between) read and decide again.
-async fn alone(pool: &PgPool, job: &Job) -> Answer {
+async fn alone(pool: &PgPool, job: &Job, notify: bool) -> Answer {
+    if notify {
+        // The change and its notices commit as one.
+        let mut tx = pool.begin().await?;
+        let answer = ingest_one(&mut tx, job, None, false, true).await?;
+        tx.commit().await?;
+        return Ok(answer);
+    }
     let mut conn = pool.acquire().await?;
-    ingest_one(&mut conn, job, None, false).await
+    ingest_one(&mut conn, job, None, false, false).await
 }
 
 /// A deadlock victim (40P01) or a serialization failure (40001).
@@ -191,7 +198,12 @@ fn is_retryable(e: &sqlx::Error) -> bool {
 /// statement after a failed one): `Failed::Job`, and the batch is replayed
 /// with a savepoint per job, so the failed job leaves no trace and the others
 /// are written.
-async fn try_batch(pool: &PgPool, batch: &[Job], savepoints: bool) -> Result<Vec<Answer>, Failed> {
+async fn try_batch(
+    pool: &PgPool,
+    batch: &[Job],
+    savepoints: bool,
+    notify: bool,
+) -> Result<Vec<Answer>, Failed> {
     let mut tx = pool.begin().await?;
     let mut read = lock_and_read(&mut tx, batch).await?;
     // Reminders an earlier job of this batch wrote: read again, not from `read`.
@@ -212,7 +224,7 @@ async fn try_batch(pool: &PgPool, batch: &[Job], savepoints: bool) -> Result<Vec
             };
             simple(&mut tx, sql).await?;
         }
-        let answer = match ingest_one(&mut tx, job, first, true).await {
+        let answer = match ingest_one(&mut tx, job, first, true, notify).await {
             Ok(answer) => Ok(answer),
             Err(StoreError::Database(e)) if is_retryable(&e) => return Err(Failed::Batch(e)),
             Err(_) if !savepoints => return Err(Failed::Job),
@@ -284,6 +296,7 @@ async fn ingest_one(
     job: &Job,
     mut first: Option<Option<(Reminder, Option<Attempt>)>>,
     lock: bool,
+    notify: bool,
 ) -> Answer {
     let mut last = None;
     for _ in 0..MAX_DECISIONS {
@@ -297,7 +310,7 @@ async fn ingest_one(
             return Ok(None);
         };
         let (decision, record) = (job.decide)(&before, attempt.as_ref());
-        let applied = apply_in(&mut *conn, &decision.change, Some(&record)).await?;
+        let applied = apply_in(&mut *conn, &decision.change, Some(&record), notify).await?;
         let stale = applied == Applied::Stale;
         let done = Ingested {
             before,

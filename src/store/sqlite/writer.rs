@@ -36,7 +36,7 @@ static UPDATE_SQL: OnceLock<String> = OnceLock::new();
 static GUARD_SQL: OnceLock<String> = OnceLock::new();
 use crate::domain::{
     Attempt, AttemptWrite, Change, PhoneNumber, Reminder, ReminderId, ReminderUpdate,
-    SuppressNumber, SuppressionAction,
+    SuppressNumber, Suppression, SuppressionAction,
 };
 use crate::store::{Applied, Decide, EventRecord, Ingested, StoreError, REMINDER_COLS};
 
@@ -118,6 +118,8 @@ where
 /// The handle the store keeps: where jobs go.
 pub(super) struct Writer {
     jobs: mpsc::Sender<Job>,
+    /// Every change writes the notifications it causes (SPEC §9).
+    notify: bool,
 }
 
 fn stopped() -> StoreError {
@@ -130,7 +132,11 @@ fn unwritten() -> StoreError {
 
 impl Writer {
     /// Open the (already migrated) database file and start the thread.
-    pub(super) fn start(path: &Path, gate: Arc<Mutex<()>>) -> Result<Self, StoreError> {
+    pub(super) fn start(
+        path: &Path,
+        gate: Arc<Mutex<()>>,
+        notify: bool,
+    ) -> Result<Self, StoreError> {
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // WAL is the file's (set when sqlx created it); these are the connection's own.
@@ -155,7 +161,7 @@ impl Writer {
             .name("duecall-sqlite-writer".into())
             .spawn(move || run(conn, queue, gate, committed))
             .map_err(|e| StoreError::Commit(format!("cannot start the SQLite writer: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, notify })
     }
 
     /// Run `f` on the writer, in the next batch: its writes are kept when it
@@ -181,9 +187,9 @@ impl Writer {
         change: &Change,
         event: Option<&EventRecord>,
     ) -> Result<Applied, StoreError> {
-        let (change, event) = (change.clone(), event.cloned());
+        let (change, event, notify) = (change.clone(), event.cloned(), self.notify);
         self.call(move |c| {
-            let applied = apply_in(c, &change, event.as_ref(), None)?;
+            let applied = apply_in(c, &change, event.as_ref(), None, notify)?;
             let keep = matches!(applied, Applied::Done(_));
             Ok((applied, keep))
         })
@@ -191,18 +197,23 @@ impl Writer {
     }
 
     /// The whole event here: read, decide, write — nothing can come between.
+    pub(super) fn notify(&self) -> bool {
+        self.notify
+    }
+
     pub(super) async fn ingest(
         &self,
         id: ReminderId,
         attempt: Option<u32>,
         decide: Box<Decide>,
     ) -> Result<Option<Ingested>, StoreError> {
+        let notify = self.notify;
         self.call(move |c| {
             let Some((before, current)) = read_for_event(c, id, attempt)? else {
                 return Ok((None, false));
             };
             let (decision, record) = decide(&before, current.as_ref());
-            let applied = apply_in(c, &decision.change, Some(&record), Some(&before))?;
+            let applied = apply_in(c, &decision.change, Some(&record), Some(&before), notify)?;
             let keep = matches!(applied, Applied::Done(_));
             let done = Ingested {
                 before,
@@ -385,6 +396,7 @@ fn apply_in(
     change: &Change,
     event: Option<&EventRecord>,
     before: Option<&Reminder>,
+    notify: bool,
 ) -> Result<Applied, StoreError> {
     if let Some(ev) = event {
         let inserted = conn
@@ -469,8 +481,11 @@ fn apply_in(
     if attempt_written == 0 {
         return Ok(Applied::Stale);
     }
+    if notify {
+        super::notices::write_notices(conn, change, &now)?;
+    }
     if let Some(add) = &change.suppress {
-        insert_suppression(conn, add, change.at)?;
+        insert_suppression(conn, add, change.at, notify)?;
     }
     Ok(Applied::Done(Box::new(now)))
 }
@@ -559,6 +574,7 @@ pub(super) fn insert_suppression(
     conn: &Connection,
     add: &SuppressNumber,
     at: DateTime<Utc>,
+    notify: bool,
 ) -> Result<bool, StoreError> {
     let reminder_id = add.reminder_id.map(|id| id.to_string());
     let inserted = conn
@@ -583,6 +599,17 @@ pub(super) fn insert_suppression(
         reminder_id,
         at,
     )?;
+    if notify {
+        super::notices::notice_suppression(
+            conn,
+            &Suppression {
+                phone_number: add.phone_number.clone(),
+                reason: add.reason.as_str().to_owned(),
+                reminder_id: add.reminder_id,
+                created_at: at,
+            },
+        )?;
+    }
     Ok(true)
 }
 

@@ -1,0 +1,266 @@
+//! Notifications to the business system (SPEC §9): which ones a change
+//! produces, the JSON each is POSTed with, and the retry schedule. Pure: the
+//! store writes a notice in the change's own transaction, the delivery worker
+//! (`crate::notify`) only reads what was written.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::*;
+
+/// The kinds of notification (SPEC §9), as the `type` field names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+pub enum NoticeType {
+    #[serde(rename = "attempt.ended")]
+    AttemptEnded,
+    #[serde(rename = "reminder.completed")]
+    ReminderCompleted,
+    #[serde(rename = "reminder.failed")]
+    ReminderFailed,
+    #[serde(rename = "reminder.cancelled")]
+    ReminderCancelled,
+    #[serde(rename = "payment.recorded")]
+    PaymentRecorded,
+    #[serde(rename = "promise.kept")]
+    PromiseKept,
+    #[serde(rename = "promise.broken")]
+    PromiseBroken,
+    #[serde(rename = "suppression.added")]
+    SuppressionAdded,
+}
+
+impl NoticeType {
+    pub const ALL: [NoticeType; 8] = [
+        NoticeType::AttemptEnded,
+        NoticeType::ReminderCompleted,
+        NoticeType::ReminderFailed,
+        NoticeType::ReminderCancelled,
+        NoticeType::PaymentRecorded,
+        NoticeType::PromiseKept,
+        NoticeType::PromiseBroken,
+        NoticeType::SuppressionAdded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeType::AttemptEnded => "attempt.ended",
+            NoticeType::ReminderCompleted => "reminder.completed",
+            NoticeType::ReminderFailed => "reminder.failed",
+            NoticeType::ReminderCancelled => "reminder.cancelled",
+            NoticeType::PaymentRecorded => "payment.recorded",
+            NoticeType::PromiseKept => "promise.kept",
+            NoticeType::PromiseBroken => "promise.broken",
+            NoticeType::SuppressionAdded => "suppression.added",
+        }
+    }
+}
+
+impl fmt::Display for NoticeType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NoticeType {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NoticeType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == s)
+            .ok_or(())
+    }
+}
+
+/// Where a notification stands (SPEC §9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NoticeStatus {
+    /// Not delivered yet: due at `next_try_at`.
+    Pending,
+    /// A 2xx came back.
+    Delivered,
+    /// Every try of its round failed; a resend queues it again.
+    Failed,
+}
+
+impl NoticeStatus {
+    pub const ALL: [NoticeStatus; 3] = [
+        NoticeStatus::Pending,
+        NoticeStatus::Delivered,
+        NoticeStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticeStatus::Pending => "pending",
+            NoticeStatus::Delivered => "delivered",
+            NoticeStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for NoticeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for NoticeStatus {
+    type Err = FieldError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NoticeStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| FieldError::new("status", "must be one of pending, delivered, failed"))
+    }
+}
+
+/// A reminder that failed for good: no further attempt will be made (a
+/// `failed` reminder with a retry ahead is not).
+pub fn is_final_failure(r: &Reminder) -> bool {
+    r.status == Status::Failed && (r.next_attempt_at.is_none() || r.attempt_count >= r.max_attempts)
+}
+
+/// The notifications a written change causes, given the reminder it left:
+/// the end of the attempt it ended, then the end of the reminder, if it
+/// ended. A number it put on the suppression list is notified where the
+/// list's row is written (only if it was not there yet).
+pub fn for_change(change: &Change, after: &Reminder) -> Vec<NoticeType> {
+    let mut kinds = Vec::new();
+    if let Some(AttemptWrite::Update {
+        expect_status,
+        status,
+        ..
+    }) = &change.attempt
+    {
+        let ends = matches!(status, AttemptStatus::Completed | AttemptStatus::Failed);
+        let was_live = matches!(
+            expect_status,
+            AttemptStatus::InProgress | AttemptStatus::Processing
+        );
+        if ends && was_live {
+            kinds.push(NoticeType::AttemptEnded);
+        }
+    }
+    let moved = change
+        .reminder
+        .as_ref()
+        .is_some_and(|u| u.status != change.expect_status || u.status == Status::Failed);
+    if moved {
+        match after.status {
+            Status::Completed => kinds.push(NoticeType::ReminderCompleted),
+            Status::Cancelled => kinds.push(NoticeType::ReminderCancelled),
+            Status::Failed if is_final_failure(after) => kinds.push(NoticeType::ReminderFailed),
+            _ => {}
+        }
+    }
+    kinds
+}
+
+/// The notification of a reminder a claim ended (cancelled as suppressed,
+/// failed for want of a lawful time), given the reminder it left.
+pub fn ended_by_claim(after: &Reminder) -> Option<NoticeType> {
+    match after.status {
+        Status::Cancelled => Some(NoticeType::ReminderCancelled),
+        Status::Failed if is_final_failure(after) => Some(NoticeType::ReminderFailed),
+        _ => None,
+    }
+}
+
+/// A notification ready to be written: everything but its `sequence`, which
+/// the store assigns in the same transaction (one more than the subject's last).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub kind: NoticeType,
+    /// Whose notifications it is numbered among: the reminder's id, or
+    /// `number:<E.164>` for a suppression without a reminder.
+    pub subject: String,
+    pub reminder_id: Option<ReminderId>,
+    pub at: DateTime<Utc>,
+    data: Map<String, Value>,
+}
+
+impl Notice {
+    /// About a reminder: `data` is the reminder as the API shows it (SPEC §5),
+    /// with the attempt for `attempt.ended`.
+    pub fn about_reminder(
+        kind: NoticeType,
+        at: DateTime<Utc>,
+        reminder: &Reminder,
+        attempt: Option<&Attempt>,
+    ) -> Self {
+        let mut data = match serde_json::to_value(reminder) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        if let Some(attempt) = attempt {
+            data.insert(
+                "attempt".into(),
+                serde_json::to_value(attempt).unwrap_or(Value::Null),
+            );
+        }
+        Self {
+            kind,
+            subject: reminder.id.to_string(),
+            reminder_id: Some(reminder.id),
+            at,
+            data,
+        }
+    }
+
+    /// A number put on the suppression list: `data` is the list's entry.
+    pub fn about_suppression(entry: &Suppression) -> Self {
+        let data = match serde_json::to_value(entry) {
+            Ok(Value::Object(map)) => map,
+            _ => Map::new(),
+        };
+        Self {
+            kind: NoticeType::SuppressionAdded,
+            subject: match entry.reminder_id {
+                Some(id) => id.to_string(),
+                None => format!("number:{}", entry.phone_number.as_str()),
+            },
+            reminder_id: entry.reminder_id,
+            at: entry.created_at,
+            data,
+        }
+    }
+
+    /// The JSON POSTed: `{"type", "timestamp", "data"}`, `data` carrying `sequence`.
+    pub fn body(&self, sequence: u32) -> String {
+        let mut data = self.data.clone();
+        data.insert("sequence".into(), Value::from(sequence));
+        serde_json::json!({
+            "type": self.kind.as_str(),
+            "timestamp": self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "data": Value::Object(data),
+        })
+        .to_string()
+    }
+}
+
+/// How long after a failed try the next one is made (SPEC §9): 5 s, 5 min,
+/// 30 min, 2 h, 5 h, 10 h, 10 h; after the eighth try of a round, none.
+pub const RETRY_AFTER: [Duration; 7] = [
+    Duration::from_secs(5),
+    Duration::from_secs(5 * 60),
+    Duration::from_secs(30 * 60),
+    Duration::from_secs(2 * 3600),
+    Duration::from_secs(5 * 3600),
+    Duration::from_secs(10 * 3600),
+    Duration::from_secs(10 * 3600),
+];
+
+/// After the `tries`-th failed try of a round (from 1): when to try again,
+/// or `None`: the notification is `failed`.
+pub fn retry_after(tries: u32) -> Option<Duration> {
+    let index = usize::try_from(tries).ok()?.checked_sub(1)?;
+    RETRY_AFTER.get(index).copied()
+}

@@ -1,0 +1,232 @@
+//! PostgreSQL's outbox (SPEC §9): notices written in the transaction of the
+//! change they report; leases with `FOR UPDATE SKIP LOCKED`, so several
+//! instances never try one notification at once while its lease lives.
+
+use chrono::{DateTime, Utc};
+use sqlx::postgres::{PgConnection, PgPool, PgRow};
+use sqlx::Row;
+
+use super::attempt_cols;
+use crate::domain::{for_change, AttemptWrite, Change, Notice, NoticeType, Reminder, Suppression};
+use crate::store::{
+    new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome,
+    NOTICE_COLS,
+};
+
+/// Write one notice, numbered after its subject's last, due at once. The
+/// subject's row (the reminder, or the list's entry) is locked by the change
+/// this notice reports, so two transactions never number one subject at once.
+pub(super) async fn insert_notice(
+    conn: &mut PgConnection,
+    notice: &Notice,
+) -> Result<(), StoreError> {
+    let last: i32 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(sequence), 0) FROM notifications WHERE subject = $1",
+    )
+    .bind(&notice.subject)
+    .fetch_one(&mut *conn)
+    .await?;
+    let sequence = u32::try_from(last + 1)
+        .map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))?;
+    sqlx::query(
+        "INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, status, \
+         step, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
+    )
+    .bind(new_notice_id())
+    .bind(&notice.subject)
+    .bind(sequence as i32)
+    .bind(notice.reminder_id.map(|id| id.as_uuid()))
+    .bind(notice.kind.as_str())
+    .bind(notice.body(sequence))
+    .bind(notice.at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// The notices a written change causes (`after`: the reminder it left), and
+/// the list's entry when it put a number on the list (`listed`).
+pub(super) async fn write_notices(
+    conn: &mut PgConnection,
+    change: &Change,
+    after: &Reminder,
+    listed: bool,
+) -> Result<(), StoreError> {
+    for kind in for_change(change, after) {
+        let attempt = match (&change.attempt, kind) {
+            (Some(AttemptWrite::Update { attempt, .. }), NoticeType::AttemptEnded) => {
+                let row = sqlx::query(
+                    "SELECT attempt, status, room_name, dispatched_at, answered_at, ended_at, \
+                     outcome, failure FROM attempts WHERE reminder_id = $1 AND attempt = $2",
+                )
+                .bind(change.reminder_id.as_uuid())
+                .bind(*attempt as i32)
+                .fetch_optional(&mut *conn)
+                .await?;
+                row.map(|row| attempt_cols(&row, "")).transpose()?
+            }
+            _ => None,
+        };
+        insert_notice(
+            conn,
+            &Notice::about_reminder(kind, change.at, after, attempt.as_ref()),
+        )
+        .await?;
+    }
+    if let (true, Some(add)) = (listed, &change.suppress) {
+        let entry = Suppression {
+            phone_number: add.phone_number.clone(),
+            reason: add.reason.as_str().to_owned(),
+            reminder_id: add.reminder_id,
+            created_at: change.at,
+        };
+        insert_notice(conn, &Notice::about_suppression(&entry)).await?;
+    }
+    Ok(())
+}
+
+pub(super) async fn lease(
+    pool: &PgPool,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Delivery>, StoreError> {
+    let rows = sqlx::query(
+        "UPDATE notifications n SET lease_owner = $1, lease_until = $2 FROM (\
+           SELECT id FROM notifications WHERE status = 'pending' AND next_try_at <= $3 \
+           AND (lease_until IS NULL OR lease_until <= $3) ORDER BY next_try_at \
+           LIMIT $4 FOR UPDATE SKIP LOCKED) due \
+         WHERE n.id = due.id RETURNING n.id, n.type, n.body, n.step, n.created_at",
+    )
+    .bind(owner)
+    .bind(until)
+    .bind(now)
+    .bind(i64::from(limit))
+    .fetch_all(pool)
+    .await?;
+    let mut leased = rows
+        .iter()
+        .map(|row| {
+            let kind: String = row.try_get("type")?;
+            Ok(Delivery {
+                id: row.try_get("id")?,
+                kind: kind
+                    .parse()
+                    .map_err(|_| StoreError::Corrupt(format!("notification type {kind:?}")))?,
+                body: row.try_get("body")?,
+                step: u32::try_from(row.try_get::<i32, _>("step")?).unwrap_or(u32::MAX),
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    leased.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
+    Ok(leased)
+}
+
+pub(super) async fn record(
+    pool: &PgPool,
+    id: &str,
+    owner: &str,
+    t: &NoticeTry,
+    outcome: TryOutcome,
+) -> Result<bool, StoreError> {
+    let (status, next, delivered) = match outcome {
+        TryOutcome::Delivered => ("delivered", None, Some(t.at)),
+        TryOutcome::RetryAt(at) => ("pending", Some(at), None),
+        TryOutcome::Failed => ("failed", None, None),
+    };
+    let moved: bool = sqlx::query_scalar(
+        "WITH try AS (INSERT INTO notification_tries (notification_id, at, status_code, error, \
+           duration_ms) VALUES ($1, $2, $3, $4, $5)), \
+         moved AS (UPDATE notifications SET status = $6, next_try_at = $7, delivered_at = $8, \
+           step = step + 1, lease_owner = NULL, lease_until = NULL \
+           WHERE id = $1 AND lease_owner = $9 AND status = 'pending' RETURNING 1) \
+         SELECT EXISTS (SELECT 1 FROM moved)",
+    )
+    .bind(id)
+    .bind(t.at)
+    .bind(t.status_code.map(i32::from))
+    .bind(&t.error)
+    .bind(i32::try_from(t.duration_ms).unwrap_or(i32::MAX))
+    .bind(status)
+    .bind(next)
+    .bind(delivered)
+    .bind(owner)
+    .fetch_one(pool)
+    .await?;
+    Ok(moved)
+}
+
+pub(super) async fn resend(
+    pool: &PgPool,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let moved = sqlx::query(
+        "UPDATE notifications SET next_try_at = $1, \
+         step = CASE WHEN status = 'pending' THEN step ELSE 0 END, status = 'pending' \
+         WHERE id = $2",
+    )
+    .bind(now)
+    .bind(id)
+    .execute(pool)
+    .await?
+    .rows_affected();
+    Ok(moved == 1)
+}
+
+fn notice_from_row(row: &PgRow) -> Result<RawNotice, StoreError> {
+    Ok(RawNotice {
+        id: row.try_get("id")?,
+        kind: row.try_get("type")?,
+        reminder_id: row.try_get("reminder_id")?,
+        sequence: i64::from(row.try_get::<i32, _>("sequence")?),
+        status: row.try_get("status")?,
+        created_at: row.try_get("created_at")?,
+        next_try_at: row.try_get("next_try_at")?,
+        delivered_at: row.try_get("delivered_at")?,
+        body: row.try_get("body")?,
+    })
+}
+
+/// Notifications with their tries (one statement for all of a page's tries).
+pub(super) async fn with_tries(
+    pool: &PgPool,
+    rows: Vec<PgRow>,
+) -> Result<Vec<Notification>, StoreError> {
+    let raws = rows
+        .iter()
+        .map(notice_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let ids: Vec<&str> = raws.iter().map(|r| r.id.as_str()).collect();
+    let tries = sqlx::query(
+        "SELECT notification_id, at, status_code, error, duration_ms FROM notification_tries \
+         WHERE notification_id = ANY($1) ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(pool)
+    .await?;
+    let mut out = Vec::with_capacity(raws.len());
+    for raw in raws {
+        let mine = tries
+            .iter()
+            .filter(|t| t.try_get::<&str, _>("notification_id").ok() == Some(raw.id.as_str()))
+            .map(|t| {
+                let code: Option<i32> = t.try_get("status_code")?;
+                Ok(NoticeTry {
+                    at: t.try_get("at")?,
+                    status_code: code.and_then(|c| u16::try_from(c).ok()),
+                    error: t.try_get("error")?,
+                    duration_ms: u64::try_from(t.try_get::<i32, _>("duration_ms")?).unwrap_or(0),
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        out.push(raw.into_notification(mine)?);
+    }
+    Ok(out)
+}
+
+pub(super) fn select_notices() -> String {
+    format!("SELECT {NOTICE_COLS} FROM notifications")
+}
