@@ -1,0 +1,437 @@
+//! The outbox's part of the storage conformance suite (SPEC §9), against
+//! SQLite and PostgreSQL: a change and its notifications commit as one (and
+//! an undone change leaves none), leases are exclusive until they run out,
+//! a try recorded after the lease was lost moves nothing, retries wait for
+//! their time, and several stores on one database lease each one once.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::Duration;
+use common::{t, Backend, TestDb};
+use duecall::domain::{
+    self, CreateDefaults, Language, NewReminder, NoticeStatus, NoticeType, ReminderId, Status,
+    TimeZone,
+};
+use duecall::store::{Applied, NoticeQuery, NoticeTry, Notification, Store, TryOutcome};
+use serde_json::json;
+
+fn defaults() -> CreateDefaults {
+    CreateDefaults {
+        zone_policy: duecall::domain::ZonePolicy::All,
+        timezone: TimeZone::parse("America/New_York").unwrap(),
+        language: Language::parse("en").unwrap(),
+        max_attempts: 3,
+    }
+}
+
+async fn notifying(db: &TestDb) -> Arc<dyn Store> {
+    duecall::store::connect_with(&db.url, 8, true)
+        .await
+        .expect("open store")
+}
+
+async fn open(backend: Backend) -> Option<(TestDb, Arc<dyn Store>)> {
+    let db = TestDb::new(backend).await?;
+    let store = notifying(&db).await;
+    Some((db, store))
+}
+
+async fn pending(store: &Arc<dyn Store>, n: usize, at: &str) -> Vec<ReminderId> {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let body = common::reminder_body(json!({
+            "scheduled_for": at,
+            "external_id": format!("ob-{i}-{}", uuid::Uuid::new_v4().simple()),
+        }));
+        let new = NewReminder::parse(body.as_object().unwrap(), &defaults()).unwrap();
+        let id = ReminderId::new();
+        store.create_reminder(&new, id, t(at)).await.unwrap();
+        ids.push(id);
+    }
+    ids
+}
+
+/// Cancel each (one notification each: `reminder.cancelled`).
+async fn cancel_all(store: &Arc<dyn Store>, ids: &[ReminderId], at: chrono::DateTime<chrono::Utc>) {
+    for id in ids {
+        let r = store.get_reminder(*id).await.unwrap().unwrap();
+        let change = domain::cancel(&r, at).unwrap().unwrap();
+        assert!(matches!(
+            store.apply(&change, None).await.unwrap(),
+            Applied::Done(_)
+        ));
+    }
+}
+
+async fn of(store: &Arc<dyn Store>, id: ReminderId) -> Vec<Notification> {
+    let mut all = store
+        .list_notifications(&NoticeQuery {
+            status: None,
+            reminder_id: Some(id),
+            limit: 200,
+            after: None,
+        })
+        .await
+        .unwrap()
+        .notifications;
+    all.sort_by_key(|n| n.sequence);
+    all
+}
+
+fn tried(at: chrono::DateTime<chrono::Utc>, code: Option<u16>) -> NoticeTry {
+    NoticeTry {
+        at,
+        status_code: code,
+        error: code
+            .filter(|c| !(200..300).contains(c))
+            .map(|c| format!("HTTP {c}")),
+        duration_ms: 3,
+    }
+}
+
+fn completed_event(
+    id: ReminderId,
+    now: chrono::DateTime<chrono::Utc>,
+    hook: String,
+) -> Box<duecall::store::Decide> {
+    let ev = domain::Event {
+        reminder_id: id,
+        attempt: Some(1),
+        occurred_at: now,
+        kind: domain::EventKind::Completed(domain::Outcome {
+            result: domain::OutcomeResult::Refused,
+            promised_amount_minor: None,
+            promised_date: None,
+            summary: None,
+            transcript: None,
+            duration_seconds: Some(30),
+            callback_at: None,
+        }),
+    };
+    let retry = duecall::policy::RetryPolicy {
+        base_delay: Duration::hours(2),
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            to_midnight: true,
+            days: (0..7).collect(),
+            blackout: Default::default(),
+        },
+    };
+    Box::new(move |r: &domain::Reminder, att: Option<&domain::Attempt>| {
+        let ctx = domain::Ctx {
+            now,
+            retry: &retry,
+            jitter: 0.5,
+        };
+        let decision = domain::transition(r, att, &ev, &ctx);
+        let record = duecall::store::EventRecord {
+            webhook_id: hook.clone(),
+            reminder_id: r.id,
+            attempt: ev.attempt,
+            event_type: ev.event_type(),
+            occurred_at: now,
+            received_at: now,
+            applied: decision.verdict == domain::Verdict::Applied,
+            verdict: decision.verdict,
+            payload: "{}".into(),
+        };
+        (decision, record)
+    })
+}
+
+async fn a_change_and_its_notices_commit_as_one(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = pending(&store, 16, "2026-11-24T15:00:00Z").await;
+    let now = t("2026-11-24T15:01:00Z");
+    let claimed = store
+        .claim(&ids, now, 1000, &common::any_time_rules())
+        .await
+        .unwrap();
+    assert_eq!(claimed.claimed.len(), 16);
+    // A claim notifies nothing: nothing ended.
+    for id in &ids {
+        assert!(of(&store, *id).await.is_empty());
+    }
+    // Every event at once (they share SQLite's batch and PostgreSQL's), and
+    // a change decided on a reminder as it no longer is, with its event.
+    let (stale_id, rest) = ids.split_first().unwrap();
+    let stale = domain::Change {
+        reminder_id: *stale_id,
+        expect_status: Status::Pending,
+        expect_attempt: 0,
+        at: now,
+        reminder: Some(domain::ReminderUpdate {
+            status: Status::Cancelled,
+            attempt_count: 0,
+            next_attempt_at: None,
+            last_attempt_at: None,
+            skip_reason: Some("stale".into()),
+            outcome: None,
+        }),
+        attempt: None,
+        suppress: None,
+    };
+    let mut tasks = Vec::new();
+    for (n, id) in rest.iter().enumerate() {
+        let store = Arc::clone(&store);
+        let id = *id;
+        let decide = completed_event(id, now, format!("msg_done_{n}"));
+        tasks.push(tokio::spawn(async move {
+            store
+                .ingest(id, Some(1), decide)
+                .await
+                .unwrap()
+                .unwrap()
+                .applied
+        }));
+    }
+    let stale_apply = {
+        let store = Arc::clone(&store);
+        tokio::spawn(async move { store.apply(&stale, None).await.unwrap() })
+    };
+    for task in tasks {
+        assert!(matches!(task.await.unwrap(), Applied::Done(_)));
+    }
+    assert_eq!(stale_apply.await.unwrap(), Applied::Stale);
+    assert!(
+        of(&store, *stale_id).await.is_empty(),
+        "an undone change notifies nothing"
+    );
+    for id in rest {
+        let got = of(&store, *id).await;
+        let kinds: Vec<NoticeType> = got.iter().map(|n| n.kind).collect();
+        assert_eq!(
+            kinds,
+            [NoticeType::AttemptEnded, NoticeType::ReminderCompleted]
+        );
+        assert_eq!(got.iter().map(|n| n.sequence).collect::<Vec<_>>(), [1, 2]);
+        assert!(got
+            .iter()
+            .all(|n| n.status == NoticeStatus::Pending && n.tries.is_empty()));
+        assert_eq!(got[0].payload["data"]["attempt"]["status"], "completed");
+        assert_eq!(got[1].payload["data"]["status"], "completed");
+        assert_eq!(got[1].payload["data"]["sequence"], 2);
+        assert_eq!(got[1].next_try_at, Some(now), "due at once");
+    }
+    // A repeat of an event changes nothing and notifies nothing.
+    let again = store
+        .ingest(
+            rest[0],
+            Some(1),
+            completed_event(rest[0], now, "msg_done_0".into()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.applied, Applied::Duplicate);
+    assert_eq!(of(&store, rest[0]).await.len(), 2);
+
+    let stats = store.notice_stats().await.unwrap();
+    assert_eq!(stats.by_status[0], (NoticeStatus::Pending, 30));
+    assert_eq!(stats.oldest_pending, Some(now));
+    db.cleanup().await;
+}
+both_backends!(
+    a_change_and_its_notices_commit_as_one,
+    a_change_and_its_notices_commit_as_one
+);
+
+async fn leases_are_exclusive_until_they_run_out(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = pending(&store, 1, "2026-11-24T15:00:00Z").await;
+    let now = t("2026-11-24T15:00:00Z");
+    cancel_all(&store, &ids, now).await;
+    let until = now + Duration::seconds(30);
+    let a = store
+        .lease_notifications("a", now, until, 10)
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    assert_eq!(a[0].kind, NoticeType::ReminderCancelled);
+    assert_eq!(a[0].step, 0);
+    let later = now + Duration::seconds(29);
+    assert!(
+        store
+            .lease_notifications("b", later, later + Duration::seconds(30), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to a: not b's while the lease lives"
+    );
+    // a's instance died: its lease runs out, and b takes the notification over.
+    let over = now + Duration::seconds(30);
+    let b = store
+        .lease_notifications("b", over, over + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].id, a[0].id);
+    assert_eq!(b[0].body, a[0].body, "the same body on every try");
+    // a was only slow: its try is recorded, but it moves nothing.
+    let moved = store
+        .record_try(
+            &a[0].id,
+            "a",
+            &tried(over, Some(204)),
+            TryOutcome::Delivered,
+        )
+        .await
+        .unwrap();
+    assert!(!moved);
+    let n = &of(&store, ids[0]).await[0];
+    assert_eq!(n.status, NoticeStatus::Pending);
+    assert_eq!(n.tries.len(), 1);
+    let moved = store
+        .record_try(
+            &b[0].id,
+            "b",
+            &tried(over, Some(200)),
+            TryOutcome::Delivered,
+        )
+        .await
+        .unwrap();
+    assert!(moved);
+    let n = &of(&store, ids[0]).await[0];
+    assert_eq!(n.status, NoticeStatus::Delivered);
+    assert_eq!(n.delivered_at, Some(over));
+    assert_eq!(n.next_try_at, None);
+    assert_eq!(n.tries.len(), 2);
+    assert_eq!(n.tries[1].status_code, Some(200));
+    let far = over + Duration::days(3);
+    assert!(store
+        .lease_notifications("c", far, far, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    db.cleanup().await;
+}
+both_backends!(
+    leases_are_exclusive_until_they_run_out,
+    leases_are_exclusive_until_they_run_out
+);
+
+async fn a_retry_waits_for_its_time_and_a_resend_starts_a_new_round(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = pending(&store, 1, "2026-11-24T15:00:00Z").await;
+    let now = t("2026-11-24T15:00:00Z");
+    cancel_all(&store, &ids, now).await;
+    let lease = |at: chrono::DateTime<chrono::Utc>| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .lease_notifications("w", at, at + Duration::seconds(30), 10)
+                .await
+                .unwrap()
+        }
+    };
+    let first = lease(now).await;
+    let retry_at = now + Duration::seconds(5);
+    assert!(store
+        .record_try(
+            &first[0].id,
+            "w",
+            &tried(now, Some(500)),
+            TryOutcome::RetryAt(retry_at)
+        )
+        .await
+        .unwrap());
+    assert!(
+        lease(retry_at - Duration::milliseconds(1)).await.is_empty(),
+        "not before its time"
+    );
+    let second = lease(retry_at).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].step, 1, "one try made in this round");
+    assert!(store
+        .record_try(
+            &second[0].id,
+            "w",
+            &tried(retry_at, None),
+            TryOutcome::Failed
+        )
+        .await
+        .unwrap());
+    let n = &of(&store, ids[0]).await[0];
+    assert_eq!(n.status, NoticeStatus::Failed);
+    assert_eq!(n.next_try_at, None);
+    assert!(
+        lease(now + Duration::days(30)).await.is_empty(),
+        "failed: never tried again by itself"
+    );
+
+    let resent_at = now + Duration::hours(1);
+    let resent = store
+        .resend_notification(&n.id, resent_at)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resent.status, NoticeStatus::Pending);
+    assert_eq!(resent.next_try_at, Some(resent_at));
+    assert_eq!(resent.tries.len(), 2, "the tries are kept");
+    let third = lease(resent_at).await;
+    assert_eq!(third.len(), 1);
+    assert_eq!(third[0].step, 0, "a new round");
+    assert!(store
+        .resend_notification("msg_nosuch", now)
+        .await
+        .unwrap()
+        .is_none());
+    db.cleanup().await;
+}
+both_backends!(
+    a_retry_waits_for_its_time_and_a_resend_starts_a_new_round,
+    a_retry_waits_for_its_time_and_a_resend_starts_a_new_round
+);
+
+async fn several_stores_lease_each_notification_once(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = pending(&store, 60, "2026-11-24T15:00:00Z").await;
+    let now = t("2026-11-24T15:00:00Z");
+    cancel_all(&store, &ids, now).await;
+    let mut stores = vec![store];
+    for _ in 0..3 {
+        stores.push(notifying(&db).await);
+    }
+    let mut tasks = Vec::new();
+    for (n, s) in stores.iter().enumerate() {
+        let s = Arc::clone(s);
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = s
+                    .lease_notifications(&format!("w{n}"), now, now + Duration::seconds(30), 7)
+                    .await
+                    .unwrap();
+                if got.is_empty() {
+                    return mine;
+                }
+                mine.extend(got.into_iter().map(|d| d.id));
+                tokio::task::yield_now().await;
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(all.len(), 60, "each leased exactly once");
+    assert_eq!(unique.len(), 60);
+    db.cleanup().await;
+}
+both_backends!(
+    several_stores_lease_each_notification_once,
+    several_stores_lease_each_notification_once
+);
