@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 pub mod fake_livekit;
 pub mod load;
+pub mod receiver;
 
 use std::sync::Arc;
 
