@@ -776,6 +776,54 @@ mod tests {
     }
 
     #[test]
+    fn notifications_need_both_a_url_and_a_valid_secret() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        assert!(cfg(&[]).unwrap().notify.is_none(), "off by default");
+        let c = cfg(&[
+            ("NOTIFY_URL", "https://ar.example.com/hooks/duecall"),
+            ("NOTIFY_SECRET", &format!("{secret},{secret}")),
+        ])
+        .unwrap();
+        let n = c.notify.expect("on");
+        assert_eq!(n.url.as_str(), "https://ar.example.com/hooks/duecall");
+        assert_eq!(n.secrets.keys().count(), 2, "every secret signs");
+        for (vars, var, says) in [
+            (
+                vec![("NOTIFY_URL", "https://x.example")],
+                "NOTIFY_SECRET",
+                "is required",
+            ),
+            (
+                vec![("NOTIFY_SECRET", secret)],
+                "NOTIFY_SECRET",
+                "NOTIFY_URL is not",
+            ),
+            (
+                vec![
+                    ("NOTIFY_URL", "https://x.example"),
+                    ("NOTIFY_SECRET", "hunter2"),
+                ],
+                "NOTIFY_SECRET",
+                "whsec_",
+            ),
+            (
+                vec![("NOTIFY_URL", "ftp://x.example"), ("NOTIFY_SECRET", secret)],
+                "NOTIFY_URL",
+                "http",
+            ),
+            (
+                vec![("NOTIFY_URL", "not a url"), ("NOTIFY_SECRET", secret)],
+                "NOTIFY_URL",
+                "http",
+            ),
+        ] {
+            let e = cfg(&vars).expect_err(var);
+            assert_eq!(e.var, var, "{vars:?}");
+            assert!(e.message.contains(says), "{vars:?}: {e}");
+        }
+    }
+
+    #[test]
     fn livekit_url_turns_the_livekit_dialer_on() {
         let c = cfg(&[
             ("LIVEKIT_URL", "https://example.livekit.cloud"),

@@ -435,3 +435,143 @@ both_backends!(
     several_stores_lease_each_notification_once,
     several_stores_lease_each_notification_once
 );
+
+async fn a_claim_that_cancels_and_a_timeout_notify_too(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let at = "2026-11-24T15:00:00Z";
+    let now = t("2026-11-24T15:01:00Z");
+    let body = common::reminder_body(
+        json!({"scheduled_for": at, "phone_number": "+12125550177", "max_attempts": 2}),
+    );
+    let new = NewReminder::parse(body.as_object().unwrap(), &defaults()).unwrap();
+    let listed = ReminderId::new();
+    store.create_reminder(&new, listed, t(at)).await.unwrap();
+    let add = domain::SuppressNumber {
+        phone_number: domain::PhoneNumber::parse("+12125550177").unwrap(),
+        reason: domain::Reason::parse("asked by letter").unwrap(),
+        reminder_id: None,
+    };
+    store.add_suppression(&add, t(at)).await.unwrap();
+    let all = store
+        .list_notifications(&NoticeQuery {
+            status: None,
+            reminder_id: None,
+            limit: 50,
+            after: None,
+        })
+        .await
+        .unwrap()
+        .notifications;
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0].kind, NoticeType::SuppressionAdded);
+    assert_eq!(all[0].reminder_id, None);
+    assert_eq!(all[0].payload["data"]["phone_number"], "+12125550177");
+
+    // The claim finds the number listed: cancelled, and notified so.
+    let timed = pending(&store, 1, at).await[0];
+    let report = store
+        .claim(&[listed, timed], now, 1000, &common::any_time_rules())
+        .await
+        .unwrap();
+    assert_eq!(report.suppressed, [listed]);
+    let got = of(&store, listed).await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].kind, NoticeType::ReminderCancelled);
+    assert_eq!(got[0].payload["data"]["skip_reason"], "suppressed");
+    assert_eq!(got[0].payload["data"]["status"], "cancelled");
+
+    // The other was dialled and timed out: its attempt ended, a retry ahead
+    // (3 attempts by default), so the reminder itself is not notified.
+    let retry = duecall::policy::RetryPolicy {
+        base_delay: Duration::hours(2),
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            to_midnight: true,
+            days: (0..7).collect(),
+            blackout: Default::default(),
+        },
+    };
+    let later = now + Duration::hours(1);
+    let ctx = domain::Ctx {
+        now: later,
+        retry: &retry,
+        jitter: 0.5,
+    };
+    let (r, attempt) = store.get_for_event(timed, None).await.unwrap().unwrap();
+    let change = domain::fail_live_attempt(&r, attempt.as_ref(), "call_timeout", &ctx).unwrap();
+    assert!(matches!(
+        store.apply(&change, None).await.unwrap(),
+        Applied::Done(_)
+    ));
+    let got = of(&store, timed).await;
+    let kinds: Vec<NoticeType> = got.iter().map(|n| n.kind).collect();
+    assert_eq!(kinds, [NoticeType::AttemptEnded]);
+    assert_eq!(got[0].payload["data"]["status"], "failed");
+    assert_eq!(
+        got[0].payload["data"]["attempt"]["failure"]["reason"],
+        "call_timeout"
+    );
+
+    // Its last attempt times out too: that failure is final, and notified.
+    let again = t("2026-11-24T20:00:00Z");
+    let r = store.get_reminder(timed).await.unwrap().unwrap();
+    let claim = domain::claim(&r, again).unwrap();
+    assert!(matches!(
+        store.apply(&claim, None).await.unwrap(),
+        Applied::Done(_)
+    ));
+    let ctx = domain::Ctx {
+        now: again + Duration::hours(1),
+        retry: &retry,
+        jitter: 0.5,
+    };
+    let mut n = 0;
+    // Exhaust the attempts (max 3 by default).
+    let last = loop {
+        let (cur, attempt) = store.get_for_event(timed, None).await.unwrap().unwrap();
+        let change =
+            domain::fail_live_attempt(&cur, attempt.as_ref(), "call_timeout", &ctx).unwrap();
+        let Applied::Done(after) = store.apply(&change, None).await.unwrap() else {
+            panic!("not applied");
+        };
+        let last = *after;
+        if domain::is_final_failure(&last) {
+            break last;
+        }
+        let claim = domain::claim(&last, ctx.now).unwrap();
+        assert!(matches!(
+            store.apply(&claim, None).await.unwrap(),
+            Applied::Done(_)
+        ));
+        n += 1;
+        assert!(n < 10, "attempts never ran out");
+    };
+    let got = of(&store, timed).await;
+    let kinds: Vec<NoticeType> = got.iter().map(|n| n.kind).collect();
+    let ended = kinds
+        .iter()
+        .filter(|k| **k == NoticeType::AttemptEnded)
+        .count();
+    assert_eq!(
+        ended as u32, last.attempt_count,
+        "one attempt.ended per attempt"
+    );
+    assert_eq!(kinds.last(), Some(&NoticeType::ReminderFailed));
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == NoticeType::ReminderFailed)
+            .count(),
+        1
+    );
+    let seqs: Vec<u32> = got.iter().map(|n| n.sequence).collect();
+    assert_eq!(seqs, (1..=got.len() as u32).collect::<Vec<_>>());
+    db.cleanup().await;
+}
+both_backends!(
+    a_claim_that_cancels_and_a_timeout_notify_too,
+    a_claim_that_cancels_and_a_timeout_notify_too
+);

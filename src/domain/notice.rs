@@ -264,3 +264,30 @@ pub fn retry_after(tries: u32) -> Option<Duration> {
     let index = usize::try_from(tries).ok()?.checked_sub(1)?;
     RETRY_AFTER.get(index).copied()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retry_schedule_is_spec_9s_and_ends_after_the_eighth_try() {
+        let secs: Vec<u64> = (1..=7).map(|n| retry_after(n).unwrap().as_secs()).collect();
+        assert_eq!(secs, [5, 300, 1800, 7200, 18000, 36000, 36000]);
+        assert_eq!(retry_after(8), None, "eight tries in a round, then failed");
+        assert_eq!(retry_after(0), None);
+        assert_eq!(retry_after(u32::MAX), None);
+    }
+
+    #[test]
+    fn types_and_statuses_round_trip_their_names() {
+        for t in NoticeType::ALL {
+            assert_eq!(t.as_str().parse::<NoticeType>(), Ok(t));
+            assert_eq!(serde_json::to_value(t).unwrap(), t.as_str());
+        }
+        for s in NoticeStatus::ALL {
+            assert_eq!(s.as_str().parse::<NoticeStatus>().unwrap(), s);
+        }
+        assert!("lost".parse::<NoticeStatus>().is_err());
+        assert!("attempt.started".parse::<NoticeType>().is_err());
+    }
+}
