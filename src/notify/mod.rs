@@ -34,6 +34,8 @@ pub struct NotifySettings {
     /// How often to look for due notifications when there were none.
     pub poll: Duration,
     pub timeout: Duration,
+    /// How often the outbox's figures (`/metrics`) are read again.
+    pub stats_every: Duration,
 }
 
 impl Default for NotifySettings {
@@ -43,6 +45,7 @@ impl Default for NotifySettings {
             lease: TRY_TIMEOUT * 4,
             poll: Duration::from_millis(500),
             timeout: TRY_TIMEOUT,
+            stats_every: Duration::from_secs(5),
         }
     }
 }
@@ -115,7 +118,7 @@ impl Notifier {
     /// Rounds until `stop` resolves; a round that found nothing waits `poll`.
     pub async fn run(self: Arc<Self>, stop: impl std::future::Future<Output = ()>) {
         tokio::pin!(stop);
-        let every = Duration::from_secs(5);
+        let every = self.settings.stats_every;
         let mut last_stats: Option<Instant> = None;
         loop {
             if last_stats.map_or(true, |t| t.elapsed() >= every) {

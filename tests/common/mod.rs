@@ -174,6 +174,7 @@ pub fn test_notify_settings() -> duecall::notify::NotifySettings {
         lease: std::time::Duration::from_secs(30),
         poll: std::time::Duration::from_millis(25),
         timeout: std::time::Duration::from_secs(1),
+        stats_every: std::time::Duration::from_millis(50),
     }
 }
 
