@@ -205,6 +205,16 @@ async fn serve(config: Config) -> ExitCode {
             );
         }
     }
+    match &state.config.notify {
+        // The host only: a path or query may carry the receiver's token.
+        Some(n) => tracing::info!(
+            host = n.url.host_str().unwrap_or_default(),
+            "outcome notifications on (NOTIFY_URL): every change is notified"
+        ),
+        None => tracing::info!(
+            "outcome notifications off: set NOTIFY_URL and NOTIFY_SECRET (on every instance of a shared database) to turn them on"
+        ),
+    }
     if state.config.dashboard_password.is_some() {
         tracing::info!("dashboard at http://{bind}/ (sign in with DASHBOARD_PASSWORD)");
     } else {

@@ -1015,3 +1015,66 @@ async fn serve_warns_at_start_about_each_rule_looser_than_the_law() {
         quiet.log()
     );
 }
+
+#[tokio::test]
+async fn a_reminder_page_lists_its_notifications_and_their_last_try() {
+    let rx = common::receiver::Receiver::start().await;
+    rx.set(common::receiver::Mode::Status(502));
+    let vars = common::receiver::notify_vars(&rx.url);
+    let mut extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    extra.push(("DASHBOARD_PASSWORD", PASSWORD));
+    let app = TestApp::spawn_with(Backend::Sqlite, &extra).await.unwrap();
+    let cookie = sign_in(&app).await;
+    let id = app.live_reminder(json!({})).await;
+    let (_, html) = page(&app, &cookie, &format!("/reminders/{id}")).await;
+    assert!(
+        html.contains("id=\"no-notifications\""),
+        "none before the call ends"
+    );
+    assert!(text_after(&html, "id=\"no-notifications\"").starts_with("None sent"));
+
+    assert_eq!(
+        app.send_event(&msg_id(), &completed(id, "refused"))
+            .await
+            .status(),
+        200
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let html = loop {
+        let (status, html) = page(&app, &cookie, &format!("/reminders/{id}")).await;
+        assert_eq!(status, 200);
+        if html.matches("HTTP 502").count() == 2 {
+            break html;
+        }
+        assert!(std::time::Instant::now() < deadline, "{html}");
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    let table = &html[html.find("id=\"notifications\"").expect("the table")..];
+    let rows: Vec<&str> = table.split("<tr data-id=").skip(1).collect();
+    assert_eq!(rows.len(), 2);
+    assert!(rows[0].contains("<code>attempt.ended</code>"));
+    assert!(rows[1].contains("<code>reminder.completed</code>"));
+    for row in &rows {
+        assert_eq!(text_after(row, "data-field=\"status\""), "pending");
+        assert_eq!(text_after(row, "data-field=\"tries\""), "1");
+        let last = text_after(row, "data-field=\"last_try\"");
+        assert!(
+            last.starts_with("2026-11-24 15:00:00 UTC: HTTP 502 ("),
+            "{last}"
+        );
+        assert_eq!(
+            text_after(row, "data-field=\"next_try_at\""),
+            "2026-11-24 15:00:05 UTC",
+            "the first retry, 5 s after the try"
+        );
+    }
+    app.stop().await;
+
+    // Without NOTIFY_URL the page says notifications are off.
+    let app = spawn().await;
+    let cookie = sign_in(&app).await;
+    let id = app.live_reminder(json!({})).await;
+    let (_, html) = page(&app, &cookie, &format!("/reminders/{id}")).await;
+    assert!(text_after(&html, "id=\"no-notifications\"").starts_with("Notifications are off"));
+    app.stop().await;
+}

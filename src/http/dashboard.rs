@@ -705,6 +705,46 @@ struct ReminderPage {
     looser: Vec<LooserThanLaw>,
     r: ReminderView,
     attempts: Vec<AttemptView>,
+    /// Whether this instance sends notifications (`NOTIFY_URL`).
+    notify_on: bool,
+    notifications: Vec<NoticeView>,
+}
+
+/// One notification of the reminder (SPEC §9) and its last try.
+struct NoticeView {
+    id: String,
+    kind: &'static str,
+    sequence: u32,
+    status: &'static str,
+    created_at: String,
+    tries: usize,
+    last_try: String,
+    next_try_at: String,
+}
+
+impl NoticeView {
+    fn of(n: &crate::store::Notification) -> Self {
+        Self {
+            id: n.id.clone(),
+            kind: n.kind.as_str(),
+            sequence: n.sequence,
+            status: n.status.as_str(),
+            created_at: time(Some(n.created_at)),
+            tries: n.tries.len(),
+            last_try: n.tries.last().map_or_else(
+                || "not tried yet".to_owned(),
+                |t| {
+                    let answer = match (t.status_code, &t.error) {
+                        (Some(code), None) => format!("HTTP {code}"),
+                        (_, Some(e)) => e.clone(),
+                        (None, None) => NONE.to_owned(),
+                    };
+                    format!("{}: {answer} ({} ms)", time(Some(t.at)), t.duration_ms)
+                },
+            ),
+            next_try_at: time(n.next_try_at),
+        }
+    }
 }
 
 /// One reminder and its attempt timeline.
@@ -741,9 +781,22 @@ pub async fn reminder(
         Ok(a) => a,
         Err(e) => return storage_failed(e),
     };
+    let query = crate::store::NoticeQuery {
+        status: None,
+        reminder_id: Some(id),
+        limit: 100,
+        after: None,
+    };
+    let mut notifications = match state.store.list_notifications(&query).await {
+        Ok(page) => page.notifications,
+        Err(e) => return storage_failed(e),
+    };
+    notifications.sort_by_key(|n| n.sequence);
     html(
         StatusCode::OK,
         ReminderPage {
+            notify_on: state.config.notify.is_some(),
+            notifications: notifications.iter().map(NoticeView::of).collect(),
             refresh_secs: REFRESH_SECS,
             now: time(Some(state.clock.now())),
             looser: state.config.looser_than_law(),
