@@ -50,6 +50,11 @@ enum Command {
         events: usize,
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
+        /// Receive the service's notifications on this loopback port (its
+        /// NOTIFY_URL is http://127.0.0.1:PORT/notify), answering 204 at once,
+        /// and report how fast all of them (two per event) arrived.
+        #[arg(long)]
+        sink_port: Option<u16>,
     },
     /// The disk's durable-write latency: append a 4 KiB page to a file in
     /// `dir` and `fdatasync` it, N times (what one SQLite WAL commit costs at
@@ -201,13 +206,72 @@ fn client(concurrency: usize) -> reqwest::Client {
         .expect("an HTTP client")
 }
 
+/// A receiver of notifications that answers 204 at once and counts them.
+struct Sink {
+    count: Arc<AtomicUsize>,
+    first: Arc<std::sync::Mutex<Option<Instant>>>,
+    last: Arc<std::sync::Mutex<Option<Instant>>>,
+}
+
+async fn sink(port: u16) -> anyhow::Result<Sink> {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let count = Arc::new(AtomicUsize::new(0));
+    let first = Arc::new(std::sync::Mutex::new(None));
+    let last = Arc::new(std::sync::Mutex::new(None));
+    let (c, f, l) = (Arc::clone(&count), Arc::clone(&first), Arc::clone(&last));
+    let app = axum::Router::new().route(
+        "/notify",
+        axum::routing::post(move |_body: axum::body::Bytes| {
+            let (c, f, l) = (Arc::clone(&c), Arc::clone(&f), Arc::clone(&l));
+            async move {
+                let now = Instant::now();
+                f.lock().expect("first").get_or_insert(now);
+                *l.lock().expect("last") = Some(now);
+                c.fetch_add(1, Ordering::Relaxed);
+                axum::http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(Sink { count, first, last })
+}
+
+impl Sink {
+    /// Wait (at most `limit`) for `n` notifications; print the rate.
+    async fn report(&self, n: usize, answered: Instant, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.count.load(Ordering::Relaxed) < n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let got = self.count.load(Ordering::Relaxed);
+        let first = *self.first.lock().expect("first");
+        let last = *self.last.lock().expect("last");
+        match (first, last) {
+            (Some(first), Some(last)) => println!(
+                "notify: {got} of {n} notifications delivered; {:.0}/s from the first to the last; \
+                 the last {:.2} s after the last webhook's answer",
+                got as f64 / last.duration_since(first).as_secs_f64().max(1e-6),
+                last.saturating_duration_since(answered).as_secs_f64()
+            ),
+            _ => println!("notify: none of {n} notifications delivered"),
+        }
+    }
+}
+
 async fn ingest(
     url: &str,
     database_url: &str,
     secret: &str,
     events: usize,
     concurrency: usize,
+    sink_port: Option<u16>,
 ) -> anyhow::Result<()> {
+    let sink = match sink_port {
+        Some(port) => Some(sink(port).await?),
+        None => None,
+    };
     let secrets = duecall::webhook::WebhookSecrets::parse(secret)
         .map_err(|e| anyhow::anyhow!("--secret: {e}"))?;
     let key = secrets.keys().next().context("a key")?.to_vec();
@@ -238,8 +302,16 @@ async fn ingest(
                 .body(body)
         })
         .collect();
-    let label = format!("ingest c={concurrency}");
+    let label = match sink {
+        Some(_) => format!("ingest c={concurrency} (notifications on)"),
+        None => format!("ingest c={concurrency}"),
+    };
     fire(label, requests, concurrency).await?.print();
+    if let Some(sink) = sink {
+        // Two per event: the attempt's end and the reminder's completion.
+        sink.report(2 * events, Instant::now(), Duration::from_secs(300))
+            .await;
+    }
     Ok(())
 }
 
@@ -671,7 +743,8 @@ async fn main() -> anyhow::Result<()> {
             secret,
             events,
             concurrency,
-        } => ingest(&url, &database_url, &secret, events, concurrency).await,
+            sink_port,
+        } => ingest(&url, &database_url, &secret, events, concurrency, sink_port).await,
         Command::Noop {
             url,
             requests,

@@ -45,34 +45,49 @@ pub(super) async fn insert_notice(
 }
 
 /// The notices a written change causes (`after`: the reminder it left), and
-/// the list's entry when it put a number on the list (`listed`).
+/// the list's entry when it put a number on the list (`listed`). Two round
+/// trips whatever their number: one read (the reminder's last sequence and
+/// the attempt as just written), one insert of them all. The reminder is
+/// locked by the change, so no other transaction numbers it meanwhile.
 pub(super) async fn write_notices(
     conn: &mut PgConnection,
     change: &Change,
     after: &Reminder,
     listed: bool,
 ) -> Result<(), StoreError> {
-    for kind in for_change(change, after) {
-        let attempt = match (&change.attempt, kind) {
-            (Some(AttemptWrite::Update { attempt, .. }), NoticeType::AttemptEnded) => {
-                let row = sqlx::query(
-                    "SELECT attempt, status, room_name, dispatched_at, answered_at, ended_at, \
-                     outcome, failure FROM attempts WHERE reminder_id = $1 AND attempt = $2",
-                )
-                .bind(change.reminder_id.as_uuid())
-                .bind(*attempt as i32)
-                .fetch_optional(&mut *conn)
-                .await?;
-                row.map(|row| attempt_cols(&row, "")).transpose()?
-            }
-            _ => None,
-        };
-        insert_notice(
-            conn,
-            &Notice::about_reminder(kind, change.at, after, attempt.as_ref()),
-        )
-        .await?;
+    let kinds = for_change(change, after);
+    let listed = listed && change.suppress.is_some();
+    if kinds.is_empty() && !listed {
+        return Ok(());
     }
+    let ended = match (&change.attempt, kinds.contains(&NoticeType::AttemptEnded)) {
+        (Some(AttemptWrite::Update { attempt, .. }), true) => Some(*attempt as i32),
+        _ => None,
+    };
+    let subject = after.id.to_string();
+    let row = sqlx::query(
+        "SELECT (SELECT COALESCE(MAX(sequence), 0) FROM notifications WHERE subject = $1) AS last, \
+         a.attempt, a.status, a.room_name, a.dispatched_at, a.answered_at, a.ended_at, \
+         a.outcome, a.failure \
+         FROM (SELECT 1) AS one LEFT JOIN attempts a ON a.reminder_id = $2 AND a.attempt = $3",
+    )
+    .bind(&subject)
+    .bind(after.id.as_uuid())
+    .bind(ended)
+    .fetch_one(&mut *conn)
+    .await?;
+    let last: i32 = row.try_get("last")?;
+    let found: Option<i32> = row.try_get("attempt")?;
+    let attempt = found.map(|_| attempt_cols(&row, "")).transpose()?;
+    let mut notices: Vec<Notice> = kinds
+        .into_iter()
+        .map(|kind| {
+            let attempt = (kind == NoticeType::AttemptEnded)
+                .then_some(attempt.as_ref())
+                .flatten();
+            Notice::about_reminder(kind, change.at, after, attempt)
+        })
+        .collect();
     if let (true, Some(add)) = (listed, &change.suppress) {
         let entry = Suppression {
             phone_number: add.phone_number.clone(),
@@ -80,8 +95,60 @@ pub(super) async fn write_notices(
             reminder_id: add.reminder_id,
             created_at: change.at,
         };
-        insert_notice(conn, &Notice::about_suppression(&entry)).await?;
+        let notice = Notice::about_suppression(&entry);
+        if notice.subject == subject {
+            notices.push(notice);
+        } else {
+            // A list entry numbered among its number's own (no reminder).
+            insert_notice(conn, &notice).await?;
+        }
     }
+    if notices.is_empty() {
+        return Ok(());
+    }
+    insert_numbered(conn, &notices, last).await
+}
+
+/// Insert notices of one subject, numbered from `last + 1`, in one statement.
+async fn insert_numbered(
+    conn: &mut PgConnection,
+    notices: &[Notice],
+    last: i32,
+) -> Result<(), StoreError> {
+    let mut ids = Vec::with_capacity(notices.len());
+    let mut subjects = Vec::with_capacity(notices.len());
+    let mut sequences = Vec::with_capacity(notices.len());
+    let mut reminders = Vec::with_capacity(notices.len());
+    let mut kinds = Vec::with_capacity(notices.len());
+    let mut bodies = Vec::with_capacity(notices.len());
+    let mut ats = Vec::with_capacity(notices.len());
+    for (n, notice) in notices.iter().enumerate() {
+        let sequence = u32::try_from(i64::from(last) + n as i64 + 1)
+            .map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))?;
+        ids.push(new_notice_id());
+        subjects.push(notice.subject.clone());
+        sequences.push(sequence as i32);
+        reminders.push(notice.reminder_id.map(|id| id.as_uuid()));
+        kinds.push(notice.kind.as_str());
+        bodies.push(notice.body(sequence));
+        ats.push(notice.at);
+    }
+    sqlx::query(
+        "INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, status, step, \
+         next_try_at, created_at) \
+         SELECT id, subject, sequence, reminder_id, type, body, 'pending', 0, at, at \
+         FROM UNNEST($1::text[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::text[], \
+                     $7::timestamptz[]) AS v(id, subject, sequence, reminder_id, type, body, at)",
+    )
+    .bind(&ids)
+    .bind(&subjects)
+    .bind(&sequences)
+    .bind(&reminders)
+    .bind(&kinds)
+    .bind(&bodies)
+    .bind(&ats)
+    .execute(&mut *conn)
+    .await?;
     Ok(())
 }
 
