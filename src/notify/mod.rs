@@ -17,8 +17,11 @@ use tokio::task::JoinSet;
 use crate::clock::Clock;
 use crate::config::NotifyConfig;
 use crate::domain::retry_after;
-use crate::store::{Delivery, NoticeTry, Store, StoreError, TryOutcome};
+use crate::store::{Delivery, NoticeTry, Store, StoreError, TryOutcome, TryRecord};
 use crate::webhook::{self, WebhookSecrets};
+
+/// Tries that ended are recorded together once no other ends within this.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// A try that has not answered 2xx within this is a failed try.
 pub const TRY_TIMEOUT: Duration = Duration::from_secs(15);
@@ -41,7 +44,7 @@ pub struct NotifySettings {
 impl Default for NotifySettings {
     fn default() -> Self {
         Self {
-            concurrency: 16,
+            concurrency: 32,
             lease: TRY_TIMEOUT * 4,
             poll: Duration::from_millis(500),
             timeout: TRY_TIMEOUT,
@@ -105,13 +108,19 @@ impl Notifier {
             let me = Arc::clone(self);
             tries.spawn(async move { me.deliver(delivery).await });
         }
-        while let Some(done) = tries.join_next().await {
-            if let Ok(Err(e)) = done {
-                // The try happened but its record did not: the lease runs
-                // out and the notification is tried again (at least once).
-                tracing::error!(error = %e, "a notification try could not be recorded");
+        // Tries are recorded in batches (one transaction each), as they end:
+        // whatever has ended is written once no other try ends within
+        // `FLUSH_AFTER`, or once the round is over.
+        let mut ended = Vec::new();
+        loop {
+            match tokio::time::timeout(FLUSH_AFTER, tries.join_next()).await {
+                Ok(Some(Ok(record))) => ended.push(record),
+                Ok(Some(Err(e))) => tracing::error!(error = %e, "a notification try panicked"),
+                Ok(None) => break,
+                Err(_) => self.record(&mut ended).await,
             }
         }
+        self.record(&mut ended).await;
         Ok(n)
     }
 
@@ -157,8 +166,30 @@ impl Notifier {
         }
     }
 
-    /// One try of one notification, and its record.
-    async fn deliver(&self, d: Delivery) -> Result<(), StoreError> {
+    /// Write what the tries in `ended` came to, and empty it. A batch that
+    /// cannot be written is tried again once its leases run out (at least once).
+    async fn record(&self, ended: &mut Vec<TryRecord>) {
+        if ended.is_empty() {
+            return;
+        }
+        match self.store.record_tries(&self.owner, ended).await {
+            Ok(moved) => {
+                for (t, moved) in ended.iter().zip(moved) {
+                    if !moved {
+                        tracing::warn!(id = %t.id, "notification try recorded after its lease was lost; another instance has it");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(
+                error = %e, tries = ended.len(),
+                "notification tries could not be recorded; they are made again when their leases run out"
+            ),
+        }
+        ended.clear();
+    }
+
+    /// One try of one notification: what it came to, to record.
+    async fn deliver(&self, d: Delivery) -> TryRecord {
         let at = self.clock.now();
         let started = Instant::now();
         let answer = self.post(&d, at).await;
@@ -183,16 +214,6 @@ impl Notifier {
         };
         metrics::counter!("duecall_notification_tries_total", "type" => d.kind.as_str(), "result" => result)
             .increment(1);
-        let tried = NoticeTry {
-            at,
-            status_code,
-            error: error.clone(),
-            duration_ms,
-        };
-        let moved = self
-            .store
-            .record_try(&d.id, &self.owner, &tried, outcome)
-            .await?;
         match (&error, outcome) {
             (None, _) => tracing::debug!(id = %d.id, r#type = %d.kind, "notification delivered"),
             (Some(e), TryOutcome::Failed) => tracing::error!(
@@ -204,10 +225,16 @@ impl Notifier {
                 "notification try failed; it will be retried"
             ),
         }
-        if !moved {
-            tracing::warn!(id = %d.id, "notification try recorded after its lease was lost; another instance has it");
+        TryRecord {
+            id: d.id,
+            tried: NoticeTry {
+                at,
+                status_code,
+                error,
+                duration_ms,
+            },
+            outcome,
         }
-        Ok(())
     }
 
     /// POST the notification; its status code, or why none came back (never

@@ -461,16 +461,28 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// Record a try of notification `id` and move it to `outcome`, in one
-    /// transaction; it moves only while `owner` still holds its lease (the
-    /// try is recorded either way). Returns whether it moved.
+    /// Record tries and move each notification to its outcome, all in one
+    /// transaction; a notification moves only while `owner` still holds its
+    /// lease (the try is recorded either way). Whether each moved, in order.
+    async fn record_tries(&self, owner: &str, tries: &[TryRecord])
+        -> Result<Vec<bool>, StoreError>;
+
+    /// [`Store::record_tries`] for one try.
     async fn record_try(
         &self,
         id: &str,
         owner: &str,
         tried: &NoticeTry,
         outcome: TryOutcome,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<bool, StoreError> {
+        let one = TryRecord {
+            id: id.to_owned(),
+            tried: tried.clone(),
+            outcome,
+        };
+        let moved = self.record_tries(owner, std::slice::from_ref(&one)).await?;
+        Ok(moved.first().copied().unwrap_or(false))
+    }
 
     /// Notifications newest first, filtered, one page at a time, with their tries.
     async fn list_notifications(&self, query: &NoticeQuery) -> Result<NoticePage, StoreError>;

@@ -89,6 +89,14 @@ pub enum TryOutcome {
     Failed,
 }
 
+/// One try to record, and what it leaves its notification as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TryRecord {
+    pub id: String,
+    pub tried: NoticeTry,
+    pub outcome: TryOutcome,
+}
+
 /// A list request: filters, page size, where to start (newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeQuery {

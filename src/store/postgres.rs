@@ -23,7 +23,7 @@ use super::{
     ListQuery, Page, RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
     JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
-use super::{Delivery, NoticePage, NoticeQuery, NoticeStats, NoticeTry, Notification, TryOutcome};
+use super::{Delivery, NoticePage, NoticeQuery, NoticeStats, Notification, TryRecord};
 use super::{Suppressed, SuppressionCursor, SuppressionPage, SUPPRESSION_COLS};
 use crate::domain::Status;
 use crate::domain::{Attempt, AttemptWrite, Change, NewReminder, Reminder, ReminderId};
@@ -1230,14 +1230,12 @@ impl Store for PgStore {
         notices::lease(&self.pool, owner, now, until, limit).await
     }
 
-    async fn record_try(
+    async fn record_tries(
         &self,
-        id: &str,
         owner: &str,
-        tried: &NoticeTry,
-        outcome: TryOutcome,
-    ) -> Result<bool, StoreError> {
-        notices::record(&self.pool, id, owner, tried, outcome).await
+        tries: &[TryRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        notices::record(&self.pool, owner, tries).await
     }
 
     async fn list_notifications(&self, query: &NoticeQuery) -> Result<NoticePage, StoreError> {

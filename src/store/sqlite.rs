@@ -21,7 +21,7 @@ use super::{
     ListQuery, Page, RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
     JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
-use super::{Delivery, NoticePage, NoticeQuery, NoticeStats, NoticeTry, Notification, TryOutcome};
+use super::{Delivery, NoticePage, NoticeQuery, NoticeStats, Notification, TryRecord};
 use super::{Suppressed, SuppressionCursor, SuppressionPage, SUPPRESSION_COLS};
 use crate::domain::Status;
 use crate::domain::{room_name, Attempt, Change, NewReminder, Reminder, ReminderId};
@@ -1289,16 +1289,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn record_try(
+    async fn record_tries(
         &self,
-        id: &str,
         owner: &str,
-        tried: &NoticeTry,
-        outcome: TryOutcome,
-    ) -> Result<bool, StoreError> {
-        let (id, owner, tried) = (id.to_owned(), owner.to_owned(), tried.clone());
+        tries: &[TryRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let (owner, tries) = (owner.to_owned(), tries.to_vec());
         self.writer
-            .call(move |c| Ok((notices::record(c, &id, &owner, &tried, outcome)?, true)))
+            .call(move |c| {
+                let moved = tries
+                    .iter()
+                    .map(|t| notices::record(c, &t.id, &owner, &t.tried, t.outcome))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok((moved, true))
+            })
             .await
     }
 

@@ -10,7 +10,7 @@ use super::attempt_cols;
 use crate::domain::{for_change, AttemptWrite, Change, Notice, NoticeType, Reminder, Suppression};
 use crate::store::{
     new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome,
-    NOTICE_COLS,
+    TryRecord, NOTICE_COLS,
 };
 
 /// Write one notice, numbered after its subject's last, due at once. The
@@ -191,38 +191,63 @@ pub(super) async fn lease(
     Ok(leased)
 }
 
+/// Every try in one statement (one round trip, one commit).
 pub(super) async fn record(
     pool: &PgPool,
-    id: &str,
     owner: &str,
-    t: &NoticeTry,
-    outcome: TryOutcome,
-) -> Result<bool, StoreError> {
-    let (status, next, delivered) = match outcome {
-        TryOutcome::Delivered => ("delivered", None, Some(t.at)),
-        TryOutcome::RetryAt(at) => ("pending", Some(at), None),
-        TryOutcome::Failed => ("failed", None, None),
-    };
-    let moved: bool = sqlx::query_scalar(
-        "WITH try AS (INSERT INTO notification_tries (notification_id, at, status_code, error, \
-           duration_ms) VALUES ($1, $2, $3, $4, $5)), \
-         moved AS (UPDATE notifications SET status = $6, next_try_at = $7, delivered_at = $8, \
-           step = step + 1, lease_owner = NULL, lease_until = NULL \
-           WHERE id = $1 AND lease_owner = $9 AND status = 'pending' RETURNING 1) \
-         SELECT EXISTS (SELECT 1 FROM moved)",
+    tries: &[TryRecord],
+) -> Result<Vec<bool>, StoreError> {
+    if tries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ids = Vec::with_capacity(tries.len());
+    let mut ats = Vec::with_capacity(tries.len());
+    let mut codes = Vec::with_capacity(tries.len());
+    let mut errors = Vec::with_capacity(tries.len());
+    let mut durations = Vec::with_capacity(tries.len());
+    let mut statuses = Vec::with_capacity(tries.len());
+    let mut nexts = Vec::with_capacity(tries.len());
+    let mut delivered = Vec::with_capacity(tries.len());
+    for t in tries {
+        let (status, next, done) = match t.outcome {
+            TryOutcome::Delivered => ("delivered", None, Some(t.tried.at)),
+            TryOutcome::RetryAt(at) => ("pending", Some(at), None),
+            TryOutcome::Failed => ("failed", None, None),
+        };
+        ids.push(t.id.as_str());
+        ats.push(t.tried.at);
+        codes.push(t.tried.status_code.map(i32::from));
+        errors.push(t.tried.error.as_deref());
+        durations.push(i32::try_from(t.tried.duration_ms).unwrap_or(i32::MAX));
+        statuses.push(status);
+        nexts.push(next);
+        delivered.push(done);
+    }
+    let moved: Vec<String> = sqlx::query_scalar(
+        "WITH v AS (SELECT * FROM UNNEST($1::text[], $2::timestamptz[], $3::int[], $4::text[], \
+           $5::int[], $6::text[], $7::timestamptz[], $8::timestamptz[]) WITH ORDINALITY \
+           AS v(id, at, code, error, ms, status, next, delivered, n)), \
+         tried AS (INSERT INTO notification_tries (notification_id, at, status_code, error, \
+           duration_ms) SELECT id, at, code, error, ms FROM v ORDER BY n), \
+         moved AS (UPDATE notifications SET status = v.status, next_try_at = v.next, \
+           delivered_at = v.delivered, step = notifications.step + 1, lease_owner = NULL, \
+           lease_until = NULL FROM v \
+           WHERE notifications.id = v.id AND notifications.lease_owner = $9 \
+             AND notifications.status = 'pending' RETURNING notifications.id) \
+         SELECT id FROM moved",
     )
-    .bind(id)
-    .bind(t.at)
-    .bind(t.status_code.map(i32::from))
-    .bind(&t.error)
-    .bind(i32::try_from(t.duration_ms).unwrap_or(i32::MAX))
-    .bind(status)
-    .bind(next)
-    .bind(delivered)
+    .bind(&ids)
+    .bind(&ats)
+    .bind(&codes)
+    .bind(&errors)
+    .bind(&durations)
+    .bind(&statuses)
+    .bind(&nexts)
+    .bind(&delivered)
     .bind(owner)
-    .fetch_one(pool)
+    .fetch_all(pool)
     .await?;
-    Ok(moved)
+    Ok(tries.iter().map(|t| moved.contains(&t.id)).collect())
 }
 
 pub(super) async fn resend(
