@@ -575,3 +575,68 @@ both_backends!(
     a_claim_that_cancels_and_a_timeout_notify_too,
     a_claim_that_cancels_and_a_timeout_notify_too
 );
+
+/// A batch in which the database refuses one event (an injected fault): the
+/// refused change leaves no notice (its savepoint takes them with it), the
+/// others' are written, and a reminder changed twice in one batch is
+/// numbered in order.
+async fn a_refused_event_takes_its_notices_with_it(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    db.execute(match backend {
+        Backend::Sqlite => {
+            "CREATE TRIGGER refuse_bad BEFORE INSERT ON events WHEN NEW.webhook_id LIKE 'bad_%' \
+             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+        }
+        Backend::Postgres => {
+            "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+             CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW \
+             WHEN (NEW.webhook_id LIKE 'bad_%') EXECUTE FUNCTION refuse_bad();"
+        }
+    })
+    .await;
+    let ids = pending(&store, 16, "2026-11-24T15:00:00Z").await;
+    let now = t("2026-11-24T15:01:00Z");
+    store
+        .claim(&ids, now, 1000, &common::any_time_rules())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        let hook = if n % 4 == 0 {
+            format!("bad_{id}")
+        } else {
+            format!("ok_{id}")
+        };
+        let store = Arc::clone(&store);
+        let id = *id;
+        let decide = completed_event(id, now, hook.clone());
+        tasks.push(tokio::spawn(async move {
+            (hook, store.ingest(id, Some(1), decide).await)
+        }));
+    }
+    for task in tasks {
+        let (hook, result) = task.await.unwrap();
+        assert_eq!(
+            hook.starts_with("bad_"),
+            result.is_err(),
+            "{hook}: {result:?}"
+        );
+    }
+    for (n, id) in ids.iter().enumerate() {
+        let got = of(&store, *id).await;
+        if n % 4 == 0 {
+            assert!(got.is_empty(), "a refused change notifies nothing: {got:?}");
+        } else {
+            let seqs: Vec<u32> = got.iter().map(|n| n.sequence).collect();
+            assert_eq!(seqs, [1, 2]);
+        }
+    }
+    db.cleanup().await;
+}
+both_backends!(
+    a_refused_event_takes_its_notices_with_it,
+    a_refused_event_takes_its_notices_with_it
+);

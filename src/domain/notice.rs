@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 use super::*;
 
@@ -184,7 +183,27 @@ pub struct Notice {
     pub subject: String,
     pub reminder_id: Option<ReminderId>,
     pub at: DateTime<Utc>,
-    data: Map<String, Value>,
+    /// `data` without its `sequence`: a JSON object's text, rendered once.
+    data: String,
+}
+
+/// A value's JSON object text (`{}` if it cannot be one, which no domain value is).
+fn object_text<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value)
+        .ok()
+        .filter(|t| t.starts_with('{') && t.ends_with('}'))
+        .unwrap_or_else(|| "{}".to_owned())
+}
+
+/// `object` (a JSON object's text) with one more member, `"name":value`.
+fn with_member(object: &str, name: &str, value: &str) -> String {
+    let body = &object[..object.len() - 1];
+    let sep = if body.trim_end().ends_with('{') {
+        ""
+    } else {
+        ","
+    };
+    format!("{body}{sep}\"{name}\":{value}}}")
 }
 
 impl Notice {
@@ -196,16 +215,20 @@ impl Notice {
         reminder: &Reminder,
         attempt: Option<&Attempt>,
     ) -> Self {
-        let mut data = match serde_json::to_value(reminder) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
+        Self::of_reminder(kind, at, reminder, &object_text(reminder), attempt)
+    }
+
+    fn of_reminder(
+        kind: NoticeType,
+        at: DateTime<Utc>,
+        reminder: &Reminder,
+        reminder_text: &str,
+        attempt: Option<&Attempt>,
+    ) -> Self {
+        let data = match attempt {
+            Some(a) => with_member(reminder_text, "attempt", &object_text(a)),
+            None => reminder_text.to_owned(),
         };
-        if let Some(attempt) = attempt {
-            data.insert(
-                "attempt".into(),
-                serde_json::to_value(attempt).unwrap_or(Value::Null),
-            );
-        }
         Self {
             kind,
             subject: reminder.id.to_string(),
@@ -215,12 +238,28 @@ impl Notice {
         }
     }
 
-    /// A number put on the suppression list: `data` is the list's entry.
+    /// Every notice a written change causes ([`for_change`]), the reminder
+    /// rendered once; `attempt`: the attempt as the change left it, for
+    /// `attempt.ended` (see [`attempt_ended`]).
+    pub fn for_change(change: &Change, after: &Reminder, attempt: Option<&Attempt>) -> Vec<Self> {
+        let kinds = for_change(change, after);
+        if kinds.is_empty() {
+            return Vec::new();
+        }
+        let text = object_text(after);
+        kinds
+            .into_iter()
+            .map(|kind| {
+                let attempt = (kind == NoticeType::AttemptEnded)
+                    .then_some(attempt)
+                    .flatten();
+                Self::of_reminder(kind, change.at, after, &text, attempt)
+            })
+            .collect()
+    }
+
+    /// A number put on the list: `data` is the list's entry.
     pub fn about_suppression(entry: &Suppression) -> Self {
-        let data = match serde_json::to_value(entry) {
-            Ok(Value::Object(map)) => map,
-            _ => Map::new(),
-        };
         Self {
             kind: NoticeType::SuppressionAdded,
             subject: match entry.reminder_id {
@@ -229,20 +268,31 @@ impl Notice {
             },
             reminder_id: entry.reminder_id,
             at: entry.created_at,
-            data,
+            data: object_text(entry),
         }
     }
 
     /// The JSON POSTed: `{"type", "timestamp", "data"}`, `data` carrying `sequence`.
     pub fn body(&self, sequence: u32) -> String {
-        let mut data = self.data.clone();
-        data.insert("sequence".into(), Value::from(sequence));
-        serde_json::json!({
-            "type": self.kind.as_str(),
-            "timestamp": self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "data": Value::Object(data),
-        })
-        .to_string()
+        let data = with_member(&self.data, "sequence", &sequence.to_string());
+        format!(
+            "{{\"type\":\"{}\",\"timestamp\":\"{}\",\"data\":{data}}}",
+            self.kind.as_str(),
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
+    }
+}
+
+/// The attempt whose end a written change notifies (`attempt.ended`), if any:
+/// the store reads it as the change left it.
+pub fn attempt_ended(change: &Change, after: &Reminder) -> Option<u32> {
+    match &change.attempt {
+        Some(AttemptWrite::Update { attempt, .. })
+            if for_change(change, after).contains(&NoticeType::AttemptEnded) =>
+        {
+            Some(*attempt)
+        }
+        _ => None,
     }
 }
 
@@ -289,5 +339,37 @@ mod tests {
         }
         assert!("lost".parse::<NoticeStatus>().is_err());
         assert!("attempt.started".parse::<NoticeType>().is_err());
+    }
+
+    #[test]
+    fn a_body_is_the_type_the_time_and_the_data_with_its_sequence() {
+        let at = DateTime::parse_from_rfc3339("2026-11-24T15:00:00.250Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let entry = Suppression {
+            phone_number: PhoneNumber::parse("+12125550100").unwrap(),
+            reason: "asked \"never\" again".into(),
+            reminder_id: None,
+            created_at: at,
+        };
+        let notice = Notice::about_suppression(&entry);
+        assert_eq!(notice.subject, "number:+12125550100");
+        let body: serde_json::Value = serde_json::from_str(&notice.body(7)).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "suppression.added",
+                "timestamp": "2026-11-24T15:00:00.250Z",
+                "data": {
+                    "phone_number": "+12125550100",
+                    "reason": "asked \"never\" again",
+                    "reminder_id": null,
+                    "created_at": serde_json::to_value(&entry).unwrap()["created_at"],
+                    "sequence": 7,
+                }
+            })
+        );
+        assert_eq!(with_member("{}", "a", "1"), r#"{"a":1}"#);
+        assert_eq!(with_member(r#"{"b":2}"#, "a", "1"), r#"{"b":2,"a":1}"#);
     }
 }

@@ -141,15 +141,32 @@ async fn apply_in(
     conn: &mut PgConnection,
     change: &Change,
     event: Option<&EventRecord>,
-    notify: bool,
+    notify: Notify<'_>,
 ) -> Result<Applied, StoreError> {
     let (applied, listed) = apply_stmt(&mut *conn, change, event).await?;
-    if notify {
-        if let Applied::Done(after) = &applied {
-            notices::write_notices(conn, change, after, listed).await?;
+    if let Applied::Done(after) = &applied {
+        match notify {
+            Notify::Off => {}
+            Notify::Now => notices::write_notices(conn, change, after, listed).await?,
+            Notify::Later(pending) => pending.push(notices::Pending {
+                change: change.clone(),
+                after: (**after).clone(),
+                listed,
+            }),
         }
     }
     Ok(applied)
+}
+
+/// What a written change does about its notifications (SPEC §9).
+pub(super) enum Notify<'a> {
+    /// Nothing: notifications are off.
+    Off,
+    /// Write them now, in the change's transaction.
+    Now,
+    /// Keep them for the end of the batch's transaction, which writes every
+    /// job's at once (`notices::write_pending`).
+    Later(&'a mut Vec<notices::Pending>),
 }
 
 /// `apply_in` with or without notices, on a connection outside any
@@ -163,11 +180,11 @@ async fn apply_alone(
 ) -> Result<Applied, StoreError> {
     if notify {
         let mut tx = pool.begin().await?;
-        let applied = apply_in(&mut tx, change, event, true).await?;
+        let applied = apply_in(&mut tx, change, event, Notify::Now).await?;
         tx.commit().await?;
         Ok(applied)
     } else {
-        apply_in(&mut *pool.acquire().await?, change, event, false).await
+        apply_in(&mut *pool.acquire().await?, change, event, Notify::Off).await
     }
 }
 
@@ -1245,7 +1262,8 @@ impl Store for PgStore {
             qb.push(" AND status = ").push_bind(status.as_str());
         }
         if let Some(id) = query.reminder_id {
-            qb.push(" AND reminder_id = ").push_bind(id.as_uuid());
+            // Its subject: the reminder's notifications, the list entry its opt-out made included.
+            qb.push(" AND subject = ").push_bind(id.to_string());
         }
         if let Some(after) = &query.after {
             qb.push(" AND (created_at, id) < (")

@@ -1313,7 +1313,8 @@ impl Store for SqliteStore {
             qb.push(" AND status = ").push_bind(status.as_str());
         }
         if let Some(id) = query.reminder_id {
-            qb.push(" AND reminder_id = ").push_bind(id.to_string());
+            // Its subject: the reminder's notifications, the list entry its opt-out made included.
+            qb.push(" AND subject = ").push_bind(id.to_string());
         }
         if let Some(after) = &query.after {
             qb.push(" AND (created_at, id) < (")

@@ -7,10 +7,10 @@ use sqlx::postgres::{PgConnection, PgPool, PgRow};
 use sqlx::Row;
 
 use super::attempt_cols;
-use crate::domain::{for_change, AttemptWrite, Change, Notice, NoticeType, Reminder, Suppression};
+use crate::domain::{attempt_ended, Change, Notice, Reminder, Suppression};
 use crate::store::{
-    new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome,
-    TryRecord, NOTICE_COLS,
+    new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome, TryRecord,
+    NOTICE_COLS,
 };
 
 /// Write one notice, numbered after its subject's last, due at once. The
@@ -55,15 +55,11 @@ pub(super) async fn write_notices(
     after: &Reminder,
     listed: bool,
 ) -> Result<(), StoreError> {
-    let kinds = for_change(change, after);
     let listed = listed && change.suppress.is_some();
-    if kinds.is_empty() && !listed {
+    let ended = attempt_ended(change, after);
+    if !listed && crate::domain::for_change(change, after).is_empty() {
         return Ok(());
     }
-    let ended = match (&change.attempt, kinds.contains(&NoticeType::AttemptEnded)) {
-        (Some(AttemptWrite::Update { attempt, .. }), true) => Some(*attempt as i32),
-        _ => None,
-    };
     let subject = after.id.to_string();
     let row = sqlx::query(
         "SELECT (SELECT COALESCE(MAX(sequence), 0) FROM notifications WHERE subject = $1) AS last, \
@@ -73,21 +69,13 @@ pub(super) async fn write_notices(
     )
     .bind(&subject)
     .bind(after.id.as_uuid())
-    .bind(ended)
+    .bind(ended.map(|a| a as i32))
     .fetch_one(&mut *conn)
     .await?;
     let last: i32 = row.try_get("last")?;
     let found: Option<i32> = row.try_get("attempt")?;
     let attempt = found.map(|_| attempt_cols(&row, "")).transpose()?;
-    let mut notices: Vec<Notice> = kinds
-        .into_iter()
-        .map(|kind| {
-            let attempt = (kind == NoticeType::AttemptEnded)
-                .then_some(attempt.as_ref())
-                .flatten();
-            Notice::about_reminder(kind, change.at, after, attempt)
-        })
-        .collect();
+    let mut notices = Notice::for_change(change, after, attempt.as_ref());
     if let (true, Some(add)) = (listed, &change.suppress) {
         let entry = Suppression {
             phone_number: add.phone_number.clone(),
@@ -115,22 +103,42 @@ async fn insert_numbered(
     notices: &[Notice],
     last: i32,
 ) -> Result<(), StoreError> {
-    let mut ids = Vec::with_capacity(notices.len());
-    let mut subjects = Vec::with_capacity(notices.len());
-    let mut sequences = Vec::with_capacity(notices.len());
-    let mut reminders = Vec::with_capacity(notices.len());
-    let mut kinds = Vec::with_capacity(notices.len());
-    let mut bodies = Vec::with_capacity(notices.len());
-    let mut ats = Vec::with_capacity(notices.len());
-    for (n, notice) in notices.iter().enumerate() {
-        let sequence = u32::try_from(i64::from(last) + n as i64 + 1)
-            .map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))?;
+    let numbered = notices
+        .iter()
+        .enumerate()
+        .map(|(n, notice)| Ok((notice, sequence_after(i64::from(last) + n as i64)?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    insert_all(conn, &numbered).await
+}
+
+fn sequence_after(last: i64) -> Result<u32, StoreError> {
+    u32::try_from(last + 1).map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))
+}
+
+/// Insert numbered notices, due at once, in one statement.
+async fn insert_all(
+    conn: &mut PgConnection,
+    numbered: &[(&Notice, u32)],
+) -> Result<(), StoreError> {
+    let n = numbered.len();
+    let (mut ids, mut subjects, mut sequences) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut reminders, mut kinds, mut bodies, mut ats) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (notice, sequence) in numbered {
         ids.push(new_notice_id());
-        subjects.push(notice.subject.clone());
-        sequences.push(sequence as i32);
+        subjects.push(notice.subject.as_str());
+        sequences.push(*sequence as i32);
         reminders.push(notice.reminder_id.map(|id| id.as_uuid()));
         kinds.push(notice.kind.as_str());
-        bodies.push(notice.body(sequence));
+        bodies.push(notice.body(*sequence));
         ats.push(notice.at);
     }
     sqlx::query(
@@ -149,6 +157,83 @@ async fn insert_numbered(
     .bind(&ats)
     .execute(&mut *conn)
     .await?;
+    Ok(())
+}
+
+/// A change a batch wrote, whose notices it writes at its end.
+pub(crate) struct Pending {
+    pub change: Change,
+    pub after: Reminder,
+    pub listed: bool,
+}
+
+/// Every pending change's notices, in two statements for the whole batch:
+/// one read (each reminder's last sequence, each ended attempt as written),
+/// one insert. The batch holds every reminder's lock, so the sequences read
+/// here are the last; two changes of one reminder are numbered in order.
+pub(super) async fn write_pending(
+    conn: &mut PgConnection,
+    pending: &[Pending],
+) -> Result<(), StoreError> {
+    let subjects: Vec<String> = pending.iter().map(|p| p.after.id.to_string()).collect();
+    let rids: Vec<uuid::Uuid> = pending.iter().map(|p| p.after.id.as_uuid()).collect();
+    let attempts: Vec<Option<i32>> = pending
+        .iter()
+        .map(|p| attempt_ended(&p.change, &p.after).map(|a| a as i32))
+        .collect();
+    let rows = sqlx::query(
+        "SELECT v.n, (SELECT COALESCE(MAX(sequence), 0) FROM notifications \
+           WHERE subject = v.subject) AS last, \
+         a.attempt, a.status, a.room_name, a.dispatched_at, a.answered_at, a.ended_at, \
+         a.outcome, a.failure \
+         FROM UNNEST($1::text[], $2::uuid[], $3::int[]) WITH ORDINALITY AS v(subject, rid, att, n) \
+         LEFT JOIN attempts a ON a.reminder_id = v.rid AND a.attempt = v.att ORDER BY v.n",
+    )
+    .bind(&subjects)
+    .bind(&rids)
+    .bind(&attempts)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut next: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+    let mut notices: Vec<Notice> = Vec::new();
+    let mut own_subject: Vec<Notice> = Vec::new();
+    for (p, row) in pending.iter().zip(&rows) {
+        let last: i32 = row.try_get("last")?;
+        let found: Option<i32> = row.try_get("attempt")?;
+        let attempt = found.map(|_| attempt_cols(row, "")).transpose()?;
+        next.entry(p.after.id.to_string())
+            .or_insert_with(|| i64::from(last));
+        notices.extend(Notice::for_change(&p.change, &p.after, attempt.as_ref()));
+        if let (true, Some(add)) = (p.listed, &p.change.suppress) {
+            let entry = Suppression {
+                phone_number: add.phone_number.clone(),
+                reason: add.reason.as_str().to_owned(),
+                reminder_id: add.reminder_id,
+                created_at: p.change.at,
+            };
+            let notice = Notice::about_suppression(&entry);
+            if next.contains_key(&notice.subject) {
+                notices.push(notice);
+            } else {
+                own_subject.push(notice);
+            }
+        }
+    }
+    let mut numbered = Vec::with_capacity(notices.len());
+    for notice in &notices {
+        let last = next.get_mut(&notice.subject).ok_or_else(|| {
+            StoreError::Corrupt(format!("notice subject {:?} not read", notice.subject))
+        })?;
+        let sequence = sequence_after(*last)?;
+        *last += 1;
+        numbered.push((notice, sequence));
+    }
+    if !numbered.is_empty() {
+        insert_all(conn, &numbered).await?;
+    }
+    for notice in &own_subject {
+        insert_notice(conn, notice).await?;
+    }
     Ok(())
 }
 

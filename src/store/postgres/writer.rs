@@ -37,7 +37,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Executor, Row};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
-use super::{apply_in, attempt_cols, read_for_event, reminder_from_row};
+use super::{apply_in, attempt_cols, notices, read_for_event, reminder_from_row, Notify};
 use crate::domain::{Attempt, Reminder, ReminderId};
 use crate::store::{
     reminder_cols_of, Applied, Decide, Ingested, StoreError, JOINED_ATTEMPT_COLS, MAX_DECISIONS,
@@ -175,12 +175,12 @@ async fn alone(pool: &PgPool, job: &Job, notify: bool) -> Answer {
     if notify {
         // The change and its notices commit as one.
         let mut tx = pool.begin().await?;
-        let answer = ingest_one(&mut tx, job, None, false, true).await?;
+        let answer = ingest_one(&mut tx, job, None, false, Notify::Now).await?;
         tx.commit().await?;
         return Ok(answer);
     }
     let mut conn = pool.acquire().await?;
-    ingest_one(&mut conn, job, None, false, false).await
+    ingest_one(&mut conn, job, None, false, Notify::Off).await
 }
 
 /// A deadlock victim (40P01) or a serialization failure (40001).
@@ -209,6 +209,8 @@ async fn try_batch(
     // Reminders an earlier job of this batch wrote: read again, not from `read`.
     let mut written = HashSet::new();
     let mut answers = Vec::with_capacity(batch.len());
+    // Every written job's notices, written together before the commit.
+    let mut pending = Vec::new();
     for (n, job) in batch.iter().enumerate() {
         let first = if written.contains(&job.id) {
             None
@@ -224,12 +226,20 @@ async fn try_batch(
             };
             simple(&mut tx, sql).await?;
         }
-        let answer = match ingest_one(&mut tx, job, first, true, notify).await {
+        let kept = pending.len();
+        let mode = if notify {
+            Notify::Later(&mut pending)
+        } else {
+            Notify::Off
+        };
+        let answer = match ingest_one(&mut tx, job, first, true, mode).await {
             Ok(answer) => Ok(answer),
             Err(StoreError::Database(e)) if is_retryable(&e) => return Err(Failed::Batch(e)),
             Err(_) if !savepoints => return Err(Failed::Job),
             Err(e) => {
                 simple(&mut tx, "ROLLBACK TO SAVEPOINT job").await?;
+                // Its notices went with its writes.
+                pending.truncate(kept);
                 Err(e)
             }
         };
@@ -241,6 +251,13 @@ async fn try_batch(
             written.insert(job.id);
         }
         answers.push(answer);
+    }
+    if !pending.is_empty() {
+        match notices::write_pending(&mut tx, &pending).await {
+            Ok(()) => {}
+            Err(StoreError::Database(e)) => return Err(Failed::Batch(e)),
+            Err(e) => return Err(Failed::Batch(sqlx::Error::Protocol(e.to_string()))),
+        }
     }
     tx.commit().await?;
     Ok(answers)
@@ -296,7 +313,7 @@ async fn ingest_one(
     job: &Job,
     mut first: Option<Option<(Reminder, Option<Attempt>)>>,
     lock: bool,
-    notify: bool,
+    mut notify: Notify<'_>,
 ) -> Answer {
     let mut last = None;
     for _ in 0..MAX_DECISIONS {
@@ -310,7 +327,12 @@ async fn ingest_one(
             return Ok(None);
         };
         let (decision, record) = (job.decide)(&before, attempt.as_ref());
-        let applied = apply_in(&mut *conn, &decision.change, Some(&record), notify).await?;
+        let mode = match &mut notify {
+            Notify::Off => Notify::Off,
+            Notify::Now => Notify::Now,
+            Notify::Later(pending) => Notify::Later(pending),
+        };
+        let applied = apply_in(&mut *conn, &decision.change, Some(&record), mode).await?;
         let stale = applied == Applied::Stale;
         let done = Ingested {
             before,

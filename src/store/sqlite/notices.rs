@@ -8,10 +8,12 @@ use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 
-use super::{attempt_from_row, from_ms, ms, opt_from_ms, ATTEMPT_NAMES};
-use crate::domain::{
-    for_change, AttemptWrite, Change, Notice, NoticeType, Reminder, ReminderId, Suppression,
-};
+use std::sync::OnceLock;
+
+use super::{attempt_from_row, built, from_ms, ms, opt_from_ms, ATTEMPT_NAMES};
+use crate::domain::{attempt_ended, Change, Notice, Reminder, ReminderId, Suppression};
+
+static ATTEMPT_SQL: OnceLock<String> = OnceLock::new();
 use crate::store::{
     new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome,
     NOTICE_COLS,
@@ -26,23 +28,35 @@ fn next_sequence(last: i64) -> Result<u32, StoreError> {
     u32::try_from(last + 1).map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))
 }
 
+fn last_sequence(conn: &Connection, subject: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(LAST_SEQUENCE)?
+        .query_row([subject], |r| r.get(0))?)
+}
+
+/// Write notices of one subject, numbered from `last + 1`, due at once.
+fn insert_numbered(conn: &Connection, notices: &[Notice], last: i64) -> Result<(), StoreError> {
+    let mut insert = conn.prepare_cached(INSERT_NOTICE)?;
+    for (n, notice) in notices.iter().enumerate() {
+        let sequence = next_sequence(last + n as i64)?;
+        insert.execute(params![
+            new_notice_id(),
+            notice.subject,
+            sequence,
+            notice.reminder_id.map(|id| id.to_string()),
+            notice.kind.as_str(),
+            notice.body(sequence),
+            ms(notice.at),
+            ms(notice.at),
+        ])?;
+    }
+    Ok(())
+}
+
 /// Write one notice, numbered after its subject's last, due at once.
 pub(super) fn insert_notice(conn: &Connection, notice: &Notice) -> Result<(), StoreError> {
-    let last: i64 = conn
-        .prepare_cached(LAST_SEQUENCE)?
-        .query_row([&notice.subject], |r| r.get(0))?;
-    let sequence = next_sequence(last)?;
-    conn.prepare_cached(INSERT_NOTICE)?.execute(params![
-        new_notice_id(),
-        notice.subject,
-        sequence,
-        notice.reminder_id.map(|id| id.to_string()),
-        notice.kind.as_str(),
-        notice.body(sequence),
-        ms(notice.at),
-        ms(notice.at),
-    ])?;
-    Ok(())
+    let last = last_sequence(conn, &notice.subject)?;
+    insert_numbered(conn, std::slice::from_ref(notice), last)
 }
 
 /// The notices a written change causes (`after`: the reminder it left).
@@ -51,27 +65,27 @@ pub(super) fn write_notices(
     change: &Change,
     after: &Reminder,
 ) -> Result<(), StoreError> {
-    for kind in for_change(change, after) {
-        let attempt = match (&change.attempt, kind) {
-            (Some(AttemptWrite::Update { attempt, .. }), NoticeType::AttemptEnded) => conn
-                .prepare_cached(&format!(
+    let attempt = match attempt_ended(change, after) {
+        Some(n) => conn
+            .prepare_cached(built(&ATTEMPT_SQL, || {
+                format!(
                     "SELECT {} FROM attempts WHERE reminder_id = ? AND attempt = ?",
                     ATTEMPT_NAMES.join(", ")
-                ))?
-                .query_row(
-                    params![change.reminder_id.to_string(), i64::from(*attempt)],
-                    |row| Ok(attempt_from_row(row)),
                 )
-                .optional()?
-                .transpose()?,
-            _ => None,
-        };
-        insert_notice(
-            conn,
-            &Notice::about_reminder(kind, change.at, after, attempt.as_ref()),
-        )?;
+            }))?
+            .query_row(params![after.id.to_string(), i64::from(n)], |row| {
+                Ok(attempt_from_row(row))
+            })
+            .optional()?
+            .transpose()?,
+        None => None,
+    };
+    let notices = Notice::for_change(change, after, attempt.as_ref());
+    if notices.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let last = last_sequence(conn, &notices[0].subject)?;
+    insert_numbered(conn, &notices, last)
 }
 
 /// The same on sqlx's write connection (a claim's ends), in its transaction.
