@@ -18,10 +18,10 @@ CREATE TABLE notifications (
     UNIQUE (subject, sequence)
 );
 CREATE INDEX notifications_due ON notifications (next_try_at) WHERE status = 'pending';
--- A reminder's notifications are found by their subject (its id), through the
--- UNIQUE index above; the list, newest first, through this one. Each index is
--- written with every change that notifies, so there are no more of them.
-CREATE INDEX notifications_newest ON notifications (created_at DESC, id DESC);
+-- Each index is written with every change that notifies, so there are no
+-- more of them: a reminder's notifications are found by their subject (its
+-- id) through the UNIQUE index above, and the list runs newest first through
+-- the primary key (ids are UUIDv7, in the order they were made).
 
 -- Every delivery try: when, what came back (a status code, or the error), how long.
 CREATE TABLE notification_tries (

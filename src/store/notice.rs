@@ -106,7 +106,8 @@ pub struct NoticeQuery {
     pub after: Option<NoticeCursor>,
 }
 
-/// Where a page starts: after this (created_at, id), newest first.
+/// Where a page starts: after this id, newest first (ids are UUIDv7: in the
+/// order they were made; the time only makes the token self-describing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoticeCursor {
     pub created_at: DateTime<Utc>,

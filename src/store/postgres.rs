@@ -1266,13 +1266,10 @@ impl Store for PgStore {
             qb.push(" AND subject = ").push_bind(id.to_string());
         }
         if let Some(after) = &query.after {
-            qb.push(" AND (created_at, id) < (")
-                .push_bind(after.created_at)
-                .push(", ")
-                .push_bind(after.id.clone())
-                .push(")");
+            // Ids are UUIDv7: in the order they were made, newest last.
+            qb.push(" AND id < ").push_bind(after.id.clone());
         }
-        qb.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        qb.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(query.limit) + 1);
         let rows = qb.build().fetch_all(&self.pool).await?;
         let items = notices::with_tries(&self.pool, rows).await?;
