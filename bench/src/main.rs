@@ -55,6 +55,11 @@ enum Command {
         /// and report how fast all of them (two per event) arrived.
         #[arg(long)]
         sink_port: Option<u16>,
+        /// With `--sink-port`: `hold` keeps every notification's request open
+        /// unanswered, so the service's deliveries sit waiting and the run
+        /// measures what writing the outbox costs, alone.
+        #[arg(long)]
+        sink_holds: bool,
     },
     /// The disk's durable-write latency: append a 4 KiB page to a file in
     /// `dir` and `fdatasync` it, N times (what one SQLite WAL commit costs at
@@ -213,7 +218,7 @@ struct Sink {
     last: Arc<std::sync::Mutex<Option<Instant>>>,
 }
 
-async fn sink(port: u16) -> anyhow::Result<Sink> {
+async fn sink(port: u16, holds: bool) -> anyhow::Result<Sink> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let count = Arc::new(AtomicUsize::new(0));
     let first = Arc::new(std::sync::Mutex::new(None));
@@ -224,6 +229,9 @@ async fn sink(port: u16) -> anyhow::Result<Sink> {
         axum::routing::post(move |_body: axum::body::Bytes| {
             let (c, f, l) = (Arc::clone(&c), Arc::clone(&f), Arc::clone(&l));
             async move {
+                if holds {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                }
                 let now = Instant::now();
                 f.lock().expect("first").get_or_insert(now);
                 *l.lock().expect("last") = Some(now);
@@ -267,9 +275,10 @@ async fn ingest(
     events: usize,
     concurrency: usize,
     sink_port: Option<u16>,
+    sink_holds: bool,
 ) -> anyhow::Result<()> {
     let sink = match sink_port {
-        Some(port) => Some(sink(port).await?),
+        Some(port) => Some(sink(port, sink_holds).await?),
         None => None,
     };
     let secrets = duecall::webhook::WebhookSecrets::parse(secret)
@@ -302,12 +311,13 @@ async fn ingest(
                 .body(body)
         })
         .collect();
-    let label = match sink {
-        Some(_) => format!("ingest c={concurrency} (notifications on)"),
-        None => format!("ingest c={concurrency}"),
+    let label = match (&sink, sink_holds) {
+        (Some(_), true) => format!("ingest c={concurrency} (outbox written, deliveries held)"),
+        (Some(_), false) => format!("ingest c={concurrency} (outbox written and delivered)"),
+        (None, _) => format!("ingest c={concurrency}"),
     };
     fire(label, requests, concurrency).await?.print();
-    if let Some(sink) = sink {
+    if let (Some(sink), false) = (sink, sink_holds) {
         // Two per event: the attempt's end and the reminder's completion.
         sink.report(2 * events, Instant::now(), Duration::from_secs(300))
             .await;
@@ -744,7 +754,19 @@ async fn main() -> anyhow::Result<()> {
             events,
             concurrency,
             sink_port,
-        } => ingest(&url, &database_url, &secret, events, concurrency, sink_port).await,
+            sink_holds,
+        } => {
+            ingest(
+                &url,
+                &database_url,
+                &secret,
+                events,
+                concurrency,
+                sink_port,
+                sink_holds,
+            )
+            .await
+        }
         Command::Noop {
             url,
             requests,
