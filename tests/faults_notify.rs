@@ -27,13 +27,16 @@ async fn wait_for<F: Fn() -> bool>(what: &str, limit: Duration, ready: F) {
 /// Create `n` reminders and cancel each through the real binary's API: one
 /// `reminder.cancelled` each, committed before each 2xx.
 async fn cancel_through(base: &str, n: usize) -> Vec<String> {
+    let batch = uuid::Uuid::new_v4().simple().to_string();
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
     for i in 0..n {
         let resp = client
             .post(format!("{base}/api/reminders"))
             .bearer_auth(API_KEY)
-            .json(&reminder_body(json!({"external_id": format!("kill-{i}")})))
+            .json(&reminder_body(
+                json!({"external_id": format!("kill-{batch}-{i}")}),
+            ))
             .send()
             .await
             .unwrap();
@@ -218,5 +221,54 @@ async fn postgres_a_delivery_in_flight_when_its_instance_dies_is_taken_over() {
     assert_eq!(rx.got().len(), 2, "delivered: not sent again");
     let _ = stop_b.send(());
     let _ = task_b.await;
+    db.cleanup().await;
+}
+
+/// Two live instances on one PostgreSQL, both delivering: every notification
+/// arrives, and each exactly once (a lease keeps the other instance off it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_deliver_each_notification_once() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let rx = Receiver::start().await;
+    let vars = notify_vars(&rx.url);
+    let extra: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let start = t("2026-11-24T15:00:00Z");
+    let (base_a, stop_a, task_a) = instance(
+        &db.url,
+        &extra,
+        ManualClock::new(start),
+        test_notify_settings(),
+    )
+    .await;
+    let (base_b, stop_b, task_b) = instance(
+        &db.url,
+        &extra,
+        ManualClock::new(start),
+        test_notify_settings(),
+    )
+    .await;
+    // Changes through both, at once.
+    let (a, b) = tokio::join!(cancel_through(&base_a, 15), cancel_through(&base_b, 15));
+    let ids: HashSet<String> = a.into_iter().chain(b).collect();
+    assert_eq!(ids.len(), 30);
+    wait_for("30 notifications", Duration::from_secs(15), || {
+        rx.got().len() >= 30
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = rx.got();
+    assert_eq!(got.len(), 30, "none twice");
+    let delivered: HashSet<String> = got
+        .iter()
+        .map(|g| g.body["data"]["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(delivered, ids);
+    assert_eq!(rx.bad_signatures(), 0);
+    for (stop, task) in [(stop_a, task_a), (stop_b, task_b)] {
+        let _ = stop.send(());
+        let _ = task.await;
+    }
     db.cleanup().await;
 }
