@@ -215,6 +215,16 @@ async fn a_change_and_its_notices_commit_as_one(backend: Backend) {
             .iter()
             .all(|n| n.status == NoticeStatus::Pending && n.tries.is_empty()));
         assert_eq!(got[0].payload["data"]["attempt"]["status"], "completed");
+        // The attempt as stored, whether the store read it back or computed it.
+        let stored = store.get_attempt(*id, 1).await.unwrap().unwrap();
+        assert_eq!(
+            got[0].payload["data"]["attempt"],
+            serde_json::to_value(&stored).unwrap()
+        );
+        let reminder = store.get_reminder(*id).await.unwrap().unwrap();
+        let mut shown = serde_json::to_value(&reminder).unwrap();
+        shown["sequence"] = json!(2);
+        assert_eq!(got[1].payload["data"], shown, "the reminder as stored");
         assert_eq!(got[1].payload["data"]["status"], "completed");
         assert_eq!(got[1].payload["data"]["sequence"], 2);
         assert_eq!(got[1].next_try_at, Some(now), "due at once");
@@ -639,4 +649,99 @@ async fn a_refused_event_takes_its_notices_with_it(backend: Backend) {
 both_backends!(
     a_refused_event_takes_its_notices_with_it,
     a_refused_event_takes_its_notices_with_it
+);
+
+fn event_decide(
+    ev: domain::Event,
+    now: chrono::DateTime<chrono::Utc>,
+    hook: String,
+) -> Box<duecall::store::Decide> {
+    let retry = duecall::policy::RetryPolicy {
+        base_delay: Duration::hours(2),
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            to_midnight: true,
+            days: (0..7).collect(),
+            blackout: Default::default(),
+        },
+    };
+    Box::new(move |r: &domain::Reminder, att: Option<&domain::Attempt>| {
+        let ctx = domain::Ctx {
+            now,
+            retry: &retry,
+            jitter: 0.5,
+        };
+        let decision = domain::transition(r, att, &ev, &ctx);
+        let record = duecall::store::EventRecord {
+            webhook_id: hook.clone(),
+            reminder_id: r.id,
+            attempt: ev.attempt,
+            event_type: ev.event_type(),
+            occurred_at: now,
+            received_at: now,
+            applied: decision.verdict == domain::Verdict::Applied,
+            verdict: decision.verdict,
+            payload: "{}".into(),
+        };
+        (decision, record)
+    })
+}
+
+/// An answered call that then fails: the notified attempt (answer time kept,
+/// the failure, its end) is the attempt as stored, on both stores' paths.
+async fn a_notified_attempt_is_the_attempt_as_stored(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = pending(&store, 1, "2026-11-24T15:00:00Z").await;
+    let id = ids[0];
+    let now = t("2026-11-24T15:01:00.123Z");
+    store
+        .claim(&ids, now, 1000, &common::any_time_rules())
+        .await
+        .unwrap();
+    let event = |kind, at| domain::Event {
+        reminder_id: id,
+        attempt: Some(1),
+        occurred_at: at,
+        kind,
+    };
+    let answered_at = now + Duration::seconds(5);
+    let answered = event(domain::EventKind::Answered, answered_at);
+    store
+        .ingest(
+            id,
+            Some(1),
+            event_decide(answered, answered_at, "msg_a".into()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let failed_at = now + Duration::milliseconds(40_456);
+    let failure = domain::Failure {
+        reason: Some("carrier dropped".into()),
+        sip_status: Some(503),
+        retryable: Some(true),
+    };
+    let failed = event(domain::EventKind::Failed(Some(failure)), failed_at);
+    let done = store
+        .ingest(id, Some(1), event_decide(failed, failed_at, "msg_f".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(done.applied, Applied::Done(_)));
+    let got = of(&store, id).await;
+    assert_eq!(got[0].kind, NoticeType::AttemptEnded);
+    let stored = store.get_attempt(id, 1).await.unwrap().unwrap();
+    assert!(stored.answered_at.is_some() && stored.failure.is_some());
+    assert_eq!(
+        got[0].payload["data"]["attempt"],
+        serde_json::to_value(&stored).unwrap()
+    );
+    db.cleanup().await;
+}
+both_backends!(
+    a_notified_attempt_is_the_attempt_as_stored,
+    a_notified_attempt_is_the_attempt_as_stored
 );

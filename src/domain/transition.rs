@@ -108,6 +108,45 @@ impl ReminderUpdate {
     }
 }
 
+impl AttemptWrite {
+    /// The attempt `a` as the store leaves it after writing this update:
+    /// what both stores' `UPDATE` sets (a field already known keeps its first
+    /// value; times kept to the millisecond). `None` for a start, or for
+    /// another attempt than `a`.
+    pub fn applied_to(&self, a: &Attempt) -> Option<Attempt> {
+        use crate::clock::to_millis;
+        let AttemptWrite::Update {
+            attempt,
+            status,
+            answered_at,
+            ended_at,
+            replace_end,
+            outcome,
+            failure,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        if *attempt != a.attempt {
+            return None;
+        }
+        let ended_at = ended_at.map(to_millis);
+        Some(Attempt {
+            status: *status,
+            answered_at: a.answered_at.or(answered_at.map(to_millis)),
+            ended_at: if *replace_end {
+                ended_at
+            } else {
+                a.ended_at.or(ended_at)
+            },
+            outcome: a.outcome.clone().or_else(|| outcome.clone()),
+            failure: a.failure.clone().or_else(|| failure.clone()),
+            ..a.clone()
+        })
+    }
+}
+
 /// What to write on an attempt's own record.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AttemptWrite {

@@ -11,7 +11,7 @@ use sqlx::{Row, SqliteConnection};
 use std::sync::OnceLock;
 
 use super::{attempt_from_row, built, from_ms, ms, opt_from_ms, ATTEMPT_NAMES};
-use crate::domain::{attempt_ended, Change, Notice, Reminder, ReminderId, Suppression};
+use crate::domain::{attempt_ended, Attempt, Change, Notice, Reminder, ReminderId, Suppression};
 
 static ATTEMPT_SQL: OnceLock<String> = OnceLock::new();
 use crate::store::{
@@ -34,21 +34,35 @@ fn last_sequence(conn: &Connection, subject: &str) -> Result<i64, StoreError> {
         .query_row([subject], |r| r.get(0))?)
 }
 
-/// Write notices of one subject, numbered from `last + 1`, due at once.
+static INSERT_SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
+
+/// Write notices of one subject, numbered from `last + 1`, due at once: one
+/// statement for up to four (a change makes at most three).
 fn insert_numbered(conn: &Connection, notices: &[Notice], last: i64) -> Result<(), StoreError> {
-    let mut insert = conn.prepare_cached(INSERT_NOTICE)?;
-    for (n, notice) in notices.iter().enumerate() {
-        let sequence = next_sequence(last + n as i64)?;
-        insert.execute(params![
-            new_notice_id(),
-            notice.subject,
-            sequence,
-            notice.reminder_id.map(|id| id.to_string()),
-            notice.kind.as_str(),
-            notice.body(sequence),
-            ms(notice.at),
-            ms(notice.at),
-        ])?;
+    for (chunk_no, chunk) in notices.chunks(INSERT_SQL.len()).enumerate() {
+        let sql = built(&INSERT_SQL[chunk.len() - 1], || {
+            let row = "(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)";
+            format!(
+                "INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, \
+                 status, step, next_try_at, created_at) VALUES {}",
+                vec![row; chunk.len()].join(", ")
+            )
+        });
+        let first = last + (chunk_no * INSERT_SQL.len()) as i64;
+        let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(chunk.len() * 8);
+        for (n, notice) in chunk.iter().enumerate() {
+            let sequence = next_sequence(first + n as i64)?;
+            values.push(new_notice_id().into());
+            values.push(notice.subject.clone().into());
+            values.push(i64::from(sequence).into());
+            values.push(notice.reminder_id.map(|id| id.to_string()).into());
+            values.push(notice.kind.as_str().to_owned().into());
+            values.push(notice.body(sequence).into());
+            values.push(ms(notice.at).into());
+            values.push(ms(notice.at).into());
+        }
+        conn.prepare_cached(sql)?
+            .execute(rusqlite::params_from_iter(values))?;
     }
     Ok(())
 }
@@ -64,9 +78,11 @@ pub(super) fn write_notices(
     conn: &Connection,
     change: &Change,
     after: &Reminder,
+    attempt: Option<Attempt>,
 ) -> Result<(), StoreError> {
-    let attempt = match attempt_ended(change, after) {
-        Some(n) => conn
+    let attempt = match (attempt_ended(change, after), attempt) {
+        (Some(n), Some(known)) if known.attempt == n => Some(known),
+        (Some(n), _) => conn
             .prepare_cached(built(&ATTEMPT_SQL, || {
                 format!(
                     "SELECT {} FROM attempts WHERE reminder_id = ? AND attempt = ?",
@@ -78,7 +94,7 @@ pub(super) fn write_notices(
             })
             .optional()?
             .transpose()?,
-        None => None,
+        (None, _) => None,
     };
     let notices = Notice::for_change(change, after, attempt.as_ref());
     if notices.is_empty() {

@@ -213,7 +213,11 @@ impl Writer {
                 return Ok((None, false));
             };
             let (decision, record) = decide(&before, current.as_ref());
-            let applied = apply_in(c, &decision.change, Some(&record), Some(&before), notify)?;
+            let known = Known {
+                reminder: &before,
+                attempt: current.as_ref(),
+            };
+            let applied = apply_in(c, &decision.change, Some(&record), Some(known), notify)?;
             let keep = matches!(applied, Applied::Done(_));
             let done = Ingested {
                 before,
@@ -391,13 +395,22 @@ fn read_for_event(
 /// keeps it on `Done` and rolls it back otherwise. `before`: the reminder as
 /// this transaction read it just now (an event decided here); then the
 /// reminder after the change is known without reading it back.
+/// The reminder and the attempt as this transaction read them just now
+/// (an event decided here): what a change leaves is then computed, not read.
+#[derive(Clone, Copy)]
+struct Known<'a> {
+    reminder: &'a Reminder,
+    attempt: Option<&'a Attempt>,
+}
+
 fn apply_in(
     conn: &Connection,
     change: &Change,
     event: Option<&EventRecord>,
-    before: Option<&Reminder>,
+    known: Option<Known<'_>>,
     notify: bool,
 ) -> Result<Applied, StoreError> {
+    let before = known.map(|k| k.reminder);
     if let Some(ev) = event {
         let inserted = conn
             .prepare_cached(
@@ -482,7 +495,11 @@ fn apply_in(
         return Ok(Applied::Stale);
     }
     if notify {
-        super::notices::write_notices(conn, change, &now)?;
+        let attempt = known
+            .and_then(|k| k.attempt)
+            .zip(change.attempt.as_ref())
+            .and_then(|(a, write)| write.applied_to(a));
+        super::notices::write_notices(conn, change, &now, attempt)?;
     }
     if let Some(add) = &change.suppress {
         insert_suppression(conn, add, change.at, notify)?;
