@@ -16,6 +16,7 @@ const REMINDER_KEYS: &[&str] = &[
     "timezone",
     "language",
     "amount_due_minor",
+    "amount_paid_minor",
     "currency",
     "due_date",
     "status",
@@ -190,6 +191,10 @@ async fn create_get_and_idempotency(backend: Backend) {
     let mut without_attempts = got.clone();
     assert_eq!(
         without_attempts.as_object_mut().unwrap().remove("attempts"),
+        Some(json!([]))
+    );
+    assert_eq!(
+        without_attempts.as_object_mut().unwrap().remove("payments"),
         Some(json!([]))
     );
     assert_eq!(without_attempts, created);

@@ -276,6 +276,7 @@ impl NewReminder {
             deferred_by: None,
             language: self.language,
             amount_due_minor: self.amount_due_minor,
+            amount_paid_minor: 0,
             currency: self.currency,
             due_date: self.due_date,
             status: Status::Pending,

@@ -7,6 +7,7 @@
 mod calling;
 mod create;
 mod notice;
+mod payment;
 mod reminder;
 mod suppression;
 mod transition;
@@ -15,6 +16,7 @@ mod values;
 pub use calling::*;
 pub use create::*;
 pub use notice::*;
+pub use payment::*;
 pub use reminder::*;
 pub use suppression::*;
 pub use transition::*;

@@ -258,6 +258,17 @@ impl Notice {
             .collect()
     }
 
+    /// A payment recorded: `data` is the reminder as it left it, with the payment.
+    pub fn payment_recorded(reminder: &Reminder, payment: &Payment) -> Self {
+        Self {
+            kind: NoticeType::PaymentRecorded,
+            subject: reminder.id.to_string(),
+            reminder_id: Some(reminder.id),
+            at: payment.recorded_at,
+            data: with_member(&object_text(reminder), "payment", &object_text(payment)),
+        }
+    }
+
     /// A number put on the list: `data` is the list's entry.
     pub fn about_suppression(entry: &Suppression) -> Self {
         Self {

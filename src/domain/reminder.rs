@@ -231,6 +231,8 @@ pub struct Reminder {
     #[schema(value_type = String, example = "en")]
     pub language: Language,
     pub amount_due_minor: i64,
+    /// What the payments recorded against it add up to (SPEC §8).
+    pub amount_paid_minor: i64,
     #[serde(serialize_with = "ser_currency")]
     #[schema(value_type = String, example = "USD")]
     pub currency: Currency,

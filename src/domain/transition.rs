@@ -268,7 +268,7 @@ pub fn claim(reminder: &Reminder, now: DateTime<Utc>) -> Result<Change, Refusal>
         Status::Failed => reminder.next_attempt_at.is_some(),
         _ => false,
     };
-    if !claimable || !reminder.attempts_remain() {
+    if !claimable || !reminder.attempts_remain() || reminder.is_settled() {
         return Err(Refusal {
             status: reminder.status,
             message: format!(
@@ -363,19 +363,33 @@ fn after_unsuccessful(
         ctx.retry
             .retry_at(r.attempt_count, ctx.now, &r.calling_zones, ctx.jitter)
     });
-    ReminderUpdate {
-        status,
-        attempt_count: r.attempt_count,
-        next_attempt_at: next,
-        last_attempt_at: r.last_attempt_at,
-        skip_reason: Some(skip_reason),
-        outcome: None,
+    unless_settled(
+        r,
+        ReminderUpdate {
+            status,
+            attempt_count: r.attempt_count,
+            next_attempt_at: next,
+            last_attempt_at: r.last_attempt_at,
+            skip_reason: Some(skip_reason),
+            outcome: None,
+        },
+    )
+}
+
+/// A debt its payments settled (SPEC §8) gets no further attempt: an end
+/// that would call again cancels the reminder as `paid` instead.
+fn unless_settled(r: &Reminder, mut update: ReminderUpdate) -> ReminderUpdate {
+    if r.is_settled() && update.next_attempt_at.is_some() {
+        update.status = Status::Cancelled;
+        update.next_attempt_at = None;
+        update.skip_reason = Some(SKIP_PAID.to_owned());
     }
+    update
 }
 
 /// The reminder after its current attempt ended with `outcome`.
 fn after_outcome(r: &Reminder, outcome: &Outcome, ctx: &Ctx) -> ReminderUpdate {
-    let mut update = if outcome.result == OutcomeResult::OptedOut {
+    let update = if outcome.result == OutcomeResult::OptedOut {
         ReminderUpdate {
             status: Status::Cancelled,
             attempt_count: r.attempt_count,
@@ -424,6 +438,7 @@ fn after_outcome(r: &Reminder, outcome: &Outcome, ctx: &Ctx) -> ReminderUpdate {
             outcome: None,
         }
     };
+    let mut update = unless_settled(r, update);
     update.outcome = Some(outcome.clone());
     update
 }

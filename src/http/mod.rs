@@ -31,6 +31,7 @@ pub mod livekit;
 pub mod notifications;
 pub mod openapi;
 pub mod ops;
+pub mod payments;
 pub mod reminders;
 pub mod session;
 pub mod sign_in;
@@ -109,6 +110,11 @@ fn routes() -> [Routes; 3] {
             Method::POST,
             "/api/reminders/{id}/cancel",
             reminders::cancel,
+        )
+        .add(
+            Method::POST,
+            "/api/reminders/{id}/payments",
+            payments::record,
         )
         .add(Method::POST, "/api/suppressions", suppressions::add)
         .add(Method::GET, "/api/suppressions", suppressions::list)

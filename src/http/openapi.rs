@@ -113,6 +113,7 @@ pub struct CallStatusEvent {
         super::reminders::list,
         super::reminders::get_one,
         super::reminders::cancel,
+        super::payments::record,
         super::suppressions::add,
         super::suppressions::list,
         super::suppressions::get_one,

@@ -22,6 +22,8 @@ pub struct ReminderWithAttempts {
     pub reminder: domain::Reminder,
     /// Oldest first.
     pub attempts: Vec<domain::Attempt>,
+    /// Payments recorded against it (SPEC §8), oldest first.
+    pub payments: Vec<domain::Payment>,
 }
 
 /// One page of `GET /api/reminders`.
@@ -53,7 +55,7 @@ pub fn id_from_path(path: Result<Path<String>, PathRejection>) -> Result<Reminde
     }
 }
 
-fn not_found(id: ReminderId) -> ApiError {
+pub(super) fn not_found(id: ReminderId) -> ApiError {
     ApiError::NotFound(format!("no reminder with id {id}"))
 }
 
@@ -185,9 +187,11 @@ async fn with_attempts(
     r: domain::Reminder,
 ) -> Result<Json<ReminderWithAttempts>, ApiError> {
     let attempts = state.store.list_attempts(r.id).await?;
+    let payments = state.store.list_payments(r.id).await?;
     Ok(Json(ReminderWithAttempts {
         reminder: r,
         attempts,
+        payments,
     }))
 }
 

@@ -25,7 +25,7 @@ pub(crate) const REMINDER_COLS: &str =
     "id, external_id, customer_name, phone_number, timezone, language, \
      amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
      last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at, \
-     debt_ref, region, calling_zones, timezone_given, deferred_by";
+     debt_ref, region, calling_zones, timezone_given, deferred_by, amount_paid_minor";
 
 /// `REMINDER_COLS` qualified by a table alias (`r.id, r.external_id, …`).
 pub(crate) fn reminder_cols_of(alias: &str) -> String {
@@ -450,6 +450,25 @@ pub trait Store: Send + Sync + 'static {
     /// Forget the dashboard sessions expired at `now`; how many there were.
     async fn delete_expired_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
 
+    /// Record a payment against reminder `id` at `now`, in one transaction
+    /// with the reminder's new sum, the settlement it makes (SPEC §8: a
+    /// waiting reminder its payments cover is cancelled as `paid`) and their
+    /// notifications. A `reference` already recorded for the reminder is the
+    /// same payment: nothing is written, and the first one is answered
+    /// (`new: false`). `None`: no such reminder.
+    async fn record_payment(
+        &self,
+        id: ReminderId,
+        payment: &crate::domain::NewPayment,
+        now: DateTime<Utc>,
+    ) -> Result<Option<PaymentRecorded>, StoreError>;
+
+    /// A reminder's payments, oldest first.
+    async fn list_payments(
+        &self,
+        id: ReminderId,
+    ) -> Result<Vec<crate::domain::Payment>, StoreError>;
+
     /// Lease up to `limit` notifications due at `now` (pending, next try due,
     /// no live lease) to `owner` until `until`, oldest first: another
     /// instance takes them only once the lease has run out.
@@ -500,6 +519,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// The outbox's counts and its oldest undelivered notification.
     async fn notice_stats(&self) -> Result<NoticeStats, StoreError>;
+}
+
+/// What `record_payment` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentRecorded {
+    pub payment: crate::domain::Payment,
+    /// The reminder as the payment left it (as it is, for a repeat).
+    pub reminder: Reminder,
+    /// `false`: its reference was recorded already; nothing was written.
+    pub new: bool,
 }
 
 /// What `add_suppression` did.
@@ -674,6 +703,7 @@ pub(crate) struct RawReminder {
     pub timezone: String,
     pub language: String,
     pub amount_due_minor: i64,
+    pub amount_paid_minor: i64,
     pub currency: String,
     pub due_date: chrono::NaiveDate,
     pub status: String,
@@ -736,6 +766,7 @@ impl RawReminder {
                 .transpose()?,
             language: Language::parse(&self.language).map_err(|e| corrupt("reminder", e))?,
             amount_due_minor: self.amount_due_minor,
+            amount_paid_minor: self.amount_paid_minor,
             currency: Currency::parse(&self.currency).map_err(|e| corrupt("reminder", e))?,
             due_date: self.due_date,
             status: self.status.parse().map_err(|e| corrupt("reminder", e))?,

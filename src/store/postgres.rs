@@ -7,6 +7,7 @@
 //! the commit (`writer`).
 
 mod notices;
+mod payments;
 mod writer;
 
 use std::str::FromStr;
@@ -63,6 +64,7 @@ fn reminder_from_row(row: &PgRow) -> Result<Reminder, StoreError> {
         timezone: row.try_get("timezone")?,
         language: row.try_get("language")?,
         amount_due_minor: row.try_get("amount_due_minor")?,
+        amount_paid_minor: row.try_get("amount_paid_minor")?,
         currency: row.try_get("currency")?,
         due_date: row.try_get("due_date")?,
         status: row.try_get("status")?,
@@ -1235,6 +1237,31 @@ impl Store for PgStore {
             .await?
             .rows_affected();
         Ok(n)
+    }
+
+    async fn record_payment(
+        &self,
+        id: ReminderId,
+        payment: &crate::domain::NewPayment,
+        now: DateTime<Utc>,
+    ) -> Result<Option<super::PaymentRecorded>, StoreError> {
+        payments::record(&self.pool, id, payment, now, self.notify).await
+    }
+
+    async fn list_payments(
+        &self,
+        id: ReminderId,
+    ) -> Result<Vec<crate::domain::Payment>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {} FROM payments WHERE reminder_id = $1 ORDER BY id",
+            payments::PAYMENT_COLS
+        ))
+        .bind(id.as_uuid())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(payments::payment_from_row)
+        .collect()
     }
 
     async fn lease_notifications(

@@ -35,6 +35,7 @@ use crate::domain::{
 };
 
 mod notices;
+mod payments;
 mod writer;
 
 static SUPPRESSION_SQL: OnceLock<String> = OnceLock::new();
@@ -134,7 +135,7 @@ fn null_in(col: &str) -> StoreError {
 
 /// `REMINDER_COLS`, one name each, in order: every statement a reminder is
 /// read from selects these first.
-const REMINDER_NAMES: [&str; 24] = [
+const REMINDER_NAMES: [&str; 25] = [
     "id",
     "external_id",
     "customer_name",
@@ -159,6 +160,7 @@ const REMINDER_NAMES: [&str; 24] = [
     "calling_zones",
     "timezone_given",
     "deferred_by",
+    "amount_paid_minor",
 ];
 
 /// An attempt's columns, in the order its statements select them (after
@@ -190,6 +192,7 @@ fn reminder_from_row<R: Cols + ?Sized>(row: &R) -> Result<Reminder, StoreError> 
         timezone: row.need_text("timezone")?,
         language: row.need_text("language")?,
         amount_due_minor: row.need_int("amount_due_minor")?,
+        amount_paid_minor: row.need_int("amount_paid_minor")?,
         currency: row.need_text("currency")?,
         // `YYYY-MM-DD`, as written (FromStr: no format string to interpret per row).
         due_date: due
@@ -1274,6 +1277,37 @@ impl Store for SqliteStore {
             .await?
             .rows_affected();
         Ok(n)
+    }
+
+    async fn record_payment(
+        &self,
+        id: ReminderId,
+        payment: &crate::domain::NewPayment,
+        now: DateTime<Utc>,
+    ) -> Result<Option<super::PaymentRecorded>, StoreError> {
+        let (payment, notify) = (payment.clone(), self.writer.notify());
+        self.writer
+            .call(move |c| {
+                let recorded = payments::record(c, id, &payment, now, notify)?;
+                Ok((recorded, true))
+            })
+            .await
+    }
+
+    async fn list_payments(
+        &self,
+        id: ReminderId,
+    ) -> Result<Vec<crate::domain::Payment>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {} FROM payments WHERE reminder_id = ? ORDER BY id",
+            payments::PAYMENT_COLS
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(payments::payment_from_row)
+        .collect()
     }
 
     async fn lease_notifications(

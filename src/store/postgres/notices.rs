@@ -97,6 +97,24 @@ pub(super) async fn write_notices(
     insert_numbered(conn, &notices, last).await
 }
 
+/// Write notices of one subject, numbered after its last (its row is
+/// locked by the caller's transaction), in two statements.
+pub(super) async fn insert_notices(
+    conn: &mut PgConnection,
+    notices: &[Notice],
+) -> Result<(), StoreError> {
+    let Some(first) = notices.first() else {
+        return Ok(());
+    };
+    let last: i32 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(sequence), 0) FROM notifications WHERE subject = $1",
+    )
+    .bind(&first.subject)
+    .fetch_one(&mut *conn)
+    .await?;
+    insert_numbered(conn, notices, last).await
+}
+
 /// Insert notices of one subject, numbered from `last + 1`, in one statement.
 async fn insert_numbered(
     conn: &mut PgConnection,

@@ -67,6 +67,15 @@ fn insert_numbered(conn: &Connection, notices: &[Notice], last: i64) -> Result<(
     Ok(())
 }
 
+/// Write notices of one subject, numbered after its last, due at once.
+pub(super) fn insert_notices(conn: &Connection, notices: &[Notice]) -> Result<(), StoreError> {
+    let Some(first) = notices.first() else {
+        return Ok(());
+    };
+    let last = last_sequence(conn, &first.subject)?;
+    insert_numbered(conn, notices, last)
+}
+
 /// Write one notice, numbered after its subject's last, due at once.
 pub(super) fn insert_notice(conn: &Connection, notice: &Notice) -> Result<(), StoreError> {
     let last = last_sequence(conn, &notice.subject)?;

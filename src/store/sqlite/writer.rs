@@ -398,9 +398,19 @@ fn read_for_event(
 /// The reminder and the attempt as this transaction read them just now
 /// (an event decided here): what a change leaves is then computed, not read.
 #[derive(Clone, Copy)]
-struct Known<'a> {
-    reminder: &'a Reminder,
-    attempt: Option<&'a Attempt>,
+pub(super) struct Known<'a> {
+    pub reminder: &'a Reminder,
+    pub attempt: Option<&'a Attempt>,
+}
+
+/// A change (no event) to a reminder this transaction has just read, its
+/// notices left to the caller.
+pub(super) fn apply_known(
+    conn: &Connection,
+    change: &Change,
+    known: Known<'_>,
+) -> Result<Applied, StoreError> {
+    apply_in(conn, change, None, Some(known), false)
 }
 
 fn apply_in(
