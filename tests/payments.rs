@@ -249,3 +249,37 @@ both_backends!(
     a_payment_is_notified_with_the_cancellation_it_makes,
     a_payment_is_notified_with_the_cancellation_it_makes
 );
+
+/// Defence in depth: a reminder whose payments cover its debt is never due
+/// and never claimed, even if something left it waiting.
+async fn a_settled_reminder_is_never_claimed_whatever_left_it_waiting(backend: Backend) {
+    let Some(app) = TestApp::spawn(backend).await else {
+        return;
+    };
+    let waiting = created(&app, json!({"amount_due_minor": 700})).await;
+    let owed = created(&app, json!({"amount_due_minor": 700})).await;
+    app.db
+        .execute(&format!(
+            "UPDATE reminders SET amount_paid_minor = 700 WHERE id = '{waiting}'"
+        ))
+        .await;
+    assert_eq!(due_ids(&app).await, std::slice::from_ref(&owed));
+    let ids: Vec<duecall::domain::ReminderId> = [&waiting, &owed]
+        .iter()
+        .map(|s| duecall::domain::ReminderId::parse(s).unwrap())
+        .collect();
+    let now = duecall::clock::Clock::now(&app.clock) + chrono::Duration::hours(1);
+    let report = app
+        .state
+        .store
+        .claim(&ids, now, 100, &any_time_rules())
+        .await
+        .unwrap();
+    let claimed: Vec<String> = report.claimed.iter().map(|r| r.id.to_string()).collect();
+    assert_eq!(claimed, [owed]);
+    app.stop().await;
+}
+both_backends!(
+    a_settled_reminder_is_never_claimed_whatever_left_it_waiting,
+    a_settled_reminder_is_never_claimed_whatever_left_it_waiting
+);

@@ -37,7 +37,8 @@ pub(crate) fn reminder_cols_of(alias: &str) -> String {
 }
 
 /// The rows the scheduler may claim (matches the `reminders_due` index).
-pub(crate) const DUE: &str = "status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL";
+pub(crate) const DUE: &str = "status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL \
+     AND NOT (amount_paid_minor > 0 AND amount_paid_minor >= amount_due_minor)";
 /// The rows with a live attempt (matches the `reminders_live` index).
 pub(crate) const LIVE: &str = "status IN ('in_progress', 'processing')";
 

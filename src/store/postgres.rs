@@ -1298,17 +1298,30 @@ impl Store for PgStore {
         }
         qb.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(query.limit) + 1);
-        let rows = qb.build().fetch_all(&self.pool).await?;
-        let items = notices::with_tries(&self.pool, rows).await?;
+        // One snapshot for the rows and their tries (a try recorded between
+        // two reads would show a try its notification does not reflect yet).
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        let items = notices::with_tries(&mut tx, rows).await?;
+        tx.commit().await?;
         Ok(NoticePage::from_rows(items, query.limit))
     }
 
     async fn get_notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
         let rows = sqlx::query(&format!("{} WHERE id = $1", notices::select_notices()))
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await?;
-        Ok(notices::with_tries(&self.pool, rows).await?.pop())
+        let found = notices::with_tries(&mut tx, rows).await?.pop();
+        tx.commit().await?;
+        Ok(found)
     }
 
     async fn resend_notification(

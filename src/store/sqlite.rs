@@ -377,7 +377,12 @@ fn claim_candidates_sql(
          AND +next_attempt_at <= ",
     )
     .push_bind(ms(now))
-    .push(" AND attempt_count < max_attempts ORDER BY next_attempt_at, id");
+    // A settled debt is never called (SPEC §8), whatever left it waiting.
+    .push(
+        " AND attempt_count < max_attempts \
+         AND NOT (amount_paid_minor > 0 AND amount_paid_minor >= amount_due_minor) \
+         ORDER BY next_attempt_at, id",
+    );
     qb
 }
 
@@ -1356,17 +1361,24 @@ impl Store for SqliteStore {
         }
         qb.push(" ORDER BY id DESC LIMIT ")
             .push_bind(i64::from(query.limit) + 1);
-        let rows = qb.build().fetch_all(&self.read).await?;
-        let items = notices::with_tries(&self.read, rows).await?;
+        // One snapshot for the rows and their tries (a try recorded between
+        // two reads would show a try its notification does not reflect yet).
+        let mut tx = self.read.begin().await?;
+        let rows = qb.build().fetch_all(&mut *tx).await?;
+        let items = notices::with_tries(&mut tx, rows).await?;
+        tx.commit().await?;
         Ok(NoticePage::from_rows(items, query.limit))
     }
 
     async fn get_notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
+        let mut tx = self.read.begin().await?;
         let rows = sqlx::query(&format!("{} WHERE id = ?", notices::select_notices()))
             .bind(id)
-            .fetch_all(&self.read)
+            .fetch_all(&mut *tx)
             .await?;
-        Ok(notices::with_tries(&self.read, rows).await?.pop())
+        let found = notices::with_tries(&mut tx, rows).await?.pop();
+        tx.commit().await?;
+        Ok(found)
     }
 
     async fn resend_notification(

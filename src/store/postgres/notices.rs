@@ -387,7 +387,7 @@ fn notice_from_row(row: &PgRow) -> Result<RawNotice, StoreError> {
 
 /// Notifications with their tries (one statement for all of a page's tries).
 pub(super) async fn with_tries(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     rows: Vec<PgRow>,
 ) -> Result<Vec<Notification>, StoreError> {
     let raws = rows
@@ -400,7 +400,7 @@ pub(super) async fn with_tries(
          WHERE notification_id = ANY($1) ORDER BY id",
     )
     .bind(&ids)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let mut out = Vec::with_capacity(raws.len());
     for raw in raws {

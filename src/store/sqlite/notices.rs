@@ -254,7 +254,7 @@ pub(super) fn try_from_row(row: &SqliteRow) -> Result<NoticeTry, StoreError> {
 
 /// Notifications with their tries, by the rows of a page.
 pub(super) async fn with_tries(
-    read: &sqlx::SqlitePool,
+    read: &mut SqliteConnection,
     rows: Vec<SqliteRow>,
 ) -> Result<Vec<Notification>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
@@ -265,7 +265,7 @@ pub(super) async fn with_tries(
              WHERE notification_id = ? ORDER BY id",
         )
         .bind(&raw.id)
-        .fetch_all(read)
+        .fetch_all(&mut *read)
         .await?
         .iter()
         .map(try_from_row)
