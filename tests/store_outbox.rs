@@ -81,6 +81,20 @@ async fn of(store: &Arc<dyn Store>, id: ReminderId) -> Vec<Notification> {
     all
 }
 
+/// Retries after 2 h, the calling window open all day, every day.
+fn all_day() -> duecall::policy::RetryPolicy {
+    duecall::policy::RetryPolicy {
+        base_delay: Duration::hours(2),
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            to_midnight: true,
+            days: (0..7).collect(),
+            blackout: Default::default(),
+        },
+    }
+}
+
 fn tried(at: chrono::DateTime<chrono::Utc>, code: Option<u16>) -> NoticeTry {
     NoticeTry {
         at,
@@ -111,36 +125,7 @@ fn completed_event(
             callback_at: None,
         }),
     };
-    let retry = duecall::policy::RetryPolicy {
-        base_delay: Duration::hours(2),
-        window: duecall::policy::CallingWindow {
-            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
-            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
-            to_midnight: true,
-            days: (0..7).collect(),
-            blackout: Default::default(),
-        },
-    };
-    Box::new(move |r: &domain::Reminder, att: Option<&domain::Attempt>| {
-        let ctx = domain::Ctx {
-            now,
-            retry: &retry,
-            jitter: 0.5,
-        };
-        let decision = domain::transition(r, att, &ev, &ctx);
-        let record = duecall::store::EventRecord {
-            webhook_id: hook.clone(),
-            reminder_id: r.id,
-            attempt: ev.attempt,
-            event_type: ev.event_type(),
-            occurred_at: now,
-            received_at: now,
-            applied: decision.verdict == domain::Verdict::Applied,
-            verdict: decision.verdict,
-            payload: "{}".into(),
-        };
-        (decision, record)
-    })
+    event_decide(ev, now, hook)
 }
 
 async fn a_change_and_its_notices_commit_as_one(backend: Backend) {
@@ -494,16 +479,7 @@ async fn a_claim_that_cancels_and_a_timeout_notify_too(backend: Backend) {
 
     // The other was dialled and timed out: its attempt ended, a retry ahead
     // (3 attempts by default), so the reminder itself is not notified.
-    let retry = duecall::policy::RetryPolicy {
-        base_delay: Duration::hours(2),
-        window: duecall::policy::CallingWindow {
-            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
-            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
-            to_midnight: true,
-            days: (0..7).collect(),
-            blackout: Default::default(),
-        },
-    };
+    let retry = all_day();
     let later = now + Duration::hours(1);
     let ctx = domain::Ctx {
         now: later,
@@ -656,16 +632,7 @@ fn event_decide(
     now: chrono::DateTime<chrono::Utc>,
     hook: String,
 ) -> Box<duecall::store::Decide> {
-    let retry = duecall::policy::RetryPolicy {
-        base_delay: Duration::hours(2),
-        window: duecall::policy::CallingWindow {
-            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
-            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
-            to_midnight: true,
-            days: (0..7).collect(),
-            blackout: Default::default(),
-        },
-    };
+    let retry = all_day();
     Box::new(move |r: &domain::Reminder, att: Option<&domain::Attempt>| {
         let ctx = domain::Ctx {
             now,

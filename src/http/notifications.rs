@@ -8,7 +8,6 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 
 use super::error::ApiError;
-use super::reminders::{DEFAULT_PAGE, MAX_PAGE};
 use super::AppState;
 use crate::domain::{FieldError, NoticeStatus, ReminderId};
 use crate::store::{NoticeCursor, NoticeQuery, Notification};
@@ -62,19 +61,7 @@ pub async fn list(
             ReminderId::parse(s).ok_or_else(|| FieldError::new("reminder_id", "must be a UUID"))
         })
         .transpose()?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                FieldError::new(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE}"),
-                )
-            })?,
-    };
+    let limit = super::reminders::page_limit(&params)?;
     let after = params
         .get("cursor")
         .filter(|s| !s.is_empty())

@@ -55,6 +55,25 @@ pub fn id_from_path(path: Result<Path<String>, PathRejection>) -> Result<Reminde
     }
 }
 
+/// A list's `limit` parameter: 1 to `MAX_PAGE`, `DEFAULT_PAGE` when absent.
+pub fn page_limit(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<u32, domain::FieldError> {
+    match params.get("limit") {
+        None => Ok(DEFAULT_PAGE),
+        Some(s) => s
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                domain::FieldError::new(
+                    "limit",
+                    format!("must be a whole number from 1 to {MAX_PAGE}"),
+                )
+            }),
+    }
+}
+
 pub(super) fn not_found(id: ReminderId) -> ApiError {
     ApiError::NotFound(format!("no reminder with id {id}"))
 }
@@ -144,19 +163,7 @@ pub async fn list(
         .get("status")
         .map(|s| s.parse::<Status>())
         .transpose()?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                domain::FieldError::new(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE}"),
-                )
-            })?,
-    };
+    let limit = page_limit(&params)?;
     let after = params
         .get("cursor")
         .filter(|s| !s.is_empty())

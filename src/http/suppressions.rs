@@ -12,7 +12,7 @@ use axum::Json;
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
-use super::reminders::{json_object, DEFAULT_PAGE, MAX_PAGE};
+use super::reminders::json_object;
 use super::{read_body, AppState, BODY_LIMIT};
 use crate::domain::{
     FieldError, PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAudit,
@@ -161,19 +161,7 @@ pub async fn list(
 ) -> Result<Json<SuppressionList>, ApiError> {
     let Query(params) = query
         .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query string: {e}")))?;
-    let limit = match params.get("limit") {
-        None => DEFAULT_PAGE,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                FieldError::new(
-                    "limit",
-                    format!("must be a whole number from 1 to {MAX_PAGE}"),
-                )
-            })?,
-    };
+    let limit = super::reminders::page_limit(&params)?;
     let after = params
         .get("cursor")
         .filter(|s| !s.is_empty())
