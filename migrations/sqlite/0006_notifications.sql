@@ -1,24 +1,13 @@
 -- SPEC §9: the outbox of notifications to the business system. A row is written
--- in the same transaction as the change it reports, with what its JSON body is
--- made of, so "committed" and "will be notified" are one fact.
-
--- The reminder (or the list's entry) as one change left it, as the API shows
--- it: shared by that change's notifications (a completed call's two carry the
--- same reminder), stored once.
-CREATE TABLE notice_data (
-    id   TEXT PRIMARY KEY,                          -- a UUIDv7
-    data TEXT NOT NULL                              -- a JSON object
-) STRICT;
-
+-- in the same transaction as the change it reports, with the JSON body it will
+-- be POSTed with, so "committed" and "will be notified" are one fact.
 CREATE TABLE notifications (
     id           TEXT    PRIMARY KEY,               -- msg_…: the webhook-id, the same on every try
     subject      TEXT    NOT NULL,                  -- the reminder's id, or `number:<E.164>` for a list entry without one
     sequence     INTEGER NOT NULL,                  -- its number among its subject's notifications, from 1
     reminder_id  TEXT,
     type         TEXT    NOT NULL,
-    data_id      TEXT    NOT NULL REFERENCES notice_data (id),
-    extra_name   TEXT,                              -- what this one adds to the data: `attempt`, `payment`
-    extra        TEXT,                              -- ... as JSON; the body is type, time, data (+ extra) and sequence
+    body         TEXT    NOT NULL,                  -- exactly what is POSTed
     status       TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'delivered', 'failed')),
     step         INTEGER NOT NULL DEFAULT 0,        -- tries in this round (a resend starts a new one)
     next_try_at  INTEGER,                           -- ms; NULL once delivered or failed

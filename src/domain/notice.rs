@@ -5,7 +5,6 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -176,9 +175,6 @@ pub fn ended_by_claim(after: &Reminder) -> Option<NoticeType> {
 
 /// A notification ready to be written: everything but its `sequence`, which
 /// the store assigns in the same transaction (one more than the subject's last).
-/// Its body is stored in pieces: `data` (the reminder, or the list entry, as
-/// the change left it) is shared by every notice of one change and stored
-/// once; `extra` is what one notice adds to it (`attempt`, `payment`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notice {
     pub kind: NoticeType,
@@ -187,10 +183,8 @@ pub struct Notice {
     pub subject: String,
     pub reminder_id: Option<ReminderId>,
     pub at: DateTime<Utc>,
-    /// A JSON object's text, shared by the notices of one change.
-    pub data: Arc<str>,
-    /// A member this notice adds to `data`: its name and JSON text.
-    pub extra: Option<(&'static str, String)>,
+    /// `data` without its `sequence`: a JSON object's text, rendered once.
+    data: String,
 }
 
 /// A value's JSON object text (`{}` if it cannot be one, which no domain value is).
@@ -203,7 +197,7 @@ fn object_text<T: Serialize>(value: &T) -> String {
 
 /// `object` (a JSON object's text) with one more member, `"name":value`.
 fn with_member(object: &str, name: &str, value: &str) -> String {
-    let body = &object[..object.len().saturating_sub(1)];
+    let body = &object[..object.len() - 1];
     let sep = if body.trim_end().ends_with('{') {
         ""
     } else {
@@ -212,45 +206,7 @@ fn with_member(object: &str, name: &str, value: &str) -> String {
     format!("{body}{sep}\"{name}\":{value}}}")
 }
 
-/// The JSON POSTed, from its stored pieces: `{"type", "timestamp", "data"}`,
-/// `data` being `data` with `extra` (if any) and `sequence` added. The same
-/// pieces make the same bytes on every try.
-pub fn assemble(
-    kind: &str,
-    at: DateTime<Utc>,
-    data: &str,
-    extra: Option<(&str, &str)>,
-    sequence: u32,
-) -> String {
-    let data = match extra {
-        Some((name, value)) => with_member(data, name, value),
-        None => data.to_owned(),
-    };
-    let data = with_member(&data, "sequence", &sequence.to_string());
-    format!(
-        "{{\"type\":\"{kind}\",\"timestamp\":\"{}\",\"data\":{data}}}",
-        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-    )
-}
-
 impl Notice {
-    fn of_reminder(
-        kind: NoticeType,
-        at: DateTime<Utc>,
-        reminder: &Reminder,
-        data: &Arc<str>,
-        extra: Option<(&'static str, String)>,
-    ) -> Self {
-        Self {
-            kind,
-            subject: reminder.id.to_string(),
-            reminder_id: Some(reminder.id),
-            at,
-            data: Arc::clone(data),
-            extra,
-        }
-    }
-
     /// About a reminder: `data` is the reminder as the API shows it (SPEC §5),
     /// with the attempt for `attempt.ended`.
     pub fn about_reminder(
@@ -259,63 +215,58 @@ impl Notice {
         reminder: &Reminder,
         attempt: Option<&Attempt>,
     ) -> Self {
-        let data: Arc<str> = object_text(reminder).into();
-        let extra = attempt.map(|a| ("attempt", object_text(a)));
-        Self::of_reminder(kind, at, reminder, &data, extra)
+        Self::of_reminder(kind, at, reminder, &object_text(reminder), attempt)
     }
 
-    /// Every notice a written change causes ([`for_change`]), sharing one
-    /// rendering of the reminder; `attempt`: the attempt as the change left
-    /// it, for `attempt.ended` (see [`attempt_ended`]).
+    fn of_reminder(
+        kind: NoticeType,
+        at: DateTime<Utc>,
+        reminder: &Reminder,
+        reminder_text: &str,
+        attempt: Option<&Attempt>,
+    ) -> Self {
+        let data = match attempt {
+            Some(a) => with_member(reminder_text, "attempt", &object_text(a)),
+            None => reminder_text.to_owned(),
+        };
+        Self {
+            kind,
+            subject: reminder.id.to_string(),
+            reminder_id: Some(reminder.id),
+            at,
+            data,
+        }
+    }
+
+    /// Every notice a written change causes ([`for_change`]), the reminder
+    /// rendered once; `attempt`: the attempt as the change left it, for
+    /// `attempt.ended` (see [`attempt_ended`]).
     pub fn for_change(change: &Change, after: &Reminder, attempt: Option<&Attempt>) -> Vec<Self> {
         let kinds = for_change(change, after);
         if kinds.is_empty() {
             return Vec::new();
         }
-        Self::sharing(&kinds, change.at, after, attempt, None)
-    }
-
-    /// The notices `kinds` of one change, sharing `shared` (a rendering of
-    /// `after` other notices of the change already use) or a new one.
-    fn sharing(
-        kinds: &[NoticeType],
-        at: DateTime<Utc>,
-        after: &Reminder,
-        attempt: Option<&Attempt>,
-        shared: Option<&Arc<str>>,
-    ) -> Vec<Self> {
-        let data = shared
-            .cloned()
-            .unwrap_or_else(|| Arc::from(object_text(after)));
+        let text = object_text(after);
         kinds
-            .iter()
+            .into_iter()
             .map(|kind| {
-                let extra = match (kind, attempt) {
-                    (NoticeType::AttemptEnded, Some(a)) => Some(("attempt", object_text(a))),
-                    _ => None,
-                };
-                Self::of_reminder(*kind, at, after, &data, extra)
+                let attempt = (kind == NoticeType::AttemptEnded)
+                    .then_some(attempt)
+                    .flatten();
+                Self::of_reminder(kind, change.at, after, &text, attempt)
             })
             .collect()
     }
 
-    /// A payment recorded, then what its settlement notifies (`settled`: the
-    /// change that cancelled the reminder as paid), sharing one rendering of
-    /// the reminder as the payment left it.
-    pub fn for_payment(after: &Reminder, payment: &Payment, settled: Option<&Change>) -> Vec<Self> {
-        let data: Arc<str> = object_text(after).into();
-        let mut notices = vec![Self::of_reminder(
-            NoticeType::PaymentRecorded,
-            payment.recorded_at,
-            after,
-            &data,
-            Some(("payment", object_text(payment))),
-        )];
-        if let Some(change) = settled {
-            let kinds = for_change(change, after);
-            notices.extend(Self::sharing(&kinds, change.at, after, None, Some(&data)));
+    /// A payment recorded: `data` is the reminder as it left it, with the payment.
+    pub fn payment_recorded(reminder: &Reminder, payment: &Payment) -> Self {
+        Self {
+            kind: NoticeType::PaymentRecorded,
+            subject: reminder.id.to_string(),
+            reminder_id: Some(reminder.id),
+            at: payment.recorded_at,
+            data: with_member(&object_text(reminder), "payment", &object_text(payment)),
         }
-        notices
     }
 
     /// A number put on the list: `data` is the list's entry.
@@ -328,15 +279,18 @@ impl Notice {
             },
             reminder_id: entry.reminder_id,
             at: entry.created_at,
-            data: object_text(entry).into(),
-            extra: None,
+            data: object_text(entry),
         }
     }
 
-    /// The JSON POSTed for this notice as number `sequence`.
+    /// The JSON POSTed: `{"type", "timestamp", "data"}`, `data` carrying `sequence`.
     pub fn body(&self, sequence: u32) -> String {
-        let extra = self.extra.as_ref().map(|(n, v)| (*n, v.as_str()));
-        assemble(self.kind.as_str(), self.at, &self.data, extra, sequence)
+        let data = with_member(&self.data, "sequence", &sequence.to_string());
+        format!(
+            "{{\"type\":\"{}\",\"timestamp\":\"{}\",\"data\":{data}}}",
+            self.kind.as_str(),
+            self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
     }
 }
 

@@ -189,10 +189,7 @@ pub(crate) struct RawNotice {
     pub created_at: DateTime<Utc>,
     pub next_try_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
-    /// The pieces its body is made of (`crate::domain::assemble`).
-    pub data: String,
-    pub extra_name: Option<String>,
-    pub extra: Option<String>,
+    pub body: String,
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -200,18 +197,6 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
 }
 
 impl RawNotice {
-    /// The body, as every try POSTs it.
-    pub fn body(&self) -> Result<String, StoreError> {
-        let sequence = u32::try_from(self.sequence).map_err(|e| corrupt("sequence", e))?;
-        Ok(crate::domain::assemble(
-            &self.kind,
-            self.created_at,
-            &self.data,
-            self.extra_name.as_deref().zip(self.extra.as_deref()),
-            sequence,
-        ))
-    }
-
     pub fn into_notification(self, tries: Vec<NoticeTry>) -> Result<Notification, StoreError> {
         Ok(Notification {
             kind: self.kind.parse().map_err(|_| corrupt("type", &self.kind))?,
@@ -221,7 +206,7 @@ impl RawNotice {
             created_at: self.created_at,
             next_try_at: self.next_try_at,
             delivered_at: self.delivered_at,
-            payload: serde_json::from_str(&self.body()?).map_err(|e| corrupt("body", e))?,
+            payload: serde_json::from_str(&self.body).map_err(|e| corrupt("body", e))?,
             tries,
             id: self.id,
         })
@@ -230,11 +215,4 @@ impl RawNotice {
 
 /// The columns of a notification row, in the order both backends read them.
 pub(crate) const NOTICE_COLS: &str =
-    "id, type, reminder_id, sequence, status, created_at, next_try_at, delivered_at, \
-     (SELECT data FROM notice_data WHERE notice_data.id = notifications.data_id) AS data, \
-     extra_name, extra";
-
-/// A new `notice_data` row's id (a UUIDv7: appended, never scattered).
-pub(crate) fn new_data_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
+    "id, type, reminder_id, sequence, status, created_at, next_try_at, delivered_at, body";

@@ -9,8 +9,8 @@ use sqlx::Row;
 use super::attempt_cols;
 use crate::domain::{attempt_ended, Change, Notice, Reminder, Suppression};
 use crate::store::{
-    new_data_id, new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError,
-    TryOutcome, TryRecord, NOTICE_COLS,
+    new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome, TryRecord,
+    NOTICE_COLS,
 };
 
 /// Write one notice, numbered after its subject's last, due at once. The
@@ -20,7 +20,28 @@ pub(super) async fn insert_notice(
     conn: &mut PgConnection,
     notice: &Notice,
 ) -> Result<(), StoreError> {
-    insert_notices(conn, std::slice::from_ref(notice)).await
+    let last: i32 = sqlx::query_scalar(
+        "SELECT COALESCE(MAX(sequence), 0) FROM notifications WHERE subject = $1",
+    )
+    .bind(&notice.subject)
+    .fetch_one(&mut *conn)
+    .await?;
+    let sequence = u32::try_from(last + 1)
+        .map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))?;
+    sqlx::query(
+        "INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, status, \
+         step, next_try_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', 0, $7, $7)",
+    )
+    .bind(new_notice_id())
+    .bind(&notice.subject)
+    .bind(sequence as i32)
+    .bind(notice.reminder_id.map(|id| id.as_uuid()))
+    .bind(notice.kind.as_str())
+    .bind(notice.body(sequence))
+    .bind(notice.at)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// The notices a written change causes (`after`: the reminder it left), and
@@ -112,44 +133,18 @@ fn sequence_after(last: i64) -> Result<u32, StoreError> {
     u32::try_from(last + 1).map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))
 }
 
-/// Insert numbered notices, due at once: their data (one row per distinct
-/// shared text), then the notices, a statement each.
+/// Insert numbered notices, due at once, in one statement.
 async fn insert_all(
     conn: &mut PgConnection,
     numbered: &[(&Notice, u32)],
 ) -> Result<(), StoreError> {
     let n = numbered.len();
-    let mut written: Vec<(&std::sync::Arc<str>, String)> = Vec::new();
-    let (mut data_ids, mut datas) = (Vec::new(), Vec::new());
-    let mut notice_data = Vec::with_capacity(n);
-    for (notice, _) in numbered {
-        let id = match written
-            .iter()
-            .find(|(d, _)| std::sync::Arc::ptr_eq(d, &notice.data))
-        {
-            Some((_, id)) => id.clone(),
-            None => {
-                let id = new_data_id();
-                written.push((&notice.data, id.clone()));
-                data_ids.push(id.clone());
-                datas.push(&*notice.data);
-                id
-            }
-        };
-        notice_data.push(id);
-    }
-    sqlx::query("INSERT INTO notice_data (id, data) SELECT * FROM UNNEST($1::text[], $2::text[])")
-        .bind(&data_ids)
-        .bind(&datas)
-        .execute(&mut *conn)
-        .await?;
     let (mut ids, mut subjects, mut sequences) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    let (mut reminders, mut kinds, mut names, mut extras, mut ats) = (
-        Vec::with_capacity(n),
+    let (mut reminders, mut kinds, mut bodies, mut ats) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -161,27 +156,22 @@ async fn insert_all(
         sequences.push(*sequence as i32);
         reminders.push(notice.reminder_id.map(|id| id.as_uuid()));
         kinds.push(notice.kind.as_str());
-        names.push(notice.extra.as_ref().map(|(name, _)| *name));
-        extras.push(notice.extra.as_ref().map(|(_, v)| v.as_str()));
+        bodies.push(notice.body(*sequence));
         ats.push(notice.at);
     }
     sqlx::query(
-        "INSERT INTO notifications (id, subject, sequence, reminder_id, type, data_id, extra_name, \
-         extra, status, step, next_try_at, created_at) \
-         SELECT id, subject, sequence, reminder_id, type, data_id, extra_name, extra, 'pending', 0, \
-                at, at \
+        "INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, status, step, \
+         next_try_at, created_at) \
+         SELECT id, subject, sequence, reminder_id, type, body, 'pending', 0, at, at \
          FROM UNNEST($1::text[], $2::text[], $3::int[], $4::uuid[], $5::text[], $6::text[], \
-                     $7::text[], $8::text[], $9::timestamptz[]) \
-           AS v(id, subject, sequence, reminder_id, type, data_id, extra_name, extra, at)",
+                     $7::timestamptz[]) AS v(id, subject, sequence, reminder_id, type, body, at)",
     )
     .bind(&ids)
     .bind(&subjects)
     .bind(&sequences)
     .bind(&reminders)
     .bind(&kinds)
-    .bind(&notice_data)
-    .bind(&names)
-    .bind(&extras)
+    .bind(&bodies)
     .bind(&ats)
     .execute(&mut *conn)
     .await?;
@@ -277,8 +267,7 @@ pub(super) async fn lease(
            SELECT id FROM notifications WHERE status = 'pending' AND next_try_at <= $3 \
            AND (lease_until IS NULL OR lease_until <= $3) ORDER BY next_try_at \
            LIMIT $4 FOR UPDATE SKIP LOCKED) due \
-         WHERE n.id = due.id RETURNING n.id, n.type, n.step, n.created_at, n.sequence, \
-           n.extra_name, n.extra, (SELECT data FROM notice_data d WHERE d.id = n.data_id) AS data",
+         WHERE n.id = due.id RETURNING n.id, n.type, n.body, n.step, n.created_at",
     )
     .bind(owner)
     .bind(until)
@@ -290,27 +279,14 @@ pub(super) async fn lease(
         .iter()
         .map(|row| {
             let kind: String = row.try_get("type")?;
-            let created_at = row.try_get("created_at")?;
-            let data: String = row.try_get("data")?;
-            let extra_name: Option<String> = row.try_get("extra_name")?;
-            let extra: Option<String> = row.try_get("extra")?;
-            let sequence = u32::try_from(row.try_get::<i32, _>("sequence")?)
-                .map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))?;
-            let body = crate::domain::assemble(
-                &kind,
-                created_at,
-                &data,
-                extra_name.as_deref().zip(extra.as_deref()),
-                sequence,
-            );
             Ok(Delivery {
                 id: row.try_get("id")?,
                 kind: kind
                     .parse()
                     .map_err(|_| StoreError::Corrupt(format!("notification type {kind:?}")))?,
-                body,
+                body: row.try_get("body")?,
                 step: u32::try_from(row.try_get::<i32, _>("step")?).unwrap_or(u32::MAX),
-                created_at,
+                created_at: row.try_get("created_at")?,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
@@ -405,9 +381,7 @@ fn notice_from_row(row: &PgRow) -> Result<RawNotice, StoreError> {
         created_at: row.try_get("created_at")?,
         next_try_at: row.try_get("next_try_at")?,
         delivered_at: row.try_get("delivered_at")?,
-        data: row.try_get("data")?,
-        extra_name: row.try_get("extra_name")?,
-        extra: row.try_get("extra")?,
+        body: row.try_get("body")?,
     })
 }
 

@@ -95,18 +95,23 @@ pub(super) async fn record(
         reference: new.reference.clone(),
         recorded_at: now,
     };
-    let settled = settle(&after, now);
-    if let Some(change) = &settled {
-        match apply_in(&mut tx, change, None, Notify::Off).await? {
-            Applied::Done(now_after) => after = *now_after,
+    let mut pending = Vec::new();
+    if let Some(change) = settle(&after, now) {
+        match apply_in(&mut tx, &change, None, Notify::Off).await? {
+            Applied::Done(settled) => {
+                after = *settled;
+                pending.push(Notice::payment_recorded(&after, &payment));
+                pending.extend(Notice::for_change(&change, &after, None));
+            }
             other => {
                 return Err(StoreError::Commit(format!(
                     "the settlement found the reminder moved: {other:?}"
                 )))
             }
         }
+    } else {
+        pending.push(Notice::payment_recorded(&after, &payment));
     }
-    let pending = Notice::for_payment(&after, &payment, settled.as_ref());
     if notify {
         notices::insert_notices(&mut tx, &pending).await?;
     }

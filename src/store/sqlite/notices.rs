@@ -15,40 +15,14 @@ use crate::domain::{attempt_ended, Attempt, Change, Notice, Reminder, ReminderId
 
 static ATTEMPT_SQL: OnceLock<String> = OnceLock::new();
 use crate::store::{
-    new_data_id, new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError,
-    TryOutcome, NOTICE_COLS,
+    new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome,
+    NOTICE_COLS,
 };
 
 const LAST_SEQUENCE: &str =
     "SELECT COALESCE(MAX(sequence), 0) FROM notifications WHERE subject = ?";
 const INSERT_NOTICE: &str = "INSERT INTO notifications (id, subject, sequence, reminder_id, \
-     type, data_id, extra_name, extra, status, step, next_try_at, created_at) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)";
-const INSERT_DATA: &str = "INSERT INTO notice_data (id, data) VALUES (?, ?)";
-
-/// The `notice_data` rows of `notices`: one per distinct shared text, written
-/// now; the id of each notice's.
-fn data_ids(conn: &Connection, notices: &[Notice]) -> Result<Vec<String>, StoreError> {
-    let mut written: Vec<(&std::sync::Arc<str>, String)> = Vec::new();
-    let mut ids = Vec::with_capacity(notices.len());
-    for notice in notices {
-        let id = match written
-            .iter()
-            .find(|(d, _)| std::sync::Arc::ptr_eq(d, &notice.data))
-        {
-            Some((_, id)) => id.clone(),
-            None => {
-                let id = new_data_id();
-                conn.prepare_cached(INSERT_DATA)?
-                    .execute(params![id, &*notice.data])?;
-                written.push((&notice.data, id.clone()));
-                id
-            }
-        };
-        ids.push(id);
-    }
-    Ok(ids)
-}
+     type, body, status, step, next_try_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)";
 
 fn next_sequence(last: i64) -> Result<u32, StoreError> {
     u32::try_from(last + 1).map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))
@@ -63,36 +37,27 @@ fn last_sequence(conn: &Connection, subject: &str) -> Result<i64, StoreError> {
 static INSERT_SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
 
 /// Write notices of one subject, numbered from `last + 1`, due at once: one
-/// statement for up to four (a change makes at most three), after their data.
+/// statement for up to four (a change makes at most three).
 fn insert_numbered(conn: &Connection, notices: &[Notice], last: i64) -> Result<(), StoreError> {
-    let data = data_ids(conn, notices)?;
     for (chunk_no, chunk) in notices.chunks(INSERT_SQL.len()).enumerate() {
         let sql = built(&INSERT_SQL[chunk.len() - 1], || {
-            let row = "(?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)";
+            let row = "(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)";
             format!(
-                "INSERT INTO notifications (id, subject, sequence, reminder_id, type, data_id, \
-                 extra_name, extra, status, step, next_try_at, created_at) VALUES {}",
+                "INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, \
+                 status, step, next_try_at, created_at) VALUES {}",
                 vec![row; chunk.len()].join(", ")
             )
         });
-        let first = chunk_no * INSERT_SQL.len();
-        let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(chunk.len() * 10);
+        let first = last + (chunk_no * INSERT_SQL.len()) as i64;
+        let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(chunk.len() * 8);
         for (n, notice) in chunk.iter().enumerate() {
-            let sequence = next_sequence(last + (first + n) as i64)?;
+            let sequence = next_sequence(first + n as i64)?;
             values.push(new_notice_id().into());
             values.push(notice.subject.clone().into());
             values.push(i64::from(sequence).into());
             values.push(notice.reminder_id.map(|id| id.to_string()).into());
             values.push(notice.kind.as_str().to_owned().into());
-            values.push(data[first + n].clone().into());
-            values.push(
-                notice
-                    .extra
-                    .as_ref()
-                    .map(|(name, _)| (*name).to_owned())
-                    .into(),
-            );
-            values.push(notice.extra.as_ref().map(|(_, v)| v.clone()).into());
+            values.push(notice.body(sequence).into());
             values.push(ms(notice.at).into());
             values.push(ms(notice.at).into());
         }
@@ -158,21 +123,13 @@ pub(super) async fn insert_notice_sqlx(
         .fetch_one(&mut *conn)
         .await?;
     let sequence = next_sequence(last)?;
-    let data_id = new_data_id();
-    sqlx::query(INSERT_DATA)
-        .bind(&data_id)
-        .bind(&*notice.data)
-        .execute(&mut *conn)
-        .await?;
     sqlx::query(INSERT_NOTICE)
         .bind(new_notice_id())
         .bind(&notice.subject)
         .bind(i64::from(sequence))
         .bind(notice.reminder_id.map(|id| id.to_string()))
         .bind(notice.kind.as_str())
-        .bind(data_id)
-        .bind(notice.extra.as_ref().map(|(name, _)| *name))
-        .bind(notice.extra.as_ref().map(|(_, v)| v.as_str()))
+        .bind(notice.body(sequence))
         .bind(ms(notice.at))
         .bind(ms(notice.at))
         .execute(&mut *conn)
@@ -193,47 +150,25 @@ pub(super) fn lease(
     until: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<Delivery>, StoreError> {
-    // Read, then take: one transaction of the one writer (and IMMEDIATE
-    // against other processes), so no other claimer comes between.
     let mut stmt = conn.prepare_cached(
-        "SELECT n.id, n.type, n.step, n.created_at, n.sequence, d.data, n.extra_name, n.extra \
-         FROM notifications n JOIN notice_data d ON d.id = n.data_id \
-         WHERE n.status = 'pending' AND n.next_try_at <= ?1 \
-           AND (n.lease_until IS NULL OR n.lease_until <= ?1) \
-         ORDER BY n.next_try_at LIMIT ?2",
+        "UPDATE notifications SET lease_owner = ?1, lease_until = ?2 WHERE id IN (\
+           SELECT id FROM notifications WHERE status = 'pending' AND next_try_at <= ?3 \
+           AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY next_try_at LIMIT ?4) \
+         RETURNING id, type, body, step, created_at",
     )?;
-    let mut rows = stmt.query(params![ms(now), i64::from(limit)])?;
+    let mut rows = stmt.query(params![owner, ms(until), ms(now), i64::from(limit)])?;
     let mut leased = Vec::new();
     while let Some(row) = rows.next()? {
         let kind: String = row.get(1)?;
-        let created_at = from_ms(row.get(3)?)?;
-        let sequence = u32::try_from(row.get::<_, i64>(4)?)
-            .map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))?;
-        let data: String = row.get(5)?;
-        let extra_name: Option<String> = row.get(6)?;
-        let extra: Option<String> = row.get(7)?;
-        let body = crate::domain::assemble(
-            &kind,
-            created_at,
-            &data,
-            extra_name.as_deref().zip(extra.as_deref()),
-            sequence,
-        );
         leased.push(Delivery {
             id: row.get(0)?,
             kind: kind
                 .parse()
                 .map_err(|_| StoreError::Corrupt(format!("notification type {kind:?}")))?,
-            body,
-            step: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(u32::MAX),
-            created_at,
+            body: row.get(2)?,
+            step: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
+            created_at: from_ms(row.get(4)?)?,
         });
-    }
-    drop(rows);
-    let mut take = conn
-        .prepare_cached("UPDATE notifications SET lease_owner = ?, lease_until = ? WHERE id = ?")?;
-    for d in &leased {
-        take.execute(params![owner, ms(until), d.id])?;
     }
     leased.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     Ok(leased)
@@ -303,9 +238,7 @@ pub(super) fn notice_from_row(row: &SqliteRow) -> Result<RawNotice, StoreError> 
         created_at: from_ms(row.try_get(5)?)?,
         next_try_at: opt_from_ms(row.try_get(6)?)?,
         delivered_at: opt_from_ms(row.try_get(7)?)?,
-        data: row.try_get(8)?,
-        extra_name: row.try_get(9)?,
-        extra: row.try_get(10)?,
+        body: row.try_get(8)?,
     })
 }
 

@@ -111,22 +111,27 @@ pub(super) fn record(
         reference: new.reference.clone(),
         recorded_at: now,
     };
-    let settled = settle(&after, now);
-    if let Some(change) = &settled {
+    let mut notices = Vec::new();
+    if let Some(change) = settle(&after, now) {
         let known = Known {
             reminder: &after,
             attempt: None,
         };
-        match apply_known(conn, change, known)? {
-            Applied::Done(now_after) => after = *now_after,
+        match apply_known(conn, &change, known)? {
+            Applied::Done(settled) => {
+                after = *settled;
+                notices.push(Notice::payment_recorded(&after, &payment));
+                notices.extend(Notice::for_change(&change, &after, None));
+            }
             other => {
                 return Err(StoreError::Commit(format!(
                     "the settlement found the reminder moved: {other:?}"
                 )))
             }
         }
+    } else {
+        notices.push(Notice::payment_recorded(&after, &payment));
     }
-    let notices = Notice::for_payment(&after, &payment, settled.as_ref());
     if notify {
         super::notices::insert_notices(conn, &notices)?;
     }
