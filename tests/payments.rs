@@ -138,6 +138,10 @@ async fn a_reference_is_one_payment(backend: Backend) {
         (json!({}), "amount_minor"),
         (json!({"amount_minor": 0}), "amount_minor"),
         (json!({"amount_minor": 5, "paid_at": "soon"}), "paid_at"),
+        (
+            json!({"amount_minor": 5, "paid_at": "2027-01-01T00:00:00Z"}),
+            "paid_at",
+        ),
         (json!({"amount_minor": 5, "currency": "USD"}), "currency"),
     ] {
         let (status, answer) = pay(&app, &id, body.clone()).await;

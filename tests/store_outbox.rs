@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::{t, Backend, TestDb};
+use common::{decide_for, open_all_day, t, Backend, TestDb};
 use duecall::domain::{
     self, CreateDefaults, Language, NewReminder, NoticeStatus, NoticeType, ReminderId, Status,
     TimeZone,
@@ -81,20 +81,6 @@ async fn of(store: &Arc<dyn Store>, id: ReminderId) -> Vec<Notification> {
     all
 }
 
-/// Retries after 2 h, the calling window open all day, every day.
-fn all_day() -> duecall::policy::RetryPolicy {
-    duecall::policy::RetryPolicy {
-        base_delay: Duration::hours(2),
-        window: duecall::policy::CallingWindow {
-            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
-            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
-            to_midnight: true,
-            days: (0..7).collect(),
-            blackout: Default::default(),
-        },
-    }
-}
-
 fn tried(at: chrono::DateTime<chrono::Utc>, code: Option<u16>) -> NoticeTry {
     NoticeTry {
         at,
@@ -125,7 +111,7 @@ fn completed_event(
             callback_at: None,
         }),
     };
-    event_decide(ev, now, hook)
+    decide_for(ev, hook, now)
 }
 
 async fn a_change_and_its_notices_commit_as_one(backend: Backend) {
@@ -479,7 +465,7 @@ async fn a_claim_that_cancels_and_a_timeout_notify_too(backend: Backend) {
 
     // The other was dialled and timed out: its attempt ended, a retry ahead
     // (3 attempts by default), so the reminder itself is not notified.
-    let retry = all_day();
+    let retry = open_all_day(Duration::hours(2));
     let later = now + Duration::hours(1);
     let ctx = domain::Ctx {
         now: later,
@@ -627,34 +613,6 @@ both_backends!(
     a_refused_event_takes_its_notices_with_it
 );
 
-fn event_decide(
-    ev: domain::Event,
-    now: chrono::DateTime<chrono::Utc>,
-    hook: String,
-) -> Box<duecall::store::Decide> {
-    let retry = all_day();
-    Box::new(move |r: &domain::Reminder, att: Option<&domain::Attempt>| {
-        let ctx = domain::Ctx {
-            now,
-            retry: &retry,
-            jitter: 0.5,
-        };
-        let decision = domain::transition(r, att, &ev, &ctx);
-        let record = duecall::store::EventRecord {
-            webhook_id: hook.clone(),
-            reminder_id: r.id,
-            attempt: ev.attempt,
-            event_type: ev.event_type(),
-            occurred_at: now,
-            received_at: now,
-            applied: decision.verdict == domain::Verdict::Applied,
-            verdict: decision.verdict,
-            payload: "{}".into(),
-        };
-        (decision, record)
-    })
-}
-
 /// An answered call that then fails: the notified attempt (answer time kept,
 /// the failure, its end) is the attempt as stored, on both stores' paths.
 async fn a_notified_attempt_is_the_attempt_as_stored(backend: Backend) {
@@ -680,7 +638,7 @@ async fn a_notified_attempt_is_the_attempt_as_stored(backend: Backend) {
         .ingest(
             id,
             Some(1),
-            event_decide(answered, answered_at, "msg_a".into()),
+            decide_for(answered, "msg_a".into(), answered_at),
         )
         .await
         .unwrap()
@@ -693,7 +651,7 @@ async fn a_notified_attempt_is_the_attempt_as_stored(backend: Backend) {
     };
     let failed = event(domain::EventKind::Failed(Some(failure)), failed_at);
     let done = store
-        .ingest(id, Some(1), event_decide(failed, failed_at, "msg_f".into()))
+        .ingest(id, Some(1), decide_for(failed, "msg_f".into(), failed_at))
         .await
         .unwrap()
         .unwrap();

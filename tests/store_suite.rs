@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::Duration;
-use common::{t, Backend, TestDb};
+use common::{decide_for, open_all_day, t, Backend, TestDb};
 use duecall::domain::{self, CreateDefaults, Language, NewReminder, ReminderId, Status, TimeZone};
 use duecall::store::{Applied, Created, ListQuery, Store};
 use serde_json::json;
@@ -385,20 +385,6 @@ both_backends!(
 );
 
 // --- The scheduler's operations ----------------------------------------------
-
-/// A retry policy with `base_delay` and a window open all day, every day.
-fn open_all_day(base_delay: Duration) -> duecall::policy::RetryPolicy {
-    duecall::policy::RetryPolicy {
-        base_delay,
-        window: duecall::policy::CallingWindow {
-            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
-            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
-            to_midnight: true,
-            days: (0..7).collect(),
-            blackout: Default::default(),
-        },
-    }
-}
 
 /// Store `n` reminders due at `at` (created then), returning their ids in creation order.
 async fn due_reminders(
@@ -870,35 +856,6 @@ both_backends!(
     concurrent_applies_commit_each_event_once,
     many_concurrent_applies_each_commit_once
 );
-
-/// The `decide` an HTTP handler would give `ingest`: the state machine at `now`.
-fn decide_for(
-    ev: domain::Event,
-    webhook_id: String,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Box<duecall::store::Decide> {
-    let retry = open_all_day(Duration::hours(2));
-    Box::new(move |r: &domain::Reminder, att: Option<&domain::Attempt>| {
-        let ctx = domain::Ctx {
-            now,
-            retry: &retry,
-            jitter: 0.5,
-        };
-        let decision = domain::transition(r, att, &ev, &ctx);
-        let record = duecall::store::EventRecord {
-            webhook_id: webhook_id.clone(),
-            reminder_id: r.id,
-            attempt: ev.attempt,
-            event_type: ev.event_type(),
-            occurred_at: now,
-            received_at: now,
-            applied: decision.verdict == domain::Verdict::Applied,
-            verdict: decision.verdict,
-            payload: "{}".into(),
-        };
-        (decision, record)
-    })
-}
 
 async fn concurrent_ingests_each_decide_on_what_is_written(backend: Backend) {
     let Some((db, store)) = open(backend).await else {

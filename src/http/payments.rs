@@ -22,7 +22,7 @@ pub struct RecordPayment {
     /// Minor units (cents), 1 to 10^15.
     #[schema(minimum = 1, example = 5000)]
     amount_minor: i64,
-    /// When it was paid (RFC 3339); the time it is recorded when absent.
+    /// When it was paid (RFC 3339, not ahead of the service's clock by more than 5 min); the time it is recorded when absent.
     #[schema(format = DateTime)]
     paid_at: Option<String>,
     /// The payer's or processor's reference, 1–200 characters: a payment sent
@@ -63,9 +63,17 @@ pub async fn record(
     let id = id_from_path(path)?;
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
     let new = NewPayment::parse(&json_object(&bytes)?)?;
+    let now = state.clock.now();
+    // A payment is news of the past: a time ahead of ours (beyond clock skew) is a mistake.
+    if new
+        .paid_at
+        .is_some_and(|t| t > now + chrono::Duration::minutes(5))
+    {
+        return Err(crate::domain::FieldError::new("paid_at", "is in the future").into());
+    }
     let recorded = state
         .store
-        .record_payment(id, &new, state.clock.now())
+        .record_payment(id, &new, now)
         .await?
         .ok_or_else(|| not_found(id))?;
     if !recorded.new && !recorded.payment.is_same(&new) {

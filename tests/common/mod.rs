@@ -149,6 +149,52 @@ pub fn any_time_rules() -> duecall::domain::Rules {
     .calling_rules()
 }
 
+/// A retry policy with `base_delay` and a calling window open all day, every day.
+pub fn open_all_day(base_delay: chrono::Duration) -> duecall::policy::RetryPolicy {
+    duecall::policy::RetryPolicy {
+        base_delay,
+        window: duecall::policy::CallingWindow {
+            start: chrono::NaiveTime::from_hms_opt(0, 0, 0).unwrap(),
+            end: chrono::NaiveTime::from_hms_opt(23, 59, 0).unwrap(),
+            to_midnight: true,
+            days: (0..7).collect(),
+            blackout: Default::default(),
+        },
+    }
+}
+
+/// What the call-status handler hands `Store::ingest` for `ev`: decide with
+/// the state machine at `now` (retries after 2 h, any time of day), and the
+/// event's record under `webhook_id`.
+pub fn decide_for(
+    ev: duecall::domain::Event,
+    webhook_id: String,
+    now: DateTime<Utc>,
+) -> Box<duecall::store::Decide> {
+    use duecall::domain;
+    let retry = open_all_day(chrono::Duration::hours(2));
+    Box::new(move |r: &domain::Reminder, att: Option<&domain::Attempt>| {
+        let ctx = domain::Ctx {
+            now,
+            retry: &retry,
+            jitter: 0.5,
+        };
+        let decision = domain::transition(r, att, &ev, &ctx);
+        let record = duecall::store::EventRecord {
+            webhook_id: webhook_id.clone(),
+            reminder_id: r.id,
+            attempt: ev.attempt,
+            event_type: ev.event_type(),
+            occurred_at: now,
+            received_at: now,
+            applied: decision.verdict == domain::Verdict::Applied,
+            verdict: decision.verdict,
+            payload: "{}".into(),
+        };
+        (decision, record)
+    })
+}
+
 /// A configuration for tests: secrets set, the given database, ticker off.
 pub fn test_config(url: &str, extra: &[(&str, &str)]) -> Config {
     let mut vars: Vec<(String, String)> = vec![
