@@ -120,6 +120,9 @@ pub struct Config {
     pub calling_window: CallingWindow,
     pub default_timezone: TimeZone,
     pub default_max_attempts: u32,
+    /// `PROMISE_GRACE_DAYS` (SPEC §8): days after a promised date before an
+    /// unpaid promise is broken (default 3).
+    pub promise_grace_days: u32,
     /// `ZONE_POLICY`.
     pub zone_policy: ZonePolicy,
     /// `CALL_FREQUENCY`.
@@ -429,6 +432,14 @@ impl Config {
             u64::from(crate::domain::MAX_ATTEMPTS_LIMIT),
         )? as u32;
 
+        let promise_grace_days = parse_num(
+            &get,
+            "PROMISE_GRACE_DAYS",
+            u64::from(crate::domain::DEFAULT_PROMISE_GRACE_DAYS),
+            0,
+            u64::from(crate::domain::MAX_PROMISE_GRACE_DAYS),
+        )? as u32;
+
         Ok(Self {
             notify,
             database_url,
@@ -461,6 +472,7 @@ impl Config {
             },
             default_timezone,
             default_max_attempts,
+            promise_grace_days,
             zone_policy,
             call_frequency,
             region_call_frequency,

@@ -121,6 +121,7 @@ pub fn state_with_dialer(
         max_live: config.max_concurrent_calls,
         rules: config.calling_rules(),
         retry: retry.clone(),
+        promise_grace_days: config.promise_grace_days,
         dispatch: dialer::DispatchSettings {
             sip_trunk_id: config.sip_outbound_trunk_id.clone(),
             disclosures: config.call_disclosures,

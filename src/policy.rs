@@ -181,6 +181,13 @@ fn local_instants(tz: TimeZone, naive: NaiveDateTime) -> [Option<DateTime<Utc>>;
     }
 }
 
+/// The first instant of local day `date` in `tz`: its midnight, the earlier
+/// one where midnight repeats, the end of the gap where it is skipped.
+pub fn first_instant_of(tz: TimeZone, date: NaiveDate) -> DateTime<Utc> {
+    let [first, _] = local_instants(tz, date.and_time(NaiveTime::MIN));
+    first.unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
 /// The first instant whose local time is at or after `naive`, which lies in a
 /// gap. Local time runs forward around a gap (transitions are months apart),
 /// so a binary search over a bracket of ±26 hours finds it to the second.

@@ -51,6 +51,8 @@ pub struct Settings {
     /// Every rule of SPEC §7 a claim is held to.
     pub rules: Rules,
     pub retry: RetryPolicy,
+    /// `PROMISE_GRACE_DAYS` (SPEC §8).
+    pub promise_grace_days: u32,
     /// What every dispatch carries besides the reminder (SPEC §3).
     pub dispatch: crate::dialer::DispatchSettings,
 }
@@ -70,6 +72,10 @@ pub struct TickReport {
     pub suppressed: u64,
     /// Due reminders failed for good: their zones share no calling time.
     pub no_lawful_calling_time: u64,
+    /// Promises whose deadline passed with their payments covering them.
+    pub promises_kept: u64,
+    /// Promises whose deadline passed without: each made one follow-up reminder.
+    pub promises_broken: u64,
 }
 
 impl TickReport {
@@ -134,6 +140,7 @@ impl Scheduler {
         let started = std::time::Instant::now();
         let mut report = TickReport::default();
         self.time_out(&mut report).await?;
+        self.decide_promises(&mut report).await?;
         if let Some(dialer) = &self.dialer {
             self.claim_and_dial(dialer, &mut report).await?;
         }
@@ -146,6 +153,8 @@ impl Scheduler {
                 dispatched = report.dispatched,
                 dispatch_failed = report.dispatch_failed,
                 deferred = report.deferred,
+                promises_kept = report.promises_kept,
+                promises_broken = report.promises_broken,
                 ms = elapsed.as_millis() as u64,
                 "tick"
             );
@@ -158,7 +167,31 @@ impl Scheduler {
             now,
             retry: &self.settings.retry,
             jitter: (self.jitter)(),
+            promise_grace_days: self.settings.promise_grace_days,
         }
+    }
+
+    /// Decide the promises whose deadline has passed (SPEC §8), before the
+    /// claim, so a follow-up due at once is claimed (and held to every rule
+    /// of §7) in the same tick.
+    async fn decide_promises(&self, report: &mut TickReport) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        for _ in 0..MAX_PASSES {
+            let decided = self.store.decide_promises(now, BATCH).await?;
+            report.promises_kept += decided.kept.len() as u64;
+            report.promises_broken += decided.broken.len() as u64;
+            for (id, follow_up) in &decided.broken {
+                tracing::info!(reminder_id = %id, follow_up_id = %follow_up, "promise broken: follow-up made");
+            }
+            metrics::counter!("duecall_promises_decided_total", "verdict" => "kept")
+                .increment(decided.kept.len() as u64);
+            metrics::counter!("duecall_promises_decided_total", "verdict" => "broken")
+                .increment(decided.broken.len() as u64);
+            if decided.kept.len() + decided.broken.len() < BATCH as usize {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Fail every live attempt past its deadline with `call_timeout`.

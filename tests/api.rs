@@ -33,6 +33,8 @@ const REMINDER_KEYS: &[&str] = &[
     "region",
     "calling_zones",
     "deferred_by",
+    "promise",
+    "follow_up_of",
 ];
 
 fn keys(v: &Value) -> Vec<String> {

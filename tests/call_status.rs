@@ -789,6 +789,7 @@ async fn time_out_attempt_1(app: &TestApp, id: ReminderId) {
         now: duecall::clock::Clock::now(&app.clock),
         retry: &app.state.retry,
         jitter: 0.5,
+        promise_grace_days: 3,
     };
     let change =
         duecall::domain::fail_live_attempt(&r, att.as_ref(), "call_timeout", &ctx).unwrap();

@@ -1420,6 +1420,7 @@ async fn seed_and_claim(store: &Arc<dyn Store>, sc: &StoreCase) -> Result<(), Te
                 now: ended,
                 retry: &retry,
                 jitter: 0.5,
+                promise_grace_days: 3,
             };
             let d = transition(&r, Some(&att), &ev, &ctx);
             let applied = db!(store.apply(&d.change, None).await);

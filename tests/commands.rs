@@ -82,7 +82,8 @@ async fn tick_runs_one_tick_and_prints_its_counts() {
     assert_eq!(
         counts,
         json!({"timed_out": 0, "dispatched": 1, "dispatch_failed": 0, "deferred": 0,
-               "suppressed": 0, "no_lawful_calling_time": 0})
+               "suppressed": 0, "no_lawful_calling_time": 0,
+           "promises_kept": 0, "promises_broken": 0})
     );
     assert_eq!(lk.dispatches().len(), 1);
     assert_eq!(lk.dispatches()[0].room, format!("reminder-{id}-1"));

@@ -96,7 +96,8 @@ impl Rig {
 fn counts(timed_out: u64, dispatched: u64, dispatch_failed: u64) -> Value {
     json!({"timed_out": timed_out, "dispatched": dispatched,
            "dispatch_failed": dispatch_failed, "deferred": 0,
-           "suppressed": 0, "no_lawful_calling_time": 0})
+           "suppressed": 0, "no_lawful_calling_time": 0,
+           "promises_kept": 0, "promises_broken": 0})
 }
 
 fn time(v: &Value) -> DateTime<Utc> {

@@ -226,6 +226,7 @@ async fn end_attempt(
         now,
         retry: &state.retry,
         jitter: 0.0,
+        promise_grace_days: 3,
     };
     let d = domain::transition(&r, att.as_ref(), &ev, &ctx);
     assert_eq!(d.verdict, Verdict::Applied, "{r:?}");
@@ -252,6 +253,8 @@ const QUIET: TickReport = TickReport {
     deferred: 0,
     suppressed: 0,
     no_lawful_calling_time: 0,
+    promises_kept: 0,
+    promises_broken: 0,
 };
 
 /// Attempts may stay live for a day: no timeout interferes.

@@ -124,7 +124,7 @@ proptest! {
     #[test]
     fn property_state_machine_follows_the_table((r, attempt, ev, jitter) in scenario()) {
         let retry = retry();
-        let ctx = Ctx { now: now(), retry: &retry, jitter };
+        let ctx = Ctx { now: now(), retry: &retry, jitter, promise_grace_days: 3 };
         let d = transition(&r, attempt.as_ref(), &ev, &ctx);
         let target = ev.attempt.unwrap_or(r.attempt_count);
 

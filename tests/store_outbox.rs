@@ -144,6 +144,7 @@ async fn a_change_and_its_notices_commit_as_one(backend: Backend) {
             last_attempt_at: None,
             skip_reason: Some("stale".into()),
             outcome: None,
+            promise: None,
         }),
         attempt: None,
         suppress: None,
@@ -471,6 +472,7 @@ async fn a_claim_that_cancels_and_a_timeout_notify_too(backend: Backend) {
         now: later,
         retry: &retry,
         jitter: 0.5,
+        promise_grace_days: 3,
     };
     let (r, attempt) = store.get_for_event(timed, None).await.unwrap().unwrap();
     let change = domain::fail_live_attempt(&r, attempt.as_ref(), "call_timeout", &ctx).unwrap();
@@ -499,6 +501,7 @@ async fn a_claim_that_cancels_and_a_timeout_notify_too(backend: Backend) {
         now: again + Duration::hours(1),
         retry: &retry,
         jitter: 0.5,
+        promise_grace_days: 3,
     };
     let mut n = 0;
     // Exhaust the attempts (max 3 by default).

@@ -592,6 +592,7 @@ async fn overdue_finds_attempts_past_their_deadline(backend: Backend) {
         now: answered,
         retry: &retry,
         jitter: 0.5,
+        promise_grace_days: 3,
     };
     let d = domain::transition(&r, Some(&att), &ev, &ctx);
     assert!(matches!(
@@ -674,6 +675,7 @@ async fn weekly_cap_is_enforced_by_the_claim(backend: Backend) {
             now,
             retry: &retry,
             jitter: 0.0,
+            promise_grace_days: 3,
         };
         let d = domain::transition(&r, Some(&att), &ev, &ctx);
         assert!(matches!(
@@ -800,6 +802,7 @@ async fn many_concurrent_applies_each_commit_once(backend: Backend) {
             now,
             retry: &retry,
             jitter: 0.5,
+            promise_grace_days: 3,
         };
         let change = domain::transition(&r, Some(&att), &ev, &ctx).change;
         let record = duecall::store::EventRecord {

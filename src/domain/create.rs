@@ -293,6 +293,8 @@ impl NewReminder {
             metadata: self.metadata,
             created_at: now,
             updated_at: now,
+            promise: None,
+            follow_up_of: None,
         };
         if suppressed {
             reminder.cancelled_as_suppressed()

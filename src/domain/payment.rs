@@ -152,6 +152,7 @@ pub fn settle(r: &Reminder, now: DateTime<Utc>) -> Option<Change> {
             last_attempt_at: r.last_attempt_at,
             skip_reason: Some(SKIP_PAID.to_owned()),
             outcome: None,
+            promise: None,
         }),
         attempt: None,
         suppress: None,

@@ -277,6 +277,13 @@ pub struct Reminder {
     /// `quiet_period` (after a conversation about its debt); null when none did.
     #[schema(value_type = Option<DeferredBy>, required = true)]
     pub deferred_by: Option<DeferredBy>,
+    /// The promise to pay its completed call made (SPEC §8), if it made one.
+    #[schema(required = true)]
+    pub promise: Option<Promise>,
+    /// The reminder whose broken promise made this one; `null` for any other.
+    #[serde(serialize_with = "ser_opt_display")]
+    #[schema(value_type = Option<String>, format = "uuid", required = true)]
+    pub follow_up_of: Option<ReminderId>,
 }
 
 fn ser_phone<S: Serializer>(v: &PhoneNumber, s: S) -> Result<S::Ok, S::Error> {

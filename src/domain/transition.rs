@@ -86,6 +86,8 @@ pub struct ReminderUpdate {
     pub last_attempt_at: Option<DateTime<Utc>>,
     pub skip_reason: Option<String>,
     pub outcome: Option<Outcome>,
+    /// A promise this update opens (SPEC §8); `None` keeps the stored one.
+    pub promise: Option<Promise>,
 }
 
 impl ReminderUpdate {
@@ -101,6 +103,7 @@ impl ReminderUpdate {
             last_attempt_at: self.last_attempt_at.map(to_millis),
             skip_reason: self.skip_reason.clone(),
             outcome: self.outcome.clone().or_else(|| r.outcome.clone()),
+            promise: self.promise.clone().or_else(|| r.promise.clone()),
             updated_at: to_millis(at),
             deferred_by: None,
             ..r.clone()
@@ -244,6 +247,7 @@ pub fn cancel(reminder: &Reminder, now: DateTime<Utc>) -> Result<Option<Change>,
                 last_attempt_at: reminder.last_attempt_at,
                 skip_reason: Some(SKIP_CANCELLED_BY_OPERATOR.to_owned()),
                 outcome: None,
+                promise: None,
             }),
             ..Change::guard(reminder, now)
         })),
@@ -286,6 +290,7 @@ pub fn claim(reminder: &Reminder, now: DateTime<Utc>) -> Result<Change, Refusal>
             last_attempt_at: Some(now),
             skip_reason: None,
             outcome: None,
+            promise: None,
         }),
         attempt: Some(AttemptWrite::Start {
             attempt,
@@ -302,6 +307,9 @@ pub struct Ctx<'a> {
     pub retry: &'a crate::policy::RetryPolicy,
     /// A draw from 0.0 to 1.0 for the retry jitter (random in service, fixed in tests).
     pub jitter: f64,
+    /// `PROMISE_GRACE_DAYS`: the days after a promised date before the
+    /// promise a completion opens is broken.
+    pub promise_grace_days: u32,
 }
 
 /// How an event was taken (SPEC §2's status codes follow from it).
@@ -372,6 +380,7 @@ fn after_unsuccessful(
             last_attempt_at: r.last_attempt_at,
             skip_reason: Some(skip_reason),
             outcome: None,
+            promise: None,
         },
     )
 }
@@ -397,6 +406,7 @@ fn after_outcome(r: &Reminder, outcome: &Outcome, ctx: &Ctx) -> ReminderUpdate {
             last_attempt_at: r.last_attempt_at,
             skip_reason: Some(SKIP_OPTED_OUT.to_owned()),
             outcome: None,
+            promise: None,
         }
     } else if outcome.result == OutcomeResult::CallbackRequested && r.attempts_remain() {
         // Called back when the customer asked (moved into the calling window;
@@ -415,6 +425,7 @@ fn after_outcome(r: &Reminder, outcome: &Outcome, ctx: &Ctx) -> ReminderUpdate {
             last_attempt_at: r.last_attempt_at,
             skip_reason: Some(SKIP_CALLBACK_REQUESTED.to_owned()),
             outcome: None,
+            promise: None,
         }
     } else if outcome.result.is_unreached() {
         if r.attempts_remain() {
@@ -436,9 +447,13 @@ fn after_outcome(r: &Reminder, outcome: &Outcome, ctx: &Ctx) -> ReminderUpdate {
             last_attempt_at: r.last_attempt_at,
             skip_reason: None,
             outcome: None,
+            promise: None,
         }
     };
     let mut update = unless_settled(r, update);
+    if update.status == Status::Completed {
+        update.promise = opened_by(r, outcome, ctx.now, ctx.promise_grace_days);
+    }
     update.outcome = Some(outcome.clone());
     update
 }
@@ -543,6 +558,7 @@ pub fn transition(r: &Reminder, attempt: Option<&Attempt>, ev: &Event, ctx: &Ctx
                     last_attempt_at: r.last_attempt_at,
                     skip_reason: None,
                     outcome: None,
+                    promise: None,
                 });
                 Verdict::Applied
             }

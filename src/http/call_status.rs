@@ -79,6 +79,7 @@ pub async fn receive(
     // with the event row in the same transaction (however the store batches).
     let decide: Box<Decide> = {
         let (clock, retry, event) = (state.clock.clone(), state.retry.clone(), event.clone());
+        let promise_grace_days = state.config.promise_grace_days;
         let (webhook_id, payload) = (webhook_id.clone(), payload.clone());
         Box::new(
             move |r: &domain::Reminder, attempt: Option<&domain::Attempt>| {
@@ -87,6 +88,7 @@ pub async fn receive(
                     now,
                     retry: &retry,
                     jitter: crate::jitter_draw(),
+                    promise_grace_days,
                 };
                 let decision = domain::transition(r, attempt, &event, &ctx);
                 let target = event.attempt.unwrap_or(r.attempt_count);

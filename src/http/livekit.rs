@@ -109,6 +109,7 @@ pub async fn receive(
             now: state.clock.now(),
             retry: &state.retry,
             jitter: crate::jitter_draw(),
+            promise_grace_days: state.config.promise_grace_days,
         };
         let Some(change) = domain::fail_live_attempt(&r, current.as_ref(), SKIP_ROOM_CLOSED, &ctx)
         else {

@@ -25,7 +25,9 @@ pub(crate) const REMINDER_COLS: &str =
     "id, external_id, customer_name, phone_number, timezone, language, \
      amount_due_minor, currency, due_date, status, attempt_count, max_attempts, next_attempt_at, \
      last_attempt_at, skip_reason, outcome, metadata, created_at, updated_at, \
-     debt_ref, region, calling_zones, timezone_given, deferred_by, amount_paid_minor";
+     debt_ref, region, calling_zones, timezone_given, deferred_by, amount_paid_minor, \
+     promise_amount_minor, promise_date, promise_status, promise_opened_at, promise_deadline, \
+     promise_decided_at, promise_follow_up_id, follow_up_of";
 
 /// `REMINDER_COLS` qualified by a table alias (`r.id, r.external_id, …`).
 pub(crate) fn reminder_cols_of(alias: &str) -> String {
@@ -134,6 +136,15 @@ pub struct ClaimReport {
     pub suppressed: Vec<ReminderId>,
     /// Failed for good: their zones share no calling time.
     pub no_lawful_time: Vec<ReminderId>,
+}
+
+/// What one `decide_promises` did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromiseReport {
+    /// Reminders whose promise was kept.
+    pub kept: Vec<ReminderId>,
+    /// Reminders whose promise was broken, each with the follow-up it made.
+    pub broken: Vec<(ReminderId, ReminderId)>,
 }
 
 /// How a stored event was answered: its `verdict` column, or for rows from
@@ -464,6 +475,16 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<Option<PaymentRecorded>, StoreError>;
 
+    /// Decide up to `limit` open promises whose deadline has passed at `now`
+    /// (SPEC §8), oldest deadline first, each once whatever else is deciding:
+    /// kept, or broken with its one follow-up reminder stored — the verdict,
+    /// the follow-up and the notification in one transaction.
+    async fn decide_promises(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<PromiseReport, StoreError>;
+
     /// A reminder's payments, oldest first.
     async fn list_payments(
         &self,
@@ -722,6 +743,40 @@ pub(crate) struct RawReminder {
     pub calling_zones: Vec<String>,
     pub timezone_given: bool,
     pub deferred_by: Option<String>,
+    pub promise: RawPromise,
+    pub follow_up_of: Option<uuid::Uuid>,
+}
+
+/// A reminder's promise columns (all null when it has none).
+#[derive(Default)]
+pub(crate) struct RawPromise {
+    pub amount_minor: Option<i64>,
+    pub date: Option<chrono::NaiveDate>,
+    pub status: Option<String>,
+    pub opened_at: Option<DateTime<Utc>>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub follow_up_id: Option<uuid::Uuid>,
+}
+
+impl RawPromise {
+    fn into_promise(self) -> Result<Option<crate::domain::Promise>, StoreError> {
+        use crate::domain::{Promise, PromiseStatus};
+        let Some(status) = self.status else {
+            return Ok(None);
+        };
+        let missing = |what: &str| corrupt("promise", format!("{what} is null"));
+        Ok(Some(Promise {
+            amount_minor: self.amount_minor.ok_or_else(|| missing("amount"))?,
+            date: self.date.ok_or_else(|| missing("date"))?,
+            status: PromiseStatus::parse(&status)
+                .ok_or_else(|| corrupt("promise_status", &status))?,
+            follow_up_id: self.follow_up_id.map(ReminderId::from_uuid),
+            opened_at: self.opened_at.ok_or_else(|| missing("opened_at"))?,
+            deadline: self.deadline.ok_or_else(|| missing("deadline"))?,
+            decided_at: self.decided_at,
+        }))
+    }
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
@@ -789,6 +844,8 @@ impl RawReminder {
             },
             created_at: self.created_at,
             updated_at: self.updated_at,
+            promise: self.promise.into_promise()?,
+            follow_up_of: self.follow_up_of.map(ReminderId::from_uuid),
         })
     }
 }

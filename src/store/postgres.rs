@@ -8,6 +8,7 @@
 
 mod notices;
 mod payments;
+mod promises;
 mod writer;
 
 use std::str::FromStr;
@@ -21,7 +22,7 @@ use sqlx::{Postgres, QueryBuilder, Row};
 use super::status_counts;
 use super::{
     reminder_cols_of, Applied, ClaimReport, Created, Decide, Deferral, EventRecord, Ingested,
-    ListQuery, Page, RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
+    ListQuery, Page, RawAttempt, RawPromise, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
     JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
 use super::{Delivery, NoticePage, NoticeQuery, NoticeStats, Notification, TryRecord};
@@ -82,6 +83,16 @@ fn reminder_from_row(row: &PgRow) -> Result<Reminder, StoreError> {
         calling_zones: row.try_get("calling_zones")?,
         timezone_given: row.try_get("timezone_given")?,
         deferred_by: row.try_get("deferred_by")?,
+        promise: RawPromise {
+            amount_minor: row.try_get("promise_amount_minor")?,
+            date: row.try_get("promise_date")?,
+            status: row.try_get("promise_status")?,
+            opened_at: row.try_get("promise_opened_at")?,
+            deadline: row.try_get("promise_deadline")?,
+            decided_at: row.try_get("promise_decided_at")?,
+            follow_up_id: row.try_get("promise_follow_up_id")?,
+        },
+        follow_up_of: row.try_get("follow_up_of")?,
     }
     .into_reminder()
 }
@@ -279,12 +290,24 @@ async fn apply_stmt(
             .push(", outcome = COALESCE(")
             .push_bind(u.outcome.as_ref().map(to_json))
             .push(", outcome), deferred_by = NULL, updated_at = ")
-            .push_bind(change.at)
-            .push(" WHERE id = ")
-            .push_bind(id)
-            .push(format!(
-                " AND EXISTS (SELECT 1 FROM write) RETURNING {REMINDER_COLS})"
-            ));
+            .push_bind(change.at);
+        if let Some(p) = &u.promise {
+            // Only a completion that opens a promise writes these (SPEC §8).
+            q.push(", promise_amount_minor = ")
+                .push_bind(p.amount_minor)
+                .push(", promise_date = ")
+                .push_bind(p.date)
+                .push(", promise_status = ")
+                .push_bind(p.status.as_str())
+                .push(", promise_opened_at = ")
+                .push_bind(p.opened_at)
+                .push(", promise_deadline = ")
+                .push_bind(p.deadline)
+                .push(", promise_decided_at = NULL, promise_follow_up_id = NULL");
+        }
+        q.push(" WHERE id = ").push_bind(id).push(format!(
+            " AND EXISTS (SELECT 1 FROM write) RETURNING {REMINDER_COLS})"
+        ));
     }
     match &change.attempt {
         None => {}
@@ -1246,6 +1269,14 @@ impl Store for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Option<super::PaymentRecorded>, StoreError> {
         payments::record(&self.pool, id, payment, now, self.notify).await
+    }
+
+    async fn decide_promises(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<super::PromiseReport, StoreError> {
+        promises::decide_due(&self.pool, now, limit, self.notify).await
     }
 
     async fn list_payments(

@@ -18,7 +18,7 @@ use tokio::sync::Mutex;
 use super::status_counts;
 use super::{
     reminder_cols_of, Applied, ClaimReport, Created, Decide, Deferral, EventRecord, Ingested,
-    ListQuery, Page, RawAttempt, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
+    ListQuery, Page, RawAttempt, RawPromise, RawReminder, Store, StoreError, COUNT_BY_STATUS, DUE,
     JOINED_ATTEMPT_COLS, LIVE, REMINDER_COLS,
 };
 use super::{Delivery, NoticePage, NoticeQuery, NoticeStats, Notification, TryRecord};
@@ -36,6 +36,7 @@ use crate::domain::{
 
 mod notices;
 mod payments;
+mod promises;
 mod writer;
 
 static SUPPRESSION_SQL: OnceLock<String> = OnceLock::new();
@@ -135,7 +136,7 @@ fn null_in(col: &str) -> StoreError {
 
 /// `REMINDER_COLS`, one name each, in order: every statement a reminder is
 /// read from selects these first.
-const REMINDER_NAMES: [&str; 25] = [
+const REMINDER_NAMES: [&str; 33] = [
     "id",
     "external_id",
     "customer_name",
@@ -161,6 +162,14 @@ const REMINDER_NAMES: [&str; 25] = [
     "timezone_given",
     "deferred_by",
     "amount_paid_minor",
+    "promise_amount_minor",
+    "promise_date",
+    "promise_status",
+    "promise_opened_at",
+    "promise_deadline",
+    "promise_decided_at",
+    "promise_follow_up_id",
+    "follow_up_of",
 ];
 
 /// An attempt's columns, in the order its statements select them (after
@@ -218,8 +227,28 @@ fn reminder_from_row<R: Cols + ?Sized>(row: &R) -> Result<Reminder, StoreError> 
             .unwrap_or_default(),
         timezone_given: row.need_int("timezone_given")? != 0,
         deferred_by: row.text("deferred_by")?,
+        promise: RawPromise {
+            amount_minor: row.int("promise_amount_minor")?,
+            date: row
+                .text("promise_date")?
+                .map(|d| d.parse::<NaiveDate>())
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("promise_date: {e}")))?,
+            status: row.text("promise_status")?,
+            opened_at: opt_from_ms(row.int("promise_opened_at")?)?,
+            deadline: opt_from_ms(row.int("promise_deadline")?)?,
+            decided_at: opt_from_ms(row.int("promise_decided_at")?)?,
+            follow_up_id: opt_uuid(row.text("promise_follow_up_id")?, "promise_follow_up_id")?,
+        },
+        follow_up_of: opt_uuid(row.text("follow_up_of")?, "follow_up_of")?,
     }
     .into_reminder()
+}
+
+fn opt_uuid(text: Option<String>, col: &str) -> Result<Option<uuid::Uuid>, StoreError> {
+    text.map(|t| uuid::Uuid::parse_str(&t))
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(format!("{col}: {e}")))
 }
 
 fn attempt_from_row<R: Cols + ?Sized>(row: &R) -> Result<Attempt, StoreError> {
@@ -1295,6 +1324,20 @@ impl Store for SqliteStore {
             .call(move |c| {
                 let recorded = payments::record(c, id, &payment, now, notify)?;
                 Ok((recorded, true))
+            })
+            .await
+    }
+
+    async fn decide_promises(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<super::PromiseReport, StoreError> {
+        let notify = self.writer.notify();
+        self.writer
+            .call(move |c| {
+                let report = promises::decide_due(c, now, limit, notify)?;
+                Ok((report, true))
             })
             .await
     }

@@ -178,6 +178,7 @@ pub fn decide_for(
             now,
             retry: &retry,
             jitter: 0.5,
+            promise_grace_days: 3,
         };
         let decision = domain::transition(r, att, &ev, &ctx);
         let record = duecall::store::EventRecord {

@@ -112,6 +112,7 @@ pub(super) async fn record(
     } else {
         pending.push(Notice::payment_recorded(&after, &payment));
     }
+    pending.extend(super::promises::keep_if_covered(&mut tx, &mut after, now).await?);
     if notify {
         notices::insert_notices(&mut tx, &pending).await?;
     }

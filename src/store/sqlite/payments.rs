@@ -15,7 +15,7 @@ use crate::store::{Applied, PaymentRecorded, StoreError};
 pub(super) const PAYMENT_COLS: &str =
     "id, reminder_id, amount_minor, paid_at, reference, recorded_at";
 
-fn payment_of(row: &rusqlite::Row<'_>) -> Result<Payment, StoreError> {
+pub(super) fn payment_of(row: &rusqlite::Row<'_>) -> Result<Payment, StoreError> {
     let reminder_id: String = row.get(1)?;
     Ok(Payment {
         id: row.get(0)?,
@@ -132,6 +132,7 @@ pub(super) fn record(
     } else {
         notices.push(Notice::payment_recorded(&after, &payment));
     }
+    notices.extend(super::promises::keep_if_covered(conn, &mut after, now)?);
     if notify {
         super::notices::insert_notices(conn, &notices)?;
     }

@@ -449,7 +449,7 @@ fn apply_in(
         Some(before) => guard_known(conn, change, before)?,
         None => guard_returning(conn, change, &id)?,
     };
-    let Some(now) = guarded else {
+    let Some(mut now) = guarded else {
         let exists = conn
             .prepare_cached("SELECT 1 FROM reminders WHERE id = ?")?
             .exists(params![id])?;
@@ -459,6 +459,10 @@ fn apply_in(
             Applied::NotFound
         });
     };
+    if let Some(p) = change.reminder.as_ref().and_then(|u| u.promise.as_ref()) {
+        super::promises::open(conn, &id, p)?;
+        now.promise = Some(p.clone());
+    }
 
     let attempt_written = match &change.attempt {
         None => 1,
