@@ -1,12 +1,15 @@
 //! `duecall import`: load a CSV file into the service, as if each row had
 //! been sent to the API.
 //!
-//! Two kinds of file, one module each:
+//! Three kinds of file, one module each:
 //!
 //! - reminders ([`reminders`], `duecall import reminders.csv`): each row as a
 //!   `POST /api/reminders`; bad rows are refused by line, the good ones taken;
 //! - a do-not-call list ([`suppressions`], `--suppressions`): numbers for the
-//!   suppression list, all or nothing.
+//!   suppression list, all or nothing;
+//! - payments ([`payments`], `--payments`): each row as a
+//!   `POST /api/reminders/{id}/payments`; bad rows are refused by line, the
+//!   good ones recorded.
 //!
 //! # What every file shares
 //!
@@ -34,7 +37,7 @@
 //! - Exit status 1 when the file cannot be read, its header is refused, the
 //!   configuration is bad, or the database cannot be opened (nothing
 //!   imported), or when storage fails midway (the summary so far is printed;
-//!   run it again). Otherwise 0 — for reminders **even when rows
+//!   run it again). Otherwise 0 — for reminders and payments **even when rows
 //!   were refused** (the refusals are on stderr and counted in the summary).
 //!
 //! # Limits
@@ -55,6 +58,7 @@ use crate::config::Config;
 use crate::domain::FieldError;
 use crate::store::{Store, StoreError};
 
+pub mod payments;
 mod progress;
 pub mod reminders;
 pub mod suppressions;
