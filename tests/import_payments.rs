@@ -228,6 +228,56 @@ async fn payments_recorded_and_refused_on_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_payments_pay_the_sample_reminders_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs");
+    let url = format!("sqlite://{}", dir.path().join("duecall.db").display());
+    let reminders = docs.join("sample-reminders.csv");
+    let out = duecall_import(dir.path(), &[reminders.to_str().unwrap()], &url).await;
+    assert!(out.status.success(), "{out:?}");
+    let payments = docs.join("sample-payments.csv");
+    let payments = payments.to_str().unwrap();
+
+    let out = duecall_import(dir.path(), &["--payments", payments], &url).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        "recorded 4, already there 0, refused 0 (of 4 rows)\n"
+    );
+    assert!(reports(&out).is_empty(), "{}", stderr(&out));
+    let store = duecall::store::connect(&url, 2).await.unwrap();
+    // Paid in full, in one payment or two: cancelled as paid; part paid: still waiting.
+    for id in ["inv-1001", "inv-1002", "inv-1004"] {
+        let r = by_external_id(&*store, id).await;
+        assert_eq!(r.amount_paid_minor, r.amount_due_minor, "{id}");
+        assert_eq!(
+            (r.status, r.skip_reason.as_deref()),
+            (Status::Cancelled, Some("paid")),
+            "{id}"
+        );
+    }
+    let two = by_external_id(&*store, "inv-1002").await;
+    let paid = store.list_payments(two.id).await.unwrap();
+    assert_eq!(paid[0].paid_at, common::t("2026-11-27T20:05:00Z"));
+    assert_eq!(
+        paid[1].reference.as_deref(),
+        Some("bank:2026-11-30/3, second half")
+    );
+    assert_eq!(
+        by_external_id(&*store, "inv-1003").await.status,
+        Status::Pending
+    );
+
+    let out = duecall_import(dir.path(), &["--payments", payments], &url).await;
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        "recorded 0, already there 4, refused 0 (of 4 rows)\n"
+    );
+    assert_eq!(store.list_payments(two.id).await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_header_records_nothing_and_opens_no_database() {
     let dir = tempfile::tempdir().unwrap();
     let db_file = dir.path().join("duecall.db");
