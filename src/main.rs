@@ -44,13 +44,22 @@ enum Command {
     /// With --suppressions: put the numbers of a do-not-call list (header
     /// phone_number,reason; reason optional) on the suppression list, all or
     /// nothing; numbers already there are counted and left as they are.
+    ///
+    /// With --payments: record payments (header reminder_id or external_id,
+    /// amount_minor, paid_at, reference; the last two optional), each as the
+    /// API would; bad rows are reported by line and skipped, a reference
+    /// already recorded is counted and left as it is.
     Import {
         /// The CSV file (UTF-8; first line: customer_name,phone_number,…, or
-        /// phone_number,reason with --suppressions).
+        /// phone_number,reason with --suppressions, or
+        /// external_id,amount_minor,… with --payments).
         path: PathBuf,
         /// The file is a do-not-call list, not reminders.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "payments")]
         suppressions: bool,
+        /// The file is payments, not reminders.
+        #[arg(long)]
+        payments: bool,
     },
     /// Write a .env with freshly generated secrets, for a first run.
     Init {
@@ -114,9 +123,16 @@ fn main() -> ExitCode {
             Ok(config) => block_on(serve(config)),
             Err(e) => fail(format!("invalid configuration: {e}")),
         },
-        Command::Import { path, suppressions } => match Config::from_env() {
+        Command::Import {
+            path,
+            suppressions,
+            payments,
+        } => match Config::from_env() {
             Ok(config) if suppressions => {
                 block_on(async move { duecall::import::suppressions::command(config, &path).await })
+            }
+            Ok(config) if payments => {
+                block_on(async move { duecall::import::payments::command(config, &path).await })
             }
             Ok(config) => block_on(async move { duecall::import::command(config, &path).await }),
             Err(e) => fail(format!("invalid configuration: {e}")),

@@ -1377,6 +1377,49 @@ both_backends!(
     list_searches_by_external_id_or_phone
 );
 
+async fn get_by_external_id_finds_exactly_that_one(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let now = t("2026-11-24T15:00:00Z");
+    let mut created = Vec::new();
+    for external_id in ["inv-1", "inv-10", "INV-1"] {
+        let new = new_reminder(json!({"external_id": external_id}));
+        let Created::New(r) = store
+            .create_reminder(&new, ReminderId::new(), now)
+            .await
+            .unwrap()
+        else {
+            panic!("new")
+        };
+        created.push(r);
+    }
+    // One without an external_id is never found by one.
+    store
+        .create_reminder(&new_reminder(json!({})), ReminderId::new(), now)
+        .await
+        .unwrap();
+    for r in &created {
+        let id = r.external_id.as_deref().unwrap();
+        let got = store.get_reminder_by_external_id(id).await.unwrap();
+        assert_eq!(got.as_ref(), Some(r), "{id}: the whole reminder, exactly");
+    }
+    // Exact matches only: no prefix, no case folding, no empty id.
+    for missing in ["inv", "inv-", "Inv-1", "", "inv-1 "] {
+        assert_eq!(
+            store.get_reminder_by_external_id(missing).await.unwrap(),
+            None,
+            "{missing:?}"
+        );
+    }
+    db.cleanup().await;
+}
+
+both_backends!(
+    get_reminder_by_external_id_is_exact,
+    get_by_external_id_finds_exactly_that_one
+);
+
 // --- The suppression list (SPEC §7) -----------------------------------------
 
 fn phone(s: &str) -> domain::PhoneNumber {

@@ -84,6 +84,35 @@ impl NewPayment {
     }
 }
 
+impl NewPayment {
+    /// A payment is news of the past: a `paid_at` ahead of `now` by more
+    /// than clock skew (5 minutes) is a mistake, refused by name.
+    pub fn check_paid_at(&self, now: DateTime<Utc>) -> Result<(), FieldError> {
+        if self
+            .paid_at
+            .is_some_and(|t| t > now + chrono::Duration::minutes(5))
+        {
+            return Err(FieldError::new("paid_at", "is in the future"));
+        }
+        Ok(())
+    }
+}
+
+/// The code of the refusal of a reference recorded already with another
+/// amount or time (the API's 409).
+pub const REFERENCE_REUSED: &str = "reference_reused";
+
+/// Why a payment is refused when its reference was recorded already, for
+/// the same reminder, as `first` with another amount or time: said the same
+/// by the API and the payments import.
+pub fn reference_reused(first: &Payment) -> String {
+    format!(
+        "already recorded for this reminder with another amount or time (payment {}); \
+         nothing changed",
+        first.id
+    )
+}
+
 /// A payment as recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Payment {

@@ -64,13 +64,7 @@ pub async fn record(
     let bytes = read_body(&headers, body, BODY_LIMIT).await?;
     let new = NewPayment::parse(&json_object(&bytes)?)?;
     let now = state.clock.now();
-    // A payment is news of the past: a time ahead of ours (beyond clock skew) is a mistake.
-    if new
-        .paid_at
-        .is_some_and(|t| t > now + chrono::Duration::minutes(5))
-    {
-        return Err(crate::domain::FieldError::new("paid_at", "is in the future").into());
-    }
+    new.check_paid_at(now)?;
     let recorded = state
         .store
         .record_payment(id, &new, now)
@@ -78,10 +72,10 @@ pub async fn record(
         .ok_or_else(|| not_found(id))?;
     if !recorded.new && !recorded.payment.is_same(&new) {
         return Err(ApiError::conflict(
-            "reference_reused",
+            crate::domain::REFERENCE_REUSED,
             format!(
-                "payment reference already recorded for this reminder with another amount or time (payment {}); nothing changed",
-                recorded.payment.id
+                "payment reference {}",
+                crate::domain::reference_reused(&recorded.payment)
             ),
         ));
     }

@@ -262,6 +262,14 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_reminder(&self, id: ReminderId) -> Result<Option<Reminder>, StoreError>;
 
+    /// The reminder stored with this `external_id` (the business system's own
+    /// id, unique), if any: how a payments file names a reminder without
+    /// duecall's id.
+    async fn get_reminder_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<Reminder>, StoreError>;
+
     /// One attempt of a reminder.
     async fn get_attempt(
         &self,

@@ -606,6 +606,19 @@ impl Store for PgStore {
         row.as_ref().map(reminder_from_row).transpose()
     }
 
+    async fn get_reminder_by_external_id(
+        &self,
+        external_id: &str,
+    ) -> Result<Option<Reminder>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {REMINDER_COLS} FROM reminders WHERE external_id = $1"
+        ))
+        .bind(external_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(reminder_from_row).transpose()
+    }
+
     async fn get_attempt(
         &self,
         id: ReminderId,
