@@ -14,7 +14,8 @@
 //! the usual JSON 500, both before anything is sent. A failure after that
 //! cannot change the status line any more: it is logged and the body ends
 //! without the chunked transfer's last chunk, so the client sees a truncated
-//! transfer (curl exits 18), never a short file that looks whole. There is no
+//! transfer (curl exits 18, or 52 when even the status line was still in the
+//! server's buffers), never a short file that looks whole. There is no
 //! trailer row: a CSV that arrived whole is the whole export.
 
 use std::collections::HashMap;
