@@ -27,6 +27,7 @@ pub mod call_status;
 pub mod cron;
 pub mod dashboard;
 pub mod error;
+pub mod export;
 pub mod livekit;
 pub mod notifications;
 pub mod openapi;
@@ -105,6 +106,9 @@ fn routes() -> [Routes; 3] {
     let api = Routes::new()
         .add(Method::POST, "/api/reminders", reminders::create)
         .add(Method::GET, "/api/reminders", reminders::list)
+        // A static segment wins over `{id}` in axum's router whatever the
+        // order (tests/export.rs holds it to that).
+        .add(Method::GET, "/api/reminders/export.csv", export::export)
         .add(Method::GET, "/api/reminders/{id}", reminders::get_one)
         .add(
             Method::POST,

@@ -111,6 +111,7 @@ pub struct CallStatusEvent {
     paths(
         super::reminders::create,
         super::reminders::list,
+        super::export::export,
         super::reminders::get_one,
         super::reminders::cancel,
         super::payments::record,

@@ -74,6 +74,18 @@ pub fn page_limit(
     }
 }
 
+/// The `status` filter of the list and of the export. An empty `status=` is
+/// refused like any other value that is not a status (the published
+/// description says so; leave the parameter out instead).
+pub fn status_filter(
+    params: &HashMap<String, String>,
+) -> Result<Option<Status>, domain::FieldError> {
+    params
+        .get("status")
+        .map(|s| s.parse::<Status>())
+        .transpose()
+}
+
 pub(super) fn not_found(id: ReminderId) -> ApiError {
     ApiError::NotFound(format!("no reminder with id {id}"))
 }
@@ -157,12 +169,7 @@ pub async fn list(
 ) -> Result<Json<ReminderList>, ApiError> {
     let Query(params) = query
         .map_err(|e| ApiError::bad_request("invalid_query", format!("bad query string: {e}")))?;
-    // An empty `status=` or `limit=` is refused like any other value that is not
-    // one (the published description says so; leave the parameter out instead).
-    let status = params
-        .get("status")
-        .map(|s| s.parse::<Status>())
-        .transpose()?;
+    let status = status_filter(&params)?;
     let limit = page_limit(&params)?;
     let after = params
         .get("cursor")
