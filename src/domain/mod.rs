@@ -4,6 +4,7 @@
 //!
 //! Nothing here knows about HTTP, SQL or the clock: callers hand in `now`.
 
+mod action;
 mod calling;
 mod create;
 mod notice;
@@ -13,6 +14,7 @@ mod suppression;
 mod transition;
 mod values;
 
+pub use action::*;
 pub use calling::*;
 pub use create::*;
 pub use notice::*;
