@@ -202,6 +202,91 @@ mod tests {
         assert!(OperatorName::parse(&"x".repeat(81)).is_err());
     }
 
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// A pending reminder scheduled for 2099, made on 2026-11-20.
+    fn later() -> Reminder {
+        let body = serde_json::json!({"customer_name": "Ada", "phone_number": "+12125550100",
+            "amount_due_minor": 100, "currency": "USD", "due_date": "2026-12-01",
+            "scheduled_for": "2099-01-01T12:00:00Z"});
+        let defaults = CreateDefaults {
+            timezone: TimeZone::parse("America/New_York").unwrap(),
+            zone_policy: ZonePolicy::All,
+            language: Language::parse("en").unwrap(),
+            max_attempts: 3,
+        };
+        NewReminder::parse(body.as_object().unwrap(), &defaults)
+            .unwrap()
+            .into_reminder(ReminderId::new(), t("2026-11-20T00:00:00Z"))
+    }
+
+    #[test]
+    fn call_now_makes_a_waiting_reminder_due_and_nothing_else() {
+        let now = t("2026-11-24T15:00:00Z");
+        let mut r = later();
+        r.deferred_by = Some(DeferredBy::Window);
+        let change = call_now(&r, now).unwrap().expect("a change");
+        assert_eq!(
+            (change.expect_status, change.expect_attempt),
+            (Status::Pending, 0)
+        );
+        let u = change.reminder.as_ref().unwrap();
+        assert_eq!(u.status, Status::Pending);
+        assert_eq!(u.next_attempt_at, Some(now));
+        assert_eq!(u.attempt_count, 0);
+        assert!(change.attempt.is_none() && change.suppress.is_none());
+        // The write clears deferred_by: the claim decides afresh.
+        assert_eq!(u.applied_to(&r, now).deferred_by, None);
+
+        // A failed reminder that will be retried keeps its status and reason.
+        r.status = Status::Failed;
+        r.attempt_count = 1;
+        r.skip_reason = Some(SKIP_CALL_TIMEOUT.to_owned());
+        let change = call_now(&r, now).unwrap().unwrap();
+        let u = change.reminder.unwrap();
+        assert_eq!(u.status, Status::Failed);
+        assert_eq!(u.skip_reason.as_deref(), Some(SKIP_CALL_TIMEOUT));
+        assert_eq!(u.next_attempt_at, Some(now));
+
+        // Already due: not a change.
+        let mut due = later();
+        due.next_attempt_at = Some(now - chrono::Duration::minutes(1));
+        assert_eq!(call_now(&due, now), Ok(None));
+    }
+
+    #[test]
+    fn call_now_is_refused_where_no_call_will_follow() {
+        let now = t("2026-11-24T15:00:00Z");
+        let refused = |r: &Reminder| call_now(r, now).unwrap_err().message;
+        for status in [Status::InProgress, Status::Processing] {
+            let mut r = later();
+            r.status = status;
+            assert!(refused(&r).contains("live"), "{status}");
+        }
+        for status in [Status::Completed, Status::Cancelled] {
+            let mut r = later();
+            r.status = status;
+            assert!(refused(&r).contains("will not be called again"), "{status}");
+        }
+        let mut terminal = later();
+        terminal.status = Status::Failed;
+        terminal.next_attempt_at = None;
+        assert!(refused(&terminal).contains("will not be called again"));
+        let mut paid = later();
+        paid.amount_paid_minor = paid.amount_due_minor.max(1);
+        paid.amount_due_minor = paid.amount_paid_minor;
+        assert!(refused(&paid).contains("paid"));
+        let mut spent = later();
+        spent.attempt_count = spent.max_attempts;
+        assert!(refused(&spent).contains("attempts"));
+        // The callback the customer asked for stays at the time they named.
+        let mut callback = later();
+        callback.skip_reason = Some(SKIP_CALLBACK_REQUESTED.to_owned());
+        assert!(refused(&callback).contains("called back"));
+    }
+
     #[test]
     fn action_kinds_round_trip() {
         for a in ActionKind::ALL {
