@@ -32,6 +32,7 @@ const STATUSES = ['pending', 'in_progress', 'processing', 'completed', 'failed',
 
 const API_KEY = randomBytes(24).toString('base64url');
 const PASSWORD = `pw-${randomBytes(12).toString('base64url')}`; // ≥ 12 characters
+const OPERATOR = 'Browser Tester'; // the name signed in with
 const WEBHOOK_SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 const FAR_FUTURE = '2099-01-01T12:00:00Z';
 const DUE = '2027-01-15';
@@ -423,12 +424,12 @@ describe('dashboard', { timeout: 240_000 }, () => {
   });
 
   test('plain HTTP login: a wrong password is 401 without a cookie; the right one a 303 to a local next, with a strict HttpOnly cookie', async () => {
-    const wrong = await http('/login', { method: 'POST', body: new URLSearchParams({ password: `${PASSWORD}!`, next: '/' }) });
+    const wrong = await http('/login', { method: 'POST', body: new URLSearchParams({ name: OPERATOR, password: `${PASSWORD}!`, next: '/' }) });
     assert.equal(wrong.status, 401);
     assert.ok(!wrong.headers.getSetCookie().some((c) => /^duecall_session=[^;]+/.test(c)), 'a wrong password set a session cookie');
     assertNoCustomerData(wrong.text, 'the wrong-password page');
 
-    const right = await http('/login', { method: 'POST', body: new URLSearchParams({ password: PASSWORD, next: `/reminders/${ids.promise}` }) });
+    const right = await http('/login', { method: 'POST', body: new URLSearchParams({ name: OPERATOR, password: PASSWORD, next: `/reminders/${ids.promise}` }) });
     assert.equal(right.status, 303, `right password: ${right.status} ${right.text.slice(0, 200)}`);
     assert.equal(right.headers.get('location'), `/reminders/${ids.promise}`);
     const cookie = right.headers.getSetCookie().find((c) => c.startsWith('duecall_session='));
@@ -446,7 +447,7 @@ describe('dashboard', { timeout: 240_000 }, () => {
 
     // `next` is followed only to local paths.
     for (const evil of ['https://evil.example/', '//evil.example/x', '/\\evil.example', 'javascript:alert(1)']) {
-      const r = await http('/login', { method: 'POST', body: new URLSearchParams({ password: PASSWORD, next: evil }) });
+      const r = await http('/login', { method: 'POST', body: new URLSearchParams({ name: OPERATOR, password: PASSWORD, next: evil }) });
       assert.equal(r.status, 303, `next=${evil}: ${r.status}`);
       const loc = r.headers.get('location') ?? '';
       assert.ok(loc.startsWith('/') && !loc.startsWith('//') && !loc.startsWith('/\\'), `next=${evil} redirected to ${loc}`);
@@ -485,6 +486,7 @@ describe('dashboard', { timeout: 240_000 }, () => {
 
   test('a wrong password shows the error and no data', async () => {
     await page.goto(`${base}/`);
+    await page.fill('#name', OPERATOR);
     await page.fill('#password', 'not-the-password-at-all');
     const [resp] = await Promise.all([
       page.waitForResponse((r) => new URL(r.url()).pathname === '/login' && r.request().method() === 'POST'),
@@ -508,9 +510,11 @@ describe('dashboard', { timeout: 240_000 }, () => {
   test('the right password lands on the dashboard, whose counts match the API', async () => {
     await page.goto(`${base}/`);
     assert.equal(new URL(page.url()).pathname, '/login');
+    await page.fill('#name', OPERATOR);
     await page.fill('#password', PASSWORD);
     await Promise.all([page.waitForURL((u) => u.pathname === '/'), page.click('#login button[type=submit]')]);
     assert.equal(local(page.url()), '/', 'next=/ not honoured');
+    assert.equal(squash(await page.textContent('#operator strong')), OPERATOR, 'the header names who signed in');
 
     const cookie = (await context.cookies()).find((c) => c.name === 'duecall_session');
     assert.ok(cookie, 'no duecall_session cookie after signing in');
@@ -701,6 +705,7 @@ describe('dashboard', { timeout: 240_000 }, () => {
       const p2 = await other.newPage();
       await p2.goto(`${base}/reminders/${ids.retried}`);
       assert.equal(new URL(p2.url()).pathname, '/login');
+      await p2.fill('#name', OPERATOR);
       await p2.fill('#password', PASSWORD);
       await Promise.all([
         p2.waitForURL((u) => u.pathname === `/reminders/${ids.retried}`),

@@ -199,6 +199,11 @@ async fn create_get_and_idempotency(backend: Backend) {
         without_attempts.as_object_mut().unwrap().remove("payments"),
         Some(json!([]))
     );
+    assert_eq!(
+        without_attempts.as_object_mut().unwrap().remove("actions"),
+        Some(json!([])),
+        "no operator has acted on it"
+    );
     assert_eq!(without_attempts, created);
 
     // The same external_id: 200 with the existing reminder, even with other fields.

@@ -14,6 +14,8 @@ use duecall::domain::ReminderId;
 use serde_json::json;
 
 const PASSWORD: &str = "dashboard-password-0123";
+/// The name the tests sign in with (the actor of their actions).
+const NAME: &str = "Ada Operator";
 
 /// A client that shows redirects instead of following them.
 fn client() -> reqwest::Client {
@@ -47,7 +49,11 @@ fn form(pairs: &[(&str, &str)]) -> String {
 
 /// Sign in; the session cookie's `name=value`.
 async fn sign_in(app: &TestApp) -> String {
-    let resp = post_login(app, form(&[("password", PASSWORD), ("next", "/")])).await;
+    let resp = post_login(
+        app,
+        form(&[("name", NAME), ("password", PASSWORD), ("next", "/")]),
+    )
+    .await;
     assert_eq!(resp.status(), 303);
     let cookie = resp
         .headers()
@@ -71,6 +77,20 @@ async fn page(app: &TestApp, cookie: &str, path: &str) -> (u16, String) {
         .unwrap();
     let status = resp.status().as_u16();
     (status, resp.text().await.unwrap())
+}
+
+/// The session's anti-forgery token, as its pages carry it in every form.
+async fn csrf_of(app: &TestApp, cookie: &str) -> String {
+    let (status, html) = page(app, cookie, "/").await;
+    assert_eq!(status, 200, "signed in");
+    hidden_token(&html)
+}
+
+/// The `csrf_token` hidden field's value in a page.
+fn hidden_token(html: &str) -> String {
+    let marker = "name=\"csrf_token\" value=\"";
+    let at = html.find(marker).expect("a csrf_token field") + marker.len();
+    html[at..at + html[at..].find('"').unwrap()].to_owned()
 }
 
 /// The text of the first element with `marker` in its opening tag, up to the next `<`.
@@ -190,7 +210,11 @@ async fn a_wrong_password_is_refused_and_a_right_one_goes_where_it_was_going() {
     let app = spawn().await;
     let resp = post_login(
         &app,
-        form(&[("password", "not-the-password"), ("next", "/")]),
+        form(&[
+            ("name", NAME),
+            ("password", "not-the-password"),
+            ("next", "/"),
+        ]),
     )
     .await;
     assert_eq!(resp.status(), 401);
@@ -202,7 +226,11 @@ async fn a_wrong_password_is_refused_and_a_right_one_goes_where_it_was_going() {
         ("//evil.example/", "/"),
         ("https://evil.example/", "/"),
     ] {
-        let resp = post_login(&app, form(&[("password", PASSWORD), ("next", next)])).await;
+        let resp = post_login(
+            &app,
+            form(&[("name", NAME), ("password", PASSWORD), ("next", next)]),
+        )
+        .await;
         assert_eq!(resp.status(), 303);
         assert_eq!(resp.headers()["location"], expected, "{next}");
     }
@@ -211,9 +239,26 @@ async fn a_wrong_password_is_refused_and_a_right_one_goes_where_it_was_going() {
     let cookie = sign_in(&app).await;
     let (status, _) = page(&app, &cookie, "/login?next=%2F%3Fstatus%3Dpending").await;
     assert_eq!(status, 303);
+    // Signing out wants the session's token: without it, or with another, 403.
+    let token = csrf_of(&app, &cookie).await;
+    for body in [String::new(), form(&[("csrf_token", "not-the-token")])] {
+        let resp = client()
+            .post(app.url("/logout"))
+            .header("cookie", &cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403);
+        assert!(resp.text().await.unwrap().contains("security token"));
+    }
+    assert_eq!(page(&app, &cookie, "/").await.0, 200, "still signed in");
     let resp = client()
         .post(app.url("/logout"))
         .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf_token", &token)]))
         .send()
         .await
         .unwrap();
@@ -430,7 +475,7 @@ async fn without_a_password_the_dashboard_is_off() {
     assert_eq!(status, 200);
     assert!(html.contains("DASHBOARD_PASSWORD"));
     assert!(!html.contains("id=\"login\""), "no form to fill in");
-    let resp = post_login(&app, form(&[("password", "")])).await;
+    let resp = post_login(&app, form(&[("name", NAME), ("password", "")])).await;
     assert_eq!(resp.status(), 403);
     assert!(resp.headers().get("set-cookie").is_none());
     app.stop().await;
@@ -473,7 +518,11 @@ async fn login_from(app: &TestApp, ip: &str, password: &str) -> reqwest::Respons
     client_from(ip)
         .post(app.url("/login"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("password", password), ("next", "/")]))
+        .body(form(&[
+            ("name", NAME),
+            ("password", password),
+            ("next", "/"),
+        ]))
         .send()
         .await
         .unwrap()
@@ -574,7 +623,10 @@ async fn the_dashboard_sign_in_logs_a_flood_in_a_few_lines_with_the_address() {
         client
             .post(format!("{}/login", server.base))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(&[("password", &format!("guess-{i:04}-wrong"))]))
+            .body(form(&[
+                ("name", NAME),
+                ("password", &format!("guess-{i:04}-wrong")),
+            ]))
             .send()
     });
     let answers = futures_join_all(guesses).await;
@@ -684,9 +736,12 @@ async fn signing_out_ends_the_session_everywhere_it_was_copied(backend: Backend)
     assert_eq!(page_at(&other, &cookie, "/").await, 200);
     // A copy of the cookie, kept somewhere else.
     let copy = cookie.clone();
+    let token = csrf_of(&app, &cookie).await;
     let resp = client()
         .post(app.url("/logout"))
         .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf_token", &token)]))
         .send()
         .await
         .unwrap();
@@ -759,7 +814,7 @@ fn old_style_cookie(password: &str, expires: i64) -> String {
 async fn the_session_cookie_is_secure_and_host_prefixed_off_loopback() {
     // Served over plain loopback HTTP (these tests): no Secure, the plain name.
     let local = spawn().await;
-    let resp = post_login(&local, form(&[("password", PASSWORD)])).await;
+    let resp = post_login(&local, form(&[("name", NAME), ("password", PASSWORD)])).await;
     let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.starts_with("duecall_session="), "{set}");
     assert!(!set.to_ascii_lowercase().contains("secure"), "{set}");
@@ -775,7 +830,7 @@ async fn the_session_cookie_is_secure_and_host_prefixed_off_loopback() {
     )
     .await
     .unwrap();
-    let resp = post_login(&app, form(&[("password", PASSWORD)])).await;
+    let resp = post_login(&app, form(&[("name", NAME), ("password", PASSWORD)])).await;
     assert_eq!(resp.status(), 303);
     let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
     assert!(set.starts_with("__Host-duecall_session="), "{set}");
@@ -799,7 +854,11 @@ async fn cross_site_sign_in_and_sign_out_are_refused() {
         let mut req = client()
             .post(app.url("/login"))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(form(&[("password", PASSWORD), ("next", "/")]));
+            .body(form(&[
+                ("name", NAME),
+                ("password", PASSWORD),
+                ("next", "/"),
+            ]));
         for (k, v) in headers {
             req = req.header(k, v);
         }
@@ -824,10 +883,13 @@ async fn cross_site_sign_in_and_sign_out_are_refused() {
     .unwrap();
     assert_eq!(resp.status(), 303);
     let cookie = sign_in(&app).await;
+    let token = csrf_of(&app, &cookie).await;
     // Another site cannot sign the operator out.
     let resp = client()
         .post(app.url("/logout"))
         .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf_token", &token)]))
         .header("sec-fetch-site", "cross-site")
         .send()
         .await
@@ -837,6 +899,8 @@ async fn cross_site_sign_in_and_sign_out_are_refused() {
     let resp = client()
         .post(app.url("/logout"))
         .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form(&[("csrf_token", &token)]))
         .header("origin", format!("http://{host}"))
         .send()
         .await

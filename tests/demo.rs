@@ -171,7 +171,10 @@ async fn demo_serve_keeps_its_dashboard_open_until_interrupted() {
     let login = client
         .post(format!("{url}login"))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string([("password", password.trim())]).unwrap())
+        .body(
+            serde_urlencoded::to_string([("name", "Demo Operator"), ("password", password.trim())])
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();

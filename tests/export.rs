@@ -92,9 +92,12 @@ fn expected_cell(r: &Value, column: &str) -> String {
             r["amount_due_minor"].as_i64().unwrap() - r["amount_paid_minor"].as_i64().unwrap();
         return owed.max(0).to_string();
     }
-    let v = match column.strip_prefix("outcome_") {
-        Some(field) => &r["outcome"][field],
-        None => &r[column],
+    let v = if let Some(field) = column.strip_prefix("outcome_") {
+        &r["outcome"][field]
+    } else if let Some(field) = column.strip_prefix("promise_") {
+        &r["promise"][field]
+    } else {
+        &r[column]
     };
     match v {
         Value::Null => String::new(),
@@ -220,6 +223,8 @@ async fn the_export_holds_every_reminder_the_list_holds(backend: Backend) {
     let mut want: BTreeSet<String> = props("Reminder");
     want.remove("outcome");
     want.extend(props("Outcome").into_iter().map(|k| format!("outcome_{k}")));
+    want.remove("promise");
+    want.extend(props("Promise").into_iter().map(|k| format!("promise_{k}")));
     want.insert("amount_owed_minor".into());
     let have: BTreeSet<String> = header.iter().cloned().collect();
     assert_eq!(have, want);
@@ -263,6 +268,11 @@ async fn the_export_holds_every_reminder_the_list_holds(backend: Backend) {
     assert_eq!(c["outcome_result"], "payment_promised");
     assert_eq!(c["outcome_promised_amount_minor"], "6000");
     assert_eq!(c["outcome_promised_date"], "2026-12-10");
+    assert_eq!(c["promise_amount_minor"], "6000");
+    assert_eq!(c["promise_date"], "2026-12-10");
+    assert_eq!(c["promise_status"], "open");
+    assert_eq!(c["promise_follow_up_id"], "");
+    assert_eq!(c["follow_up_of"], "");
     assert_eq!(c["outcome_summary"], "Promised, \"on Friday\"");
     assert_eq!(
         c["outcome_transcript"],

@@ -175,7 +175,17 @@ async fn every_field_an_answer_carries_is_described() {
     let mut reminder = keys(&r);
     reminder.remove("attempts");
     reminder.remove("payments");
+    assert_eq!(reminder.take("actions"), Some("actions".to_owned()));
     assert_eq!(reminder, properties(&doc, "Reminder"));
+    // The operators' actions it carries (none yet here) are described too.
+    let with = doc["components"]["schemas"]["ReminderWithAttempts"].to_string();
+    assert!(with.contains("\"actions\""), "{with}");
+    let action: BTreeSet<String> = ["action", "actor", "at", "detail"].map(String::from).into();
+    assert_eq!(properties(&doc, "ReminderAction"), action);
+    assert_eq!(
+        doc["components"]["schemas"]["ActionKind"]["enum"],
+        serde_json::json!(["cancel", "call_now", "suppress"])
+    );
     assert_eq!(keys(&r["attempts"][0]), properties(&doc, "Attempt"));
     assert_eq!(keys(&r["outcome"]), properties(&doc, "Outcome"));
     let create = properties(&doc, "CreateReminder");

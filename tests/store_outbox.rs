@@ -148,6 +148,7 @@ async fn a_change_and_its_notices_commit_as_one(backend: Backend) {
         }),
         attempt: None,
         suppress: None,
+        action: None,
     };
     let mut tasks = Vec::new();
     for (n, id) in rest.iter().enumerate() {

@@ -989,6 +989,7 @@ async fn an_undone_write_takes_nothing_else_with_it(backend: Backend) {
         reminder: None,
         attempt: None,
         suppress: None,
+        action: None,
     };
     let record = duecall::store::EventRecord {
         webhook_id: "msg_stale".into(),

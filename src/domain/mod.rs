@@ -4,6 +4,7 @@
 //!
 //! Nothing here knows about HTTP, SQL or the clock: callers hand in `now`.
 
+mod action;
 mod calling;
 mod create;
 mod notice;
@@ -14,6 +15,7 @@ mod suppression;
 mod transition;
 mod values;
 
+pub use action::*;
 pub use calling::*;
 pub use create::*;
 pub use notice::*;

@@ -185,6 +185,7 @@ pub fn settle(r: &Reminder, now: DateTime<Utc>) -> Option<Change> {
         }),
         attempt: None,
         suppress: None,
+        action: None,
     })
 }
 

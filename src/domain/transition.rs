@@ -187,6 +187,9 @@ pub struct Change {
     /// A number to add to the suppression list in the same transaction (an
     /// opt-out), if the change is written at all.
     pub suppress: Option<SuppressNumber>,
+    /// The operator's action this change carries out, recorded in the
+    /// reminder's history in the same transaction (only if it is written).
+    pub action: Option<ActionRecord>,
 }
 
 impl Change {
@@ -199,6 +202,7 @@ impl Change {
             reminder: None,
             attempt: None,
             suppress: None,
+            action: None,
         }
     }
 }

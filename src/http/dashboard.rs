@@ -14,7 +14,7 @@ use axum::extract::{Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::Form;
+use axum::{Extension, Form};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -23,7 +23,7 @@ use super::session::{self, ClientAddr};
 use super::sign_in::{Admission, Refusal};
 use super::AppState;
 use crate::config::LooserThanLaw;
-use crate::domain::{Attempt, Currency, Outcome, Reminder, ReminderId, Status};
+use crate::domain::{Attempt, Currency, OperatorName, Outcome, Reminder, ReminderId, Status};
 use crate::store::{Cursor, ListQuery};
 
 /// How often the signed-in pages reload themselves.
@@ -67,7 +67,7 @@ fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
     res
 }
 
-fn see_other(location: &str) -> Response {
+pub(super) fn see_other(location: &str) -> Response {
     let mut res = StatusCode::SEE_OTHER.into_response();
     if let Ok(v) = HeaderValue::from_str(location) {
         res.headers_mut().insert(header::LOCATION, v);
@@ -102,7 +102,7 @@ fn message(status: StatusCode, title: &str, text: &str) -> Response {
     )
 }
 
-fn storage_failed(e: impl std::fmt::Display) -> Response {
+pub(super) fn storage_failed(e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "dashboard could not read the database");
     message(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -113,17 +113,52 @@ fn storage_failed(e: impl std::fmt::Display) -> Response {
 
 // --- Sign-in -------------------------------------------------------------------
 
-/// Whether `session` is signed in (and its sign-in younger than its lifetime).
-async fn signed_in(state: &AppState, session: &Session) -> Result<bool, Response> {
+/// Who is signed in: the name they gave, and their session's anti-forgery
+/// token (put in every form of the pages, checked on every action).
+#[derive(Debug, Clone)]
+pub struct Operator {
+    pub name: OperatorName,
+    pub csrf: String,
+}
+
+/// What the signed-in pages' header shows and their forms carry.
+pub(super) struct Who {
+    pub name: String,
+    pub csrf: String,
+}
+
+impl Who {
+    pub(super) fn of(op: &Operator) -> Self {
+        Self {
+            name: op.name.as_str().to_owned(),
+            csrf: op.csrf.clone(),
+        }
+    }
+}
+
+/// The operator `session` is signed in as, if it is (and its sign-in is
+/// younger than its lifetime). A session from before names were asked for
+/// (no name, no token) is no sign-in: the operator signs in again.
+async fn signed_in(state: &AppState, session: &Session) -> Result<Option<Operator>, Response> {
     if state.config.dashboard_password.is_none() {
-        return Ok(false);
+        return Ok(None);
     }
-    match session.get::<i64>(session::SIGNED_IN_AT).await {
-        Ok(at) => Ok(at.is_some_and(|at| {
-            state.clock.now().timestamp() < at.saturating_add(session::LIFETIME_SECS)
-        })),
-        Err(e) => Err(storage_failed(e)),
-    }
+    let read = async {
+        let at = session.get::<i64>(session::SIGNED_IN_AT).await?;
+        let name = session.get::<String>(session::OPERATOR).await?;
+        let csrf = session.get::<String>(session::CSRF).await?;
+        Ok::<_, tower_sessions::session::Error>((at, name, csrf))
+    };
+    let (at, name, csrf) = read.await.map_err(storage_failed)?;
+    let live = at.is_some_and(|at| {
+        state.clock.now().timestamp() < at.saturating_add(session::LIFETIME_SECS)
+    });
+    Ok(
+        match (live, name.as_deref().map(OperatorName::parse), csrf) {
+            (true, Some(Ok(name)), Some(csrf)) if !csrf.is_empty() => Some(Operator { name, csrf }),
+            _ => None,
+        },
+    )
 }
 
 /// Route layer of the signed-in pages: no valid session, no page — a redirect
@@ -131,19 +166,35 @@ async fn signed_in(state: &AppState, session: &Session) -> Result<bool, Response
 pub async fn require_session(
     State(state): State<AppState>,
     session: Session,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     match signed_in(&state, &session).await {
-        Ok(true) => return next.run(req).await,
-        Ok(false) => {}
+        Ok(Some(operator)) => {
+            req.extensions_mut().insert(operator);
+            return next.run(req).await;
+        }
+        Ok(None) => {}
         Err(failed) => return failed,
     }
-    let back = req
+    let mut back = req
         .uri()
         .path_and_query()
         .map_or("/", |pq| pq.as_str())
         .to_owned();
+    // An action's form (a POST) cannot be sent again by a redirect: after
+    // signing in, the operator comes back to the page the form was on
+    // (`/reminders/{id}/cancel` → `/reminders/{id}`), and nothing was done.
+    if req.method() != axum::http::Method::GET {
+        let path = req.uri().path();
+        back = path
+            .rsplit_once('/')
+            .map_or("/", |(page, _)| page)
+            .to_owned();
+        if back.is_empty() {
+            back = "/".to_owned();
+        }
+    }
     let query = serde_urlencoded::to_string([("next", back.as_str())]).unwrap_or_default();
     see_other(&format!("/login?{query}"))
 }
@@ -153,16 +204,27 @@ pub async fn require_session(
 struct LoginPage<'a> {
     enabled: bool,
     next: &'a str,
+    /// The name as typed, given back when the form is shown again.
+    name: &'a str,
+    max_name: usize,
     error: Option<&'a str>,
 }
 
-fn login_page(state: &AppState, status: StatusCode, next: &str, error: Option<&str>) -> Response {
+fn login_page(
+    state: &AppState,
+    status: StatusCode,
+    next: &str,
+    name: &str,
+    error: Option<&str>,
+) -> Response {
     let enabled = state.config.dashboard_password.is_some();
     html(
         status,
         LoginPage {
             enabled,
             next,
+            name,
+            max_name: crate::domain::MAX_OPERATOR_NAME_CHARS,
             error,
         }
         .render(),
@@ -184,23 +246,45 @@ pub async fn login_form(
 ) -> Response {
     let next = session::safe_next(q.get("next").map(String::as_str));
     match signed_in(&state, &session).await {
-        Ok(true) => return see_other(next),
-        Ok(false) => {}
+        Ok(Some(_)) => return see_other(next),
+        Ok(None) => {}
         Err(failed) => return failed,
     }
-    login_page(&state, StatusCode::OK, next, None)
+    login_page(&state, StatusCode::OK, next, "", None)
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginForm {
     #[serde(default)]
     password: String,
+    /// Who is signing in (1 to 80 characters): recorded with every action.
+    #[serde(default)]
+    name: String,
     #[serde(default)]
     next: Option<String>,
 }
 
+/// A form of the signed-in pages: every one carries the session's token.
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct TokenForm {
+    /// The session's anti-forgery token, from a hidden field of the page.
+    #[serde(default)]
+    pub csrf_token: Option<String>,
+}
+
+/// A form without the session's token (or with another): refused, and
+/// nothing is changed.
+pub(super) fn forged() -> Response {
+    message(
+        StatusCode::FORBIDDEN,
+        "Refused: the form's security token is missing or wrong",
+        "Nothing was changed. This form did not carry this session's security token; \
+         reload the dashboard's page and try again from there.",
+    )
+}
+
 /// A state-changing request from another site (`Sec-Fetch-Site`, `Origin`).
-fn cross_site() -> Response {
+pub(super) fn cross_site() -> Response {
     message(
         StatusCode::FORBIDDEN,
         "Refused",
@@ -244,12 +328,12 @@ pub async fn login(
             } else {
                 "The sign-in form was not sent as a form."
             };
-            return login_page(&state, status, "/", Some(why));
+            return login_page(&state, status, "/", "", Some(why));
         }
     };
     let next = session::safe_next(form.next.as_deref());
     let Some(password) = state.config.dashboard_password.clone() else {
-        return login_page(&state, StatusCode::FORBIDDEN, next, None);
+        return login_page(&state, StatusCode::FORBIDDEN, next, "", None);
     };
     if let Admission::Limited { retry_after, scope } = state.sign_in.admit(client) {
         metrics::counter!("duecall_dashboard_sign_ins_total", "result" => "rate_limited")
@@ -262,11 +346,26 @@ pub async fn login(
         } else {
             format!("Too many sign-in attempts. Try again in {secs} s.")
         };
-        let mut res = login_page(&state, StatusCode::TOO_MANY_REQUESTS, next, Some(&text));
+        let mut res = login_page(
+            &state,
+            StatusCode::TOO_MANY_REQUESTS,
+            next,
+            &form.name,
+            Some(&text),
+        );
         res.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         return res;
     }
+    // The name is checked after the rate limit (a flood of bad names is
+    // limited like one of bad passwords) and before the slow password check.
+    let name = match OperatorName::parse(&form.name) {
+        Ok(name) => name,
+        Err(e) => {
+            let text = format!("Your name {}.", e.message);
+            return login_page(&state, StatusCode::BAD_REQUEST, next, "", Some(&text));
+        }
+    };
     // Argon2id is slow on purpose: off the async threads.
     let presented = form.password;
     let matches = tokio::task::spawn_blocking(move || password.verify(&presented))
@@ -279,6 +378,7 @@ pub async fn login(
             &state,
             StatusCode::UNAUTHORIZED,
             next,
+            name.as_str(),
             Some("Wrong password."),
         );
     }
@@ -287,6 +387,10 @@ pub async fn login(
         session.cycle_id().await?;
         session
             .insert(session::SIGNED_IN_AT, state.clock.now().timestamp())
+            .await?;
+        session.insert(session::OPERATOR, name.as_str()).await?;
+        session
+            .insert(session::CSRF, session::new_csrf_token())
             .await
     };
     if let Err(e) = started.await {
@@ -299,15 +403,34 @@ pub async fn login(
 
 /// End the session: its record is deleted, so the cookie (and any copy of it)
 /// opens nothing any more, on every instance.
+/// A signed-in session is ended only by a form that carries its token (a
+/// forged sign-out is a nuisance, not harmless: it throws away the
+/// operator's page); without a session there is nothing to end.
 #[utoipa::path(post, path = "/logout", tag = "dashboard",
+    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 303, description = "Signed out: on to `/login`"),
-        (status = 403, description = "Sent from another site", body = String, content_type = "text/html"),
+        (status = 303, description = "Signed out (or was not signed in): on to `/login`"),
+        (status = 403, description = "Sent from another site, or without the session's `csrf_token`", body = String, content_type = "text/html"),
         (status = 503, description = "The database did not answer", body = String, content_type = "text/html"),
     ))]
-pub async fn logout(session: Session, headers: HeaderMap) -> Response {
+pub async fn logout(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    form: Result<Form<TokenForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
     if !session::same_origin(&headers) {
         return cross_site();
+    }
+    let operator = match signed_in(&state, &session).await {
+        Ok(op) => op,
+        Err(failed) => return failed,
+    };
+    if let Some(op) = operator {
+        let presented = form.ok().and_then(|Form(f)| f.csrf_token);
+        if !session::csrf_matches(&op.csrf, presented.as_deref()) {
+            return forged();
+        }
     }
     if let Err(e) = session.flush().await {
         return storage_failed(e);
@@ -521,6 +644,7 @@ struct OptionView {
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
+    who: Who,
     refresh_secs: u32,
     now: String,
     looser: Vec<LooserThanLaw>,
@@ -589,6 +713,7 @@ fn list_href(status: &str, search: &str, cursor: Option<&str>) -> String {
     ))]
 pub async fn home(
     State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = query else {
@@ -681,6 +806,7 @@ pub async fn home(
     html(
         StatusCode::OK,
         DashboardPage {
+            who: Who::of(&operator),
             refresh_secs: REFRESH_SECS,
             now: time(Some(state.clock.now())),
             looser: state.config.looser_than_law(),
@@ -700,10 +826,19 @@ pub async fn home(
 #[derive(Template)]
 #[template(path = "reminder.html")]
 struct ReminderPage {
+    who: Who,
     refresh_secs: u32,
     now: String,
     looser: Vec<LooserThanLaw>,
     r: ReminderView,
+    /// What the last action did (a flash message after its redirect).
+    flash: Option<String>,
+    /// Why an action was refused (the page answers 409 then).
+    refused: Option<String>,
+    /// The operator actions that apply to the reminder as it is.
+    can: super::actions::Can,
+    /// Its history: what operators did to it, oldest first.
+    history: Vec<super::actions::ActionView>,
     attempts: Vec<AttemptView>,
     /// Whether this instance sends notifications (`NOTIFY_URL`).
     notify_on: bool,
@@ -759,19 +894,50 @@ impl NoticeView {
     ))]
 pub async fn reminder(
     State(state): State<AppState>,
+    Extension(operator): Extension<Operator>,
+    session: Session,
     path: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
-    let not_found = || {
-        message(
-            StatusCode::NOT_FOUND,
-            "No such reminder",
-            "There is no reminder with this id.",
-        )
-    };
     // A path that does not decode (not UTF-8) names no reminder either.
     let Some(id) = path.ok().and_then(|Path(raw)| ReminderId::parse(&raw)) else {
-        return not_found();
+        return no_such_reminder();
     };
+    // Shown once: the message of the action that redirected here.
+    let flash = match session.remove::<String>(super::actions::FLASH).await {
+        Ok(flash) => flash,
+        Err(e) => return storage_failed(e),
+    };
+    let page = Shown {
+        status: StatusCode::OK,
+        flash,
+        refused: None,
+    };
+    reminder_page(&state, &operator, id, page).await
+}
+
+pub(super) fn no_such_reminder() -> Response {
+    message(
+        StatusCode::NOT_FOUND,
+        "No such reminder",
+        "There is no reminder with this id.",
+    )
+}
+
+/// How a reminder's page is shown: its status, and a message above it.
+pub(super) struct Shown {
+    pub status: StatusCode,
+    pub flash: Option<String>,
+    pub refused: Option<String>,
+}
+
+/// A reminder's page: the reminder, its actions, history, attempts and notifications.
+pub(super) async fn reminder_page(
+    state: &AppState,
+    operator: &Operator,
+    id: ReminderId,
+    shown: Shown,
+) -> Response {
+    let not_found = no_such_reminder;
     let r = match state.store.get_reminder(id).await {
         Ok(Some(r)) => r,
         Ok(None) => return not_found(),
@@ -792,13 +958,30 @@ pub async fn reminder(
         Err(e) => return storage_failed(e),
     };
     notifications.sort_by_key(|n| n.sequence);
+    let history = match state.store.list_actions(id).await {
+        Ok(h) => h,
+        Err(e) => return storage_failed(e),
+    };
+    let suppressed = match state.store.is_suppressed(&r.phone_number).await {
+        Ok(s) => s,
+        Err(e) => return storage_failed(e),
+    };
+    let now = state.clock.now();
     html(
-        StatusCode::OK,
+        shown.status,
         ReminderPage {
+            who: Who::of(operator),
+            flash: shown.flash,
+            refused: shown.refused,
+            can: super::actions::Can::of(&r, suppressed, now),
+            history: history
+                .iter()
+                .map(|a| super::actions::ActionView::of(a, time(Some(a.at))))
+                .collect(),
             notify_on: state.config.notify.is_some(),
             notifications: notifications.iter().map(NoticeView::of).collect(),
             refresh_secs: REFRESH_SECS,
-            now: time(Some(state.clock.now())),
+            now: time(Some(now)),
             looser: state.config.looser_than_law(),
             attempts: attempts
                 .iter()

@@ -106,9 +106,22 @@ pub const COLUMNS: &[(&str, Getter)] = &[
     ("outcome_duration_seconds", |r| {
         outcome(r, |o| o.duration_seconds.map(|s| s.to_string()))
     }),
-    // promise columns: `promise_amount_minor`, `promise_date`, `promise_status`,
-    // `promise_follow_up_id` and `follow_up_of` (SPEC §8) go here, with the
-    // fields on `Reminder`.
+    // The promise its completed call made (SPEC §8); all empty without one.
+    ("promise_amount_minor", |r| {
+        promise(r, |p| p.amount_minor.to_string())
+    }),
+    ("promise_date", |r| promise(r, |p| p.date.to_string())),
+    ("promise_status", |r| {
+        promise(r, |p| p.status.as_str().to_owned())
+    }),
+    ("promise_follow_up_id", |r| {
+        promise(r, |p| {
+            p.follow_up_id.map(|f| f.to_string()).unwrap_or_default()
+        })
+    }),
+    ("follow_up_of", |r| {
+        r.follow_up_of.map(|f| f.to_string()).unwrap_or_default()
+    }),
     ("metadata", |r| {
         serde_json::to_string(&r.metadata).expect("a JSON object serialises")
     }),
@@ -122,6 +135,10 @@ fn text(v: &Option<String>) -> String {
 
 fn time(t: Option<chrono::DateTime<chrono::Utc>>) -> String {
     t.map(format_time).unwrap_or_default()
+}
+
+fn promise(r: &Reminder, cell: fn(&domain::Promise) -> String) -> String {
+    r.promise.as_ref().map(cell).unwrap_or_default()
 }
 
 fn outcome(r: &Reminder, cell: fn(&domain::Outcome) -> Option<String>) -> String {

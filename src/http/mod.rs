@@ -23,6 +23,7 @@ use crate::policy::RetryPolicy;
 use crate::scheduler::Scheduler;
 use crate::store::Store;
 
+pub mod actions;
 pub mod call_status;
 pub mod cron;
 pub mod dashboard;
@@ -143,11 +144,12 @@ fn routes() -> [Routes; 3] {
             "/api/notifications/{id}/resend",
             notifications::resend,
         );
-    let pages = Routes::new().add(Method::GET, "/", dashboard::home).add(
-        Method::GET,
-        "/reminders/{id}",
-        dashboard::reminder,
-    );
+    let pages = Routes::new()
+        .add(Method::GET, "/", dashboard::home)
+        .add(Method::GET, "/reminders/{id}", dashboard::reminder)
+        .add(Method::POST, "/reminders/{id}/cancel", actions::cancel)
+        .add(Method::POST, "/reminders/{id}/call-now", actions::call_now)
+        .add(Method::POST, "/reminders/{id}/suppress", actions::suppress);
     [open, api, pages]
 }
 

@@ -134,6 +134,9 @@ pub struct CallStatusEvent {
         super::dashboard::login_form,
         super::dashboard::login,
         super::dashboard::logout,
+        super::actions::cancel,
+        super::actions::call_now,
+        super::actions::suppress,
     ),
     modifiers(&SecuritySchemes),
     tags(

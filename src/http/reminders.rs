@@ -24,6 +24,9 @@ pub struct ReminderWithAttempts {
     pub attempts: Vec<domain::Attempt>,
     /// Payments recorded against it (SPEC §8), oldest first.
     pub payments: Vec<domain::Payment>,
+    /// What operators did to it from the dashboard (cancel, call now,
+    /// suppress its number), by whom and when, oldest first.
+    pub actions: Vec<domain::ReminderAction>,
 }
 
 /// One page of `GET /api/reminders`.
@@ -202,10 +205,12 @@ async fn with_attempts(
 ) -> Result<Json<ReminderWithAttempts>, ApiError> {
     let attempts = state.store.list_attempts(r.id).await?;
     let payments = state.store.list_payments(r.id).await?;
+    let actions = state.store.list_actions(r.id).await?;
     Ok(Json(ReminderWithAttempts {
         reminder: r,
         attempts,
         payments,
+        actions,
     }))
 }
 

@@ -46,6 +46,41 @@ pub const SIGNING_KEY: &str = "dashboard_session_signing_key";
 /// The session field that says who signed in when (unix seconds, service clock).
 pub const SIGNED_IN_AT: &str = "signed_in_at";
 
+/// The session field with the name the operator gave at sign-in: the actor
+/// of every action they take.
+pub const OPERATOR: &str = "operator";
+
+/// The session field with its anti-forgery token: every state-changing form
+/// of the dashboard carries it (hidden field [`CSRF_FIELD`]).
+pub const CSRF: &str = "csrf";
+
+/// The form field that carries the session's anti-forgery token.
+pub const CSRF_FIELD: &str = "csrf_token";
+
+/// A new anti-forgery token: 32 random bytes from the operating system,
+/// base64url. One per sign-in, kept in the session record (never in a cookie
+/// of its own), so a page of this site is the only place to learn it.
+pub fn new_csrf_token() -> String {
+    use argon2::password_hash::rand_core::RngCore;
+    use base64::Engine;
+    let mut bytes = [0u8; 32];
+    OsRng.fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Whether a form's token is the session's, compared in constant time (how
+/// much of a guess was right must not show in how long the answer takes).
+/// A missing or empty token never matches.
+pub fn csrf_matches(expected: &str, presented: Option<&str>) -> bool {
+    use subtle::ConstantTimeEq;
+    match presented {
+        Some(p) if !p.is_empty() && !expected.is_empty() => {
+            bool::from(expected.as_bytes().ct_eq(p.as_bytes()))
+        }
+        _ => false,
+    }
+}
+
 // --- The password ----------------------------------------------------------------
 
 /// The dashboard's password as an Argon2id hash (PHC string, random salt): the
@@ -349,6 +384,19 @@ mod tests {
         ] {
             assert!(!same_origin(&headers(&bad)), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn csrf_tokens_are_random_and_compared_whole() {
+        let a = new_csrf_token();
+        assert_eq!(a.len(), 43, "{a}");
+        assert_ne!(a, new_csrf_token());
+        assert!(csrf_matches(&a, Some(&a)));
+        assert!(!csrf_matches(&a, Some(&a[..42])));
+        assert!(!csrf_matches(&a, Some(&format!("{a}x"))));
+        assert!(!csrf_matches(&a, Some("")));
+        assert!(!csrf_matches(&a, None));
+        assert!(!csrf_matches("", Some("")));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 
+use crate::domain::{ActionKind, ActionRecord, ReminderAction};
 use crate::domain::{
     Attempt, Change, Decision, DeferredBy, EventType, NewReminder, Reminder, ReminderId, Rules,
     Status, Verdict,
@@ -405,7 +406,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         add: &SuppressNumber,
         now: DateTime<Utc>,
+    ) -> Result<Suppressed, StoreError> {
+        self.add_suppression_as(add, None, now).await
+    }
+
+    /// [`Store::add_suppression`], with the operator's action that asked for
+    /// it recorded in the reminder's history in the same transaction — only
+    /// when the number is added (`Suppressed::New`).
+    async fn add_suppression_as(
+        &self,
+        add: &SuppressNumber,
+        action: Option<&ActionRecord>,
+        now: DateTime<Utc>,
     ) -> Result<Suppressed, StoreError>;
+
+    /// The operators' actions on a reminder (its history), oldest first.
+    async fn list_actions(&self, id: ReminderId) -> Result<Vec<ReminderAction>, StoreError>;
 
     /// Take a number off the list, with its `removed` audit row, in one
     /// transaction. `None` when it was not on the list (nothing written).
@@ -641,6 +657,14 @@ impl SuppressionPage {
             next,
         }
     }
+}
+
+/// The columns of an operator action's row, in the order both backends read them.
+pub(crate) const ACTION_COLS: &str = "action, actor, at, detail";
+
+/// An action row's `action` as the domain knows it.
+pub(crate) fn stored_action(a: &str) -> Result<ActionKind, StoreError> {
+    ActionKind::parse(a).ok_or_else(|| StoreError::Corrupt(format!("operator action {a:?}")))
 }
 
 /// The columns of a suppression row, in the order both backends read them.

@@ -6,6 +6,7 @@
 //! with a savepoint per job), and commit them together, answering only after
 //! the commit (`writer`).
 
+mod actions;
 mod notices;
 mod payments;
 mod promises;
@@ -382,6 +383,9 @@ async fn apply_stmt(
              reminder_id, at) SELECT phone_number, 'added', reason, reminder_id, created_at \
              FROM sup)",
         );
+    }
+    if let Some(record) = &change.action {
+        actions::push_action_cte(&mut q, record, change.at);
     }
     q.push(" SELECT EXISTS (SELECT 1 FROM reminders WHERE id = ")
         .push_bind(id)
@@ -1033,9 +1037,10 @@ impl Store for PgStore {
     /// One statement: insert unless there, the audit row only for an insert,
     /// and the entry as it stands either way. A concurrent add of the same
     /// number waits for the other's commit, then finds it there.
-    async fn add_suppression(
+    async fn add_suppression_as(
         &self,
         add: &SuppressNumber,
+        action: Option<&crate::domain::ActionRecord>,
         now: DateTime<Utc>,
     ) -> Result<Suppressed, StoreError> {
         // A transaction: the entry and its notification commit as one.
@@ -1061,6 +1066,9 @@ impl Store for PgStore {
                 let notice = crate::domain::Notice::about_suppression(&entry);
                 notices::insert_notice(&mut tx, &notice).await?;
             }
+            if let Some(record) = action {
+                actions::insert_action(&mut tx, record, now).await?;
+            }
             tx.commit().await?;
             return Ok(Suppressed::New(entry));
         }
@@ -1076,7 +1084,7 @@ impl Store for PgStore {
         match row {
             Some(row) => Ok(Suppressed::Existing(suppression_from_row(&row)?)),
             // Removed in between: add it again.
-            None => Box::pin(self.add_suppression(add, now)).await,
+            None => Box::pin(self.add_suppression_as(add, action, now)).await,
         }
     }
 
@@ -1290,6 +1298,22 @@ impl Store for PgStore {
         limit: u32,
     ) -> Result<super::PromiseReport, StoreError> {
         promises::decide_due(&self.pool, now, limit, self.notify).await
+    }
+
+    async fn list_actions(
+        &self,
+        id: ReminderId,
+    ) -> Result<Vec<crate::domain::ReminderAction>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {} FROM reminder_actions WHERE reminder_id = $1 ORDER BY at, id",
+            super::ACTION_COLS
+        ))
+        .bind(id.as_uuid())
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(actions::action_from_row)
+        .collect()
     }
 
     async fn list_payments(

@@ -34,6 +34,7 @@ use crate::domain::{
     PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAction, SuppressionAudit,
 };
 
+mod actions;
 mod notices;
 mod payments;
 mod promises;
@@ -1111,15 +1112,20 @@ impl Store for SqliteStore {
             .await?;
         Ok(n as u64)
     }
-    async fn add_suppression(
+    async fn add_suppression_as(
         &self,
         add: &SuppressNumber,
+        action: Option<&crate::domain::ActionRecord>,
         now: DateTime<Utc>,
     ) -> Result<Suppressed, StoreError> {
         let (add, notify) = (add.clone(), self.writer.notify());
+        let action = action.cloned();
         self.writer
             .call(move |c| {
                 let added = writer::insert_suppression(c, &add, now, notify)?;
+                if let (true, Some(record)) = (added, &action) {
+                    actions::insert_action(c, record, now)?;
+                }
                 let entry = c
                     .prepare_cached(built(&SUPPRESSION_SQL, || {
                         format!(
@@ -1353,6 +1359,22 @@ impl Store for SqliteStore {
                 Ok((report, true))
             })
             .await
+    }
+
+    async fn list_actions(
+        &self,
+        id: ReminderId,
+    ) -> Result<Vec<crate::domain::ReminderAction>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {} FROM reminder_actions WHERE reminder_id = ? ORDER BY at, id",
+            super::ACTION_COLS
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(actions::action_from_row)
+        .collect()
     }
 
     async fn list_payments(

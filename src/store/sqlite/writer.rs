@@ -518,6 +518,9 @@ fn apply_in(
     if let Some(add) = &change.suppress {
         insert_suppression(conn, add, change.at, notify)?;
     }
+    if let Some(record) = &change.action {
+        super::actions::insert_action(conn, record, change.at)?;
+    }
     Ok(Applied::Done(Box::new(now)))
 }
 
