@@ -467,3 +467,87 @@ async fn notified(backend: Backend) {
 }
 
 both_backends!(promises_are_notified, notified);
+
+/// The reminder's page shows what was paid, the promise and what became of
+/// it, and links the broken promise and its follow-up both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reminder_page_shows_payments_the_promise_and_its_follow_up() {
+    const PASSWORD: &str = "a-long-enough-dashboard-password";
+    let Some(rig) = Rig::start(Backend::Sqlite, &[("DASHBOARD_PASSWORD", PASSWORD)]).await else {
+        return;
+    };
+    let id = rig
+        .create(json!({"external_id": "inv-p", "amount_due_minor": 12345}))
+        .await;
+    rig.promised(
+        id,
+        json!({"promised_amount_minor": 10000, "promised_date": "2026-11-25"}),
+    )
+    .await;
+    rig.app.clock.advance(Duration::hours(1));
+    rig.pay(id, json!({"amount_minor": 2500, "reference": "bank-77"}))
+        .await;
+    rig.tick_at(t("2026-11-29T05:00:00Z")).await;
+    let follow_up = rig.get(id).await["promise"]["follow_up_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let resp = client
+        .post(rig.app.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("name=Grace&password={PASSWORD}&next=%2F"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let cookie = resp.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = |path: String| {
+        let (client, cookie) = (client.clone(), cookie.clone());
+        let url = rig.app.url(&path);
+        async move {
+            let resp = client
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.text().await.unwrap()
+        }
+    };
+    let html = page(format!("/reminders/{id}")).await;
+    for want in [
+        r#"<dl id="promise" data-status="broken">"#,
+        r#"<dd data-field="amount">USD 100.00</dd>"#,
+        r#"<dd data-field="date">2026-11-25</dd>"#,
+        r#"<dd data-field="deadline">2026-11-29 05:00:00 UTC</dd>"#,
+        r#"<dd data-field="decided_at">2026-11-29 05:00:00 UTC</dd>"#,
+        r#"<dd data-field="amount_paid">USD 25.00</dd>"#,
+        r#"<dd data-field="amount_owed">USD 98.45</dd>"#,
+        r#"<td data-field="amount">USD 25.00</td>"#,
+        r#"<td data-field="reference">bank-77</td>"#,
+    ] {
+        assert!(html.contains(want), "{want} not in the page");
+    }
+    assert!(html.contains(&format!("href=\"/reminders/{follow_up}\"")));
+    let html = page(format!("/reminders/{follow_up}")).await;
+    assert!(
+        html.contains(&format!("href=\"/reminders/{id}\"")),
+        "follow-up links back"
+    );
+    assert!(html.contains(r#"id="no-promise""#));
+    assert!(html.contains(r#"id="no-payments""#));
+    assert!(html.contains(r#"<dd data-field="amount_due">USD 98.45</dd>"#));
+    rig.stop().await;
+}

@@ -31,7 +31,7 @@ pub const REFRESH_SECS: u32 = 15;
 /// Rows on one page of the list.
 pub const PAGE_ROWS: u32 = 50;
 
-const NONE: &str = "—";
+pub(super) const NONE: &str = "—";
 
 // --- Responses -----------------------------------------------------------------
 
@@ -440,7 +440,7 @@ pub async fn logout(
 
 // --- Formatting ------------------------------------------------------------------
 
-fn time(t: Option<DateTime<Utc>>) -> String {
+pub(super) fn time(t: Option<DateTime<Utc>>) -> String {
     t.map_or_else(
         || NONE.to_owned(),
         |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
@@ -843,6 +843,8 @@ struct ReminderPage {
     /// Whether this instance sends notifications (`NOTIFY_URL`).
     notify_on: bool,
     notifications: Vec<NoticeView>,
+    /// Its payments, promise and follow-up link (SPEC §8).
+    ledger: super::ledger::Ledger,
 }
 
 /// One notification of the reminder (SPEC §9) and its last try.
@@ -958,6 +960,10 @@ pub(super) async fn reminder_page(
         Err(e) => return storage_failed(e),
     };
     notifications.sort_by_key(|n| n.sequence);
+    let payments = match state.store.list_payments(id).await {
+        Ok(p) => p,
+        Err(e) => return storage_failed(e),
+    };
     let history = match state.store.list_actions(id).await {
         Ok(h) => h,
         Err(e) => return storage_failed(e),
@@ -987,6 +993,7 @@ pub(super) async fn reminder_page(
                 .iter()
                 .map(|a| AttemptView::of(a, r.currency))
                 .collect(),
+            ledger: super::ledger::Ledger::of(&r, &payments),
             r: ReminderView::of(&r),
         }
         .render(),

@@ -29,6 +29,7 @@ pub mod cron;
 pub mod dashboard;
 pub mod error;
 pub mod export;
+mod ledger;
 pub mod livekit;
 pub mod notifications;
 pub mod openapi;
