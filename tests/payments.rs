@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::fake_livekit::FakeLiveKit;
 use common::receiver::{notify_vars, Receiver};
 use common::*;
 use serde_json::{json, Value};
@@ -42,7 +43,13 @@ async fn due_ids(app: &TestApp) -> Vec<String> {
 }
 
 async fn a_payment_that_covers_the_debt_stops_the_calls(backend: Backend) {
-    let Some(app) = TestApp::spawn(backend).await else {
+    let lk = FakeLiveKit::start().await;
+    let vars = [
+        ("LIVEKIT_URL", lk.url()),
+        ("LIVEKIT_API_KEY", lk.api_key()),
+        ("LIVEKIT_API_SECRET", lk.api_secret()),
+    ];
+    let Some(app) = TestApp::spawn_with(backend, &vars).await else {
         return;
     };
     let full = created(&app, json!({"amount_due_minor": 12345})).await;
@@ -88,9 +95,22 @@ async fn a_payment_that_covers_the_debt_stops_the_calls(backend: Backend) {
     assert_eq!(body["reminder"]["amount_paid_minor"], 12345);
     assert_eq!(body["payment"]["paid_at"], "2026-11-24T12:00:00Z");
     assert!(due_ids(&app).await.is_empty());
-    // A tick dials nothing.
+    // The next tick dials only the debt nobody paid.
+    let unpaid = created(&app, json!({"amount_due_minor": 12345})).await;
     let report = app.state.scheduler.tick().await.unwrap();
-    assert_eq!(report.dispatched, 0);
+    assert_eq!(report.dispatched, 1, "{report:?}");
+    assert_eq!(lk.dispatches().len(), 1);
+    for (id, status, attempts) in [
+        (&unpaid, "in_progress", 1),
+        (&full, "cancelled", 0),
+        (&partial, "cancelled", 0),
+    ] {
+        let r = app
+            .reminder(duecall::domain::ReminderId::parse(id).unwrap())
+            .await;
+        assert_eq!(r["status"], status, "{r}");
+        assert_eq!(r["attempt_count"], attempts, "{r}");
+    }
 
     let id = duecall::domain::ReminderId::parse(&partial).unwrap();
     let page = app.reminder(id).await;

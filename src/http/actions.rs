@@ -211,7 +211,7 @@ async fn decide_and_apply(
 #[utoipa::path(post, path = "/reminders/{id}/cancel", tag = "dashboard",
     security(("session" = []), ()),
     params(("id" = String, Path, description = "The reminder's id")),
-    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<TokenForm>, content_type = "application/x-www-form-urlencoded", description = "The session's `csrf_token`. Not required by the schema: a request without a session is sent to sign in (303) before its body is read, and one with a session but no token is refused (403)."),
     responses(
         (status = 303, description = "Cancelled (or cancelled already): back to `/reminders/{id}`; or not signed in: to `/login?next=…`"),
         (status = 403, description = "Sent from another site, or without the session's `csrf_token`: nothing changed", body = String, content_type = "text/html"),
@@ -250,7 +250,7 @@ pub async fn cancel(
 #[utoipa::path(post, path = "/reminders/{id}/call-now", tag = "dashboard",
     security(("session" = []), ()),
     params(("id" = String, Path, description = "The reminder's id")),
-    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<TokenForm>, content_type = "application/x-www-form-urlencoded", description = "The session's `csrf_token`. Not required by the schema: a request without a session is sent to sign in (303) before its body is read, and one with a session but no token is refused (403)."),
     responses(
         (status = 303, description = "Due now (or due already): back to `/reminders/{id}`; or not signed in: to `/login?next=…`"),
         (status = 403, description = "Sent from another site, or without the session's `csrf_token`: nothing changed", body = String, content_type = "text/html"),
@@ -289,7 +289,7 @@ pub async fn call_now(
 #[utoipa::path(post, path = "/reminders/{id}/suppress", tag = "dashboard",
     security(("session" = []), ()),
     params(("id" = String, Path, description = "The reminder's id")),
-    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<TokenForm>, content_type = "application/x-www-form-urlencoded", description = "The session's `csrf_token`. Not required by the schema: a request without a session is sent to sign in (303) before its body is read, and one with a session but no token is refused (403)."),
     responses(
         (status = 303, description = "The number is on the list: back to `/reminders/{id}`; or not signed in: to `/login?next=…`"),
         (status = 403, description = "Sent from another site, or without the session's `csrf_token`: nothing changed", body = String, content_type = "text/html"),

@@ -407,7 +407,7 @@ pub async fn login(
 /// forged sign-out is a nuisance, not harmless: it throws away the
 /// operator's page); without a session there is nothing to end.
 #[utoipa::path(post, path = "/logout", tag = "dashboard",
-    request_body(content = TokenForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<TokenForm>, content_type = "application/x-www-form-urlencoded", description = "The session's `csrf_token`. Not required by the schema: a request without a session is sent to sign in (303) before its body is read, and one with a session but no token is refused (403)."),
     responses(
         (status = 303, description = "Signed out (or was not signed in): on to `/login`"),
         (status = 403, description = "Sent from another site, or without the session's `csrf_token`", body = String, content_type = "text/html"),
