@@ -15,10 +15,12 @@ use crate::domain::{
 };
 use crate::domain::{PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAudit};
 
+mod glance;
 mod notice;
 pub mod postgres;
 pub mod sqlite;
 
+pub use glance::*;
 pub use notice::*;
 
 /// Every column of a reminder row, in the order both backends read them.
@@ -565,6 +567,15 @@ pub trait Store: Send + Sync + 'static {
 
     /// The outbox's counts and its oldest undelivered notification.
     async fn notice_stats(&self) -> Result<NoticeStats, StoreError>;
+
+    /// What the dashboard's glance counts in `[since, until)`, by
+    /// [`GLANCE_SLOT_SECS`] slot (see [`GlanceRows`]): read from covering
+    /// indexes, whatever the tables' size.
+    async fn glance(
+        &self,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<GlanceRows, StoreError>;
 }
 
 /// What `record_payment` did.
