@@ -3,8 +3,9 @@
 //! the dashboard's zone (`DEFAULT_TIMEZONE`), today included. Definitions:
 //! docs/DECISIONS.md ("The dashboard at a glance"); the page says them too.
 //!
-//! One store read ([`crate::store::Store::glance`]) of slot counts from
-//! covering indexes; the days, rates and charts are made here.
+//! One store read ([`crate::store::Store::glance`]) of the counts the
+//! database keeps per 15-minute slot, summed per local day; the rates and
+//! charts are made here.
 
 use std::collections::HashMap;
 
@@ -134,12 +135,11 @@ pub async fn glance(
     let zone = state.config.default_timezone.tz();
     let now = state.clock.now();
     let (dates, bounds) = period_days(days, now, zone);
-    let (since, until) = (bounds[0], bounds[bounds.len() - 1]);
-    let rows = match state.store.glance(since, until).await {
+    let rows = match state.store.glance(&bounds).await {
         Ok(r) => r,
         Err(e) => return storage_failed(e),
     };
-    let f = Figures::of(&rows, &dates, &bounds);
+    let f = Figures::of(&rows, &dates);
     html(
         StatusCode::OK,
         GlancePage {

@@ -568,14 +568,11 @@ pub trait Store: Send + Sync + 'static {
     /// The outbox's counts and its oldest undelivered notification.
     async fn notice_stats(&self) -> Result<NoticeStats, StoreError>;
 
-    /// What the dashboard's glance counts in `[since, until)`, by
-    /// [`GLANCE_SLOT_SECS`] slot (see [`GlanceRows`]): read from covering
-    /// indexes, whatever the tables' size.
-    async fn glance(
-        &self,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<GlanceRows, StoreError>;
+    /// What the dashboard's glance counts on each day between `bounds` (day
+    /// `i` is `[bounds[i], bounds[i + 1])`, each bound on a
+    /// [`GLANCE_SLOT_SECS`] slot): read from the counts the database keeps,
+    /// whatever the tables' size.
+    async fn glance(&self, bounds: &[DateTime<Utc>]) -> Result<GlanceRows, StoreError>;
 }
 
 /// What `record_payment` did.

@@ -1420,12 +1420,8 @@ impl Store for PgStore {
         })
     }
 
-    async fn glance(
-        &self,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<super::GlanceRows, StoreError> {
-        glance::glance(&self.pool, since, until).await
+    async fn glance(&self, bounds: &[DateTime<Utc>]) -> Result<super::GlanceRows, StoreError> {
+        glance::glance(&self.pool, bounds).await
     }
 }
 

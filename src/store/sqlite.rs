@@ -1492,12 +1492,8 @@ impl Store for SqliteStore {
         })
     }
 
-    async fn glance(
-        &self,
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
-    ) -> Result<super::GlanceRows, StoreError> {
-        glance::glance(&self.read, since, until).await
+    async fn glance(&self, bounds: &[DateTime<Utc>]) -> Result<super::GlanceRows, StoreError> {
+        glance::glance(&self.read, bounds).await
     }
 }
 

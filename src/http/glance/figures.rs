@@ -1,11 +1,12 @@
-//! The glance's figures: the store's slot counts placed in the local days of
-//! the dashboard's zone and added up as docs/DECISIONS.md defines them.
+//! The glance's figures: the local days of the dashboard's zone (whose
+//! bounds the store sums its counts between) and the store's per-day counts
+//! added up as docs/DECISIONS.md defines them.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone as _, Utc};
 use chrono_tz::Tz;
 
 use crate::domain::OutcomeResult;
-use crate::store::{GlanceRows, GLANCE_SLOT_SECS};
+use crate::store::GlanceRows;
 
 /// The periods offered, in days; the first link is the default's neighbour.
 pub const PERIODS: [u32; 3] = [7, 30, 90];
@@ -184,15 +185,9 @@ fn largest_first(list: &mut [Amount]) {
 }
 
 impl Figures {
-    /// Adds up `rows` (read for `[bounds[0], bounds[last])`) over `dates`.
-    pub fn of(rows: &GlanceRows, dates: &[NaiveDate], bounds: &[DateTime<Utc>]) -> Self {
-        // The day a slot falls in: every zone's day starts on a quarter hour,
-        // so a whole slot lies in one day.
-        let day_of = |slot: i64| -> Option<usize> {
-            let at = DateTime::<Utc>::from_timestamp(slot.checked_mul(GLANCE_SLOT_SECS)?, 0)?;
-            let after = bounds.partition_point(|b| *b <= at);
-            (after >= 1 && after < bounds.len()).then(|| after - 1)
-        };
+    /// Adds up `rows` (read for the days of `dates`) over `dates`.
+    pub fn of(rows: &GlanceRows, dates: &[NaiveDate]) -> Self {
+        let day_of = |day: usize| (day < dates.len()).then_some(day);
         let mut by_day: Vec<DayAttempts> = dates
             .iter()
             .map(|d| DayAttempts {
@@ -202,7 +197,7 @@ impl Figures {
             .collect();
         let mut right_party = 0;
         for a in &rows.attempts {
-            let Some(i) = day_of(a.slot) else { continue };
+            let Some(i) = day_of(a.day) else { continue };
             let bucket = Bucket::of(a.result.as_deref());
             by_day[i].counts[bucket.index()] += a.count;
             if matches!(bucket, Bucket::Promised | Bucket::Conversation) {
@@ -230,7 +225,7 @@ impl Figures {
         let mut promised = Vec::new();
         let (mut kept, mut broken, mut open) = (0, 0, 0);
         for p in &rows.promises {
-            let Some(i) = day_of(p.slot) else { continue };
+            let Some(i) = day_of(p.day) else { continue };
             let week = &mut by_week[week_of[i]];
             match p.status.as_str() {
                 "kept" => {
@@ -273,14 +268,15 @@ impl Figures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{AttemptSlot, PromiseSlot};
+    use crate::store::{AttemptDay, PromiseDay};
 
     fn t(s: &str) -> DateTime<Utc> {
         s.parse().unwrap()
     }
 
-    fn slot(at: &str) -> i64 {
-        t(at).timestamp().div_euclid(GLANCE_SLOT_SECS)
+    /// The day of `bounds` that `at` falls in, as the store finds it.
+    fn day(bounds: &[DateTime<Utc>], at: &str) -> usize {
+        bounds.partition_point(|b| *b <= t(at)) - 1
     }
 
     #[test]
@@ -314,32 +310,32 @@ mod tests {
         let rows = GlanceRows {
             attempts: vec![
                 // 23:45 local on Tuesday 12-01, then 00:00 local on Wednesday.
-                AttemptSlot {
-                    slot: slot("2026-12-01T18:15:00Z"),
+                AttemptDay {
+                    day: day(&bounds, "2026-12-01T18:15:00Z"),
                     result: Some("no_answer".into()),
                     count: 2,
                 },
-                AttemptSlot {
-                    slot: slot("2026-12-01T18:30:00Z"),
+                AttemptDay {
+                    day: day(&bounds, "2026-12-01T18:30:00Z"),
                     result: Some("paid".into()),
                     count: 1,
                 },
-                AttemptSlot {
-                    slot: slot("2026-12-01T18:30:00Z"),
+                AttemptDay {
+                    day: day(&bounds, "2026-12-01T18:30:00Z"),
                     result: Some("wrong_number".into()),
                     count: 1,
                 },
             ],
             promises: vec![
-                PromiseSlot {
-                    slot: slot("2026-11-27T06:00:00Z"),
+                PromiseDay {
+                    day: day(&bounds, "2026-11-27T06:00:00Z"),
                     status: "kept".into(),
                     currency: "EUR".into(),
                     count: 1,
                     amount_minor: 500,
                 },
-                PromiseSlot {
-                    slot: slot("2026-12-01T06:00:00Z"),
+                PromiseDay {
+                    day: day(&bounds, "2026-12-01T06:00:00Z"),
                     status: "open".into(),
                     currency: "USD".into(),
                     count: 2,
@@ -349,7 +345,7 @@ mod tests {
             paid_after_call: vec![],
             opt_outs: 3,
         };
-        let f = Figures::of(&rows, &dates, &bounds);
+        let f = Figures::of(&rows, &dates);
         let tue = f
             .by_day
             .iter()

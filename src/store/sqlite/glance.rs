@@ -1,89 +1,61 @@
-//! The dashboard's glance on SQLite: four grouped reads, each answered from a
-//! covering index of `0010_glance.sql` (times are ms, so a slot is an
-//! integer division), run side by side on the read pool.
+//! The dashboard's glance on SQLite: the counts the triggers of
+//! `0010_glance.sql` keep by slot, summed per day in the database (a few
+//! thousand rows of primary-key ranges, whatever the tables' size), read side
+//! by side on the read pool.
 
 use chrono::{DateTime, Utc};
 use sqlx::SqlitePool;
 
 use super::ms;
-use crate::store::{
-    AttemptSlot, GlanceRows, PaidAfterCall, PromiseSlot, StoreError, GLANCE_SLOT_SECS,
-};
-
-const SLOT_MS: i64 = GLANCE_SLOT_SECS * 1000;
+use crate::store::{day_params, days_cte, glance_rows as rows, GlanceRows, StoreError};
 
 pub(super) async fn glance(
     read: &SqlitePool,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
+    bounds: &[DateTime<Utc>],
 ) -> Result<GlanceRows, StoreError> {
-    let (since, until) = (ms(since), ms(until));
-    let attempts = sqlx::query_as::<_, (i64, Option<String>, i64)>(
-        "SELECT dispatched_at / ?1 AS slot, result, count(*) FROM attempts \
-         INDEXED BY attempts_dispatched \
-         WHERE dispatched_at >= ?2 AND dispatched_at < ?3 GROUP BY slot, result",
-    )
-    .bind(SLOT_MS)
-    .bind(since)
-    .bind(until)
-    .fetch_all(read);
-    let promises = sqlx::query_as::<_, (i64, String, String, i64, i64)>(
-        "SELECT promise_opened_at / ?1 AS slot, promise_status, currency, count(*), \
-         COALESCE(sum(promise_amount_minor), 0) FROM reminders INDEXED BY reminders_promises_opened \
-         WHERE promise_opened_at IS NOT NULL AND promise_opened_at >= ?2 AND promise_opened_at < ?3 \
-         GROUP BY slot, promise_status, currency",
-    )
-    .bind(SLOT_MS)
-    .bind(since)
-    .bind(until)
-    .fetch_all(read);
+    let days = day_params(bounds);
+    let (Some(first), Some(last)) = (bounds.first(), bounds.last()) else {
+        return Ok(GlanceRows::default());
+    };
+    let cte = days_cte(days.len(), false);
+    let attempts_sql = format!(
+        "{cte}SELECT d.i, g.result, sum(g.n) FROM d JOIN glance_attempts g \
+         ON g.slot >= d.lo AND g.slot < d.hi GROUP BY d.i, g.result HAVING sum(g.n) <> 0"
+    );
+    let promises_sql = format!(
+        "{cte}SELECT d.i, g.status, g.currency, sum(g.n), sum(g.amount) FROM d \
+         JOIN glance_promises g ON g.slot >= d.lo AND g.slot < d.hi \
+         GROUP BY d.i, g.status, g.currency HAVING sum(g.n) <> 0"
+    );
+    let (lo, hi) = (
+        days.first().map_or(0, |d| d.1),
+        days.last().map_or(0, |d| d.2),
+    );
+    let mut attempts = sqlx::query_as::<_, (i64, String, i64)>(&attempts_sql);
+    let mut promises = sqlx::query_as::<_, (i64, String, String, i64, i64)>(&promises_sql);
+    for (i, lo, hi) in &days {
+        attempts = attempts.bind(*i).bind(*lo).bind(*hi);
+        promises = promises.bind(*i).bind(*lo).bind(*hi);
+    }
     let paid = sqlx::query_as::<_, (String, i64, i64)>(
-        "SELECT r.currency, count(*), COALESCE(sum(p.amount_minor), 0) \
-         FROM payments p INDEXED BY payments_recorded JOIN reminders r ON r.id = p.reminder_id \
-         WHERE p.recorded_at >= ?1 AND p.recorded_at < ?2 \
-           AND EXISTS (SELECT 1 FROM attempts a INDEXED BY attempts_recent \
-                       WHERE a.reminder_id = p.reminder_id AND a.dispatched_at < p.paid_at) \
-         GROUP BY r.currency",
+        "SELECT currency, sum(n), sum(amount) FROM glance_paid WHERE slot >= ? AND slot < ? \
+         GROUP BY currency HAVING sum(n) <> 0",
     )
-    .bind(since)
-    .bind(until)
+    .bind(lo)
+    .bind(hi)
     .fetch_all(read);
     let opt_outs = sqlx::query_scalar::<_, i64>(
         "SELECT count(*) FROM suppression_audit INDEXED BY suppression_audit_opt_outs \
          WHERE action = 'added' AND reason = 'opted_out' AND at >= ?1 AND at < ?2",
     )
-    .bind(since)
-    .bind(until)
+    .bind(ms(*first))
+    .bind(ms(*last))
     .fetch_one(read);
-    let (attempts, promises, paid, opt_outs) =
-        tokio::try_join!(attempts, promises, paid, opt_outs)?;
-    Ok(GlanceRows {
-        attempts: attempts
-            .into_iter()
-            .map(|(slot, result, count)| AttemptSlot {
-                slot,
-                result,
-                count: count as u64,
-            })
-            .collect(),
-        promises: promises
-            .into_iter()
-            .map(|(slot, status, currency, count, amount)| PromiseSlot {
-                slot,
-                status,
-                currency,
-                count: count as u64,
-                amount_minor: amount,
-            })
-            .collect(),
-        paid_after_call: paid
-            .into_iter()
-            .map(|(currency, count, amount)| PaidAfterCall {
-                currency,
-                count: count as u64,
-                amount_minor: amount,
-            })
-            .collect(),
-        opt_outs: opt_outs as u64,
-    })
+    let (attempts, promises, paid, opt_outs) = tokio::try_join!(
+        attempts.fetch_all(read),
+        promises.fetch_all(read),
+        paid,
+        opt_outs
+    )?;
+    Ok(rows(attempts, promises, paid, opt_outs))
 }
