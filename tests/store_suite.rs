@@ -1840,3 +1840,109 @@ async fn sqlite_checkpoints_keep_the_wal_from_growing() {
     );
     db.cleanup().await;
 }
+
+/// The glance's counts, kept by the database's triggers: attempts by day
+/// (`[bounds[i], bounds[i + 1])`, on slot boundaries), payments recorded in
+/// the period only when the reminder was called before the money came,
+/// opt-outs only with reason `opted_out`. (Outcomes moving an attempt from
+/// "none yet" to its result: tests/glance.rs, through the webhook.)
+async fn glance_counts_by_day(backend: Backend) {
+    use duecall::domain::NewPayment;
+    use duecall::store::{AttemptDay, PaidAfterCall};
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = due_reminders(&store, 4, "2026-11-24T15:00:00Z", json!({})).await;
+    let rules = common::default_rules();
+    for (id, at) in [
+        (ids[0], "2026-11-24T15:00:00Z"),
+        (ids[1], "2026-11-24T15:14:59.999Z"),
+        (ids[2], "2026-11-24T15:15:00Z"),
+    ] {
+        let claimed = store.claim(&[id], t(at), 10, &rules).await.unwrap();
+        assert_eq!(claimed.claimed.len(), 1, "{at}");
+    }
+    let pay = |amount: i64, paid_at: Option<&str>| NewPayment {
+        amount_minor: amount,
+        paid_at: paid_at.map(t),
+        reference: None,
+    };
+    let recorded = t("2026-11-24T15:30:00Z");
+    // After its call; before its call; never called.
+    for (id, p) in [
+        (ids[0], pay(700, None)),
+        (ids[1], pay(200, Some("2026-11-24T14:00:00Z"))),
+        (ids[3], pay(300, None)),
+    ] {
+        assert!(store
+            .record_payment(id, &p, recorded)
+            .await
+            .unwrap()
+            .is_some());
+    }
+    let r = store.get_reminder(ids[0]).await.unwrap().unwrap();
+    let opted = domain::SuppressNumber::opted_out(&r);
+    store
+        .add_suppression(&opted, t("2026-11-24T15:20:00Z"))
+        .await
+        .unwrap();
+    store
+        .add_suppression(
+            &by_operator("+14155550199", "asked by letter"),
+            t("2026-11-24T15:20:00Z"),
+        )
+        .await
+        .unwrap();
+
+    let bounds = [
+        t("2026-11-24T15:00:00Z"),
+        t("2026-11-24T15:15:00Z"),
+        t("2026-11-24T16:00:00Z"),
+    ];
+    let g = store.glance(&bounds).await.unwrap();
+    let mut attempts = g.attempts.clone();
+    attempts.sort_by_key(|a| a.day);
+    assert_eq!(
+        attempts,
+        vec![
+            AttemptDay {
+                day: 0,
+                result: None,
+                count: 2
+            },
+            AttemptDay {
+                day: 1,
+                result: None,
+                count: 1
+            },
+        ]
+    );
+    assert_eq!(
+        g.paid_after_call,
+        vec![PaidAfterCall {
+            currency: "USD".into(),
+            count: 1,
+            amount_minor: 700
+        }]
+    );
+    assert_eq!(g.opt_outs, 1);
+    assert!(g.promises.is_empty());
+
+    // The end is not in the period, the start is.
+    let g = store
+        .glance(&[t("2026-11-24T15:15:00Z"), t("2026-11-24T15:30:00Z")])
+        .await
+        .unwrap();
+    assert_eq!(g.attempts.iter().map(|a| a.count).sum::<u64>(), 1);
+    assert_eq!(
+        (g.opt_outs, g.paid_after_call.len()),
+        (1, 0),
+        "the opt-out at 15:20 is in, the payment at 15:30 is not"
+    );
+    db.cleanup().await;
+}
+
+both_backends!(
+    glance_counts_attempts_payments_and_opt_outs_by_day,
+    glance_counts_by_day
+);

@@ -21,6 +21,7 @@ use clap::{Parser, Subcommand};
 use duecall::clock::{Clock, SystemClock};
 use duecall::dialer::{CallRequest, DialError, Dialer};
 
+mod glance;
 mod seed;
 
 #[derive(Parser)]
@@ -705,6 +706,7 @@ async fn scale(database_url: &str, rows: usize) -> anyhow::Result<()> {
         idle[idle.len() / 2].as_secs_f64() * 1000.0,
         idle[idle.len() - 1].as_secs_f64() * 1000.0,
     );
+    glance_at_scale(database_url, rows, &state, clock.now()).await?;
     for (query, plan) in plans {
         println!("  plan of {query} (before the first tick):");
         for line in plan.lines() {
@@ -717,6 +719,68 @@ async fn scale(database_url: &str, rows: usize) -> anyhow::Result<()> {
             && second.timed_out == 25,
         "the claim tick decides the 100 due reminders (and times out nothing), the timeout \
          tick times out the 25 overdue attempts"
+    );
+    Ok(())
+}
+
+/// The dashboard's glance on the scale table: its figures and charts for
+/// 7 / 30 / 90 days (the page's handler, 50 loads of the 90 days), against a
+/// plain indexed count of the same attempts measured in this run.
+async fn glance_at_scale(
+    database_url: &str,
+    rows: usize,
+    state: &duecall::http::AppState,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    use duecall::http::glance::figures::period_days;
+    let t = Instant::now();
+    glance::seed(database_url, now).await?;
+    let seeded = t.elapsed();
+    let tz = state.config.default_timezone.tz();
+    let (_, bounds) = period_days(90, now, tz);
+    let (since, until) = (bounds[0], bounds[bounds.len() - 1]);
+    let [attempts, promises, payments, opt_outs] =
+        glance::counts(database_url, since, until).await?;
+    println!(
+        "scale {rows} rows: glance seed (+{:.1} s): in the last 90 days {attempts} attempts, \
+         {promises} promises opened, {payments} payments, {opt_outs} opt-outs",
+        seeded.as_secs_f64()
+    );
+    // The first load folds what the seed's writes appended (PostgreSQL's
+    // deltas); timed on its own.
+    let (first, _) = glance::page(state, 90, 1).await?;
+    println!(
+        "scale {rows} rows: glance first load after the seed {:.1} ms",
+        glance::ms(first[0])
+    );
+    let mut p90 = Vec::new();
+    for (days, loads) in [(7u32, 20usize), (30, 20), (90, 50)] {
+        let (times, page) = glance::page(state, days, loads).await?;
+        if days == 90 {
+            anyhow::ensure!(
+                glance::figure(&page, "attempts") == Some(attempts as u64)
+                    && glance::figure(&page, "opt_outs") == Some(opt_outs as u64),
+                "the page's figures equal plain counts of the same 90 days"
+            );
+            p90 = times.clone();
+        }
+        println!(
+            "scale {rows} rows: glance page {days} days (figures + charts, {loads} loads) \
+             p50 {:.2} ms, p99 {:.2} ms",
+            glance::p(&times, 0.5),
+            glance::p(&times, 0.99),
+        );
+    }
+    let ceiling = glance::ceiling(database_url, since, until, 50).await?;
+    let (_, day) = period_days(1, now, tz);
+    let one_day =
+        glance::ceiling(database_url, day[0] - chrono::Duration::days(1), day[0], 50).await?;
+    println!(
+        "scale {rows} rows: glance ceiling: plain indexed count(*) of the 90 days' attempts p50 {:.2} ms \
+         (one day's p50 {:.3} ms); the 90-day page's p50 is {:.2}x the 90-day count",
+        glance::p(&ceiling, 0.5),
+        glance::p(&one_day, 0.5),
+        glance::p(&p90, 0.5) / glance::p(&ceiling, 0.5).max(0.001),
     );
     Ok(())
 }

@@ -372,7 +372,7 @@ const LIVE_DEBTS: u64 = 6_000_000;
 
 /// A table of about `rows` reminders as a busy deployment has it, in the
 /// realistic mix: nearly all ended (completed, cancelled, terminally failed,
-/// 1–3 attempts each over the last two months), a few waiting for a later
+/// 1–3 attempts each over the last four months), a few waiting for a later
 /// time, plus exactly 100 due now (in debts of their own, the same at every
 /// size, with the histories of the mix) and 50 live attempts of which 25 are overdue once the clock
 /// moves 2 minutes (dispatched 9 minutes before `now`; the dispatch timeout is
@@ -443,10 +443,27 @@ pub async fn table(
     Ok((mix, samples))
 }
 
+/// How the table's completed reminders ended (their last attempt), in turn:
+/// four in ten promised to pay (the glance's promises), the rest the other
+/// conversations and a wrong number.
+const ENDINGS: [&str; 10] = [
+    "payment_promised",
+    "refused",
+    "payment_promised",
+    "disputed",
+    "paid",
+    "payment_promised",
+    "wrong_number",
+    "callback_requested",
+    "payment_promised",
+    "other",
+];
+
 /// The `i`th ended (or later) reminder of the table, of debt `debt`.
 fn table_row(debt: Debt, i: usize, now: DateTime<Utc>) -> Row {
     let k = 1 + (i % 3);
-    let last = now - Duration::days(1 + (i % 60) as i64) - Duration::minutes((i % 1440) as i64);
+    // Spread over the last 120 days (the glance reads up to 90).
+    let last = now - Duration::days(1 + (i % 120) as i64) - Duration::minutes((i % 1440) as i64);
     let attempt = |n: usize, result| {
         let at = last - Duration::days(2 * (k - 1 - n) as i64);
         SeedAttempt {
@@ -462,7 +479,12 @@ fn table_row(debt: Debt, i: usize, now: DateTime<Utc>) -> Row {
             .collect::<Vec<_>>()
     };
     match i % 100 {
-        0..=89 => ended(debt, "completed", None, tries("payment_promised")),
+        0..=89 => ended(
+            debt,
+            "completed",
+            None,
+            tries(ENDINGS[(i / 100) % ENDINGS.len()]),
+        ),
         90..=94 => ended(debt, "cancelled", Some("cancelled"), Vec::new()),
         95..=97 => ended(debt, "failed", Some("max_attempts"), tries("no_answer")),
         // Waiting for later: pending, due in the future.

@@ -37,7 +37,7 @@ pub(super) const NONE: &str = "—";
 
 /// An HTML page with the headers every dashboard answer carries: never cached
 /// (it holds personal data), never framed, no scripts at all.
-fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
+pub(super) fn html(status: StatusCode, body: Result<String, askama::Error>) -> Response {
     let body = match body {
         Ok(b) => b,
         Err(e) => {
@@ -85,7 +85,7 @@ struct MessagePage<'a> {
     class: &'a str,
 }
 
-fn message(status: StatusCode, title: &str, text: &str) -> Response {
+pub(super) fn message(status: StatusCode, title: &str, text: &str) -> Response {
     let class = if status.is_server_error() || status.is_client_error() {
         "error"
     } else {

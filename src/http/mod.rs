@@ -29,6 +29,7 @@ pub mod cron;
 pub mod dashboard;
 pub mod error;
 pub mod export;
+pub mod glance;
 mod ledger;
 pub mod livekit;
 pub mod notifications;
@@ -147,6 +148,7 @@ fn routes() -> [Routes; 3] {
         );
     let pages = Routes::new()
         .add(Method::GET, "/", dashboard::home)
+        .add(Method::GET, "/glance", glance::glance)
         .add(Method::GET, "/reminders/{id}", dashboard::reminder)
         .add(Method::POST, "/reminders/{id}/cancel", actions::cancel)
         .add(Method::POST, "/reminders/{id}/call-now", actions::call_now)

@@ -130,6 +130,7 @@ pub struct CallStatusEvent {
         super::ops::metrics,
         openapi_json,
         super::dashboard::home,
+        super::glance::glance,
         super::dashboard::reminder,
         super::dashboard::login_form,
         super::dashboard::login,

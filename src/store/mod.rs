@@ -15,10 +15,12 @@ use crate::domain::{
 };
 use crate::domain::{PhoneNumber, Reason, SuppressNumber, Suppression, SuppressionAudit};
 
+mod glance;
 mod notice;
 pub mod postgres;
 pub mod sqlite;
 
+pub use glance::*;
 pub use notice::*;
 
 /// Every column of a reminder row, in the order both backends read them.
@@ -565,6 +567,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// The outbox's counts and its oldest undelivered notification.
     async fn notice_stats(&self) -> Result<NoticeStats, StoreError>;
+
+    /// What the dashboard's glance counts on each day between `bounds` (day
+    /// `i` is `[bounds[i], bounds[i + 1])`, each bound on a
+    /// [`GLANCE_SLOT_SECS`] slot): read from the counts the database keeps,
+    /// whatever the tables' size.
+    async fn glance(&self, bounds: &[DateTime<Utc>]) -> Result<GlanceRows, StoreError>;
 }
 
 /// What `record_payment` did.

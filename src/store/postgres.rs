@@ -7,6 +7,7 @@
 //! the commit (`writer`).
 
 mod actions;
+mod glance;
 mod notices;
 mod payments;
 mod promises;
@@ -1417,6 +1418,10 @@ impl Store for PgStore {
             by_status: super::notice_counts(rows)?,
             oldest_pending: oldest,
         })
+    }
+
+    async fn glance(&self, bounds: &[DateTime<Utc>]) -> Result<super::GlanceRows, StoreError> {
+        glance::glance(&self.pool, bounds).await
     }
 }
 

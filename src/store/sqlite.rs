@@ -35,6 +35,7 @@ use crate::domain::{
 };
 
 mod actions;
+mod glance;
 mod notices;
 mod payments;
 mod promises;
@@ -1489,6 +1490,10 @@ impl Store for SqliteStore {
             by_status: super::notice_counts(rows)?,
             oldest_pending: opt_from_ms(oldest)?,
         })
+    }
+
+    async fn glance(&self, bounds: &[DateTime<Utc>]) -> Result<super::GlanceRows, StoreError> {
+        glance::glance(&self.read, bounds).await
     }
 }
 
