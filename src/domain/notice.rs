@@ -189,21 +189,34 @@ pub struct Notice {
 
 /// A value's JSON object text (`{}` if it cannot be one, which no domain value is).
 fn object_text<T: Serialize>(value: &T) -> String {
-    serde_json::to_string(value)
+    // A reminder is about a kilobyte: one allocation, not a dozen doublings.
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, value)
         .ok()
+        .and_then(|()| String::from_utf8(out).ok())
         .filter(|t| t.starts_with('{') && t.ends_with('}'))
         .unwrap_or_else(|| "{}".to_owned())
 }
 
 /// `object` (a JSON object's text) with one more member, `"name":value`.
 fn with_member(object: &str, name: &str, value: &str) -> String {
+    let mut out = String::with_capacity(object.len() + name.len() + value.len() + 4);
+    push_with_member(&mut out, object, name, value);
+    out
+}
+
+/// [`with_member`], appended to `out`.
+fn push_with_member(out: &mut String, object: &str, name: &str, value: &str) {
     let body = &object[..object.len() - 1];
-    let sep = if body.trim_end().ends_with('{') {
-        ""
-    } else {
-        ","
-    };
-    format!("{body}{sep}\"{name}\":{value}}}")
+    out.push_str(body);
+    if !body.trim_end().ends_with('{') {
+        out.push(',');
+    }
+    out.push('"');
+    out.push_str(name);
+    out.push_str("\":");
+    out.push_str(value);
+    out.push('}');
 }
 
 impl Notice {
@@ -284,13 +297,19 @@ impl Notice {
     }
 
     /// The JSON POSTed: `{"type", "timestamp", "data"}`, `data` carrying `sequence`.
+    /// Written in one allocation: it runs for every notice, on SQLite's
+    /// writer thread.
     pub fn body(&self, sequence: u32) -> String {
-        let data = with_member(&self.data, "sequence", &sequence.to_string());
-        format!(
-            "{{\"type\":\"{}\",\"timestamp\":\"{}\",\"data\":{data}}}",
-            self.kind.as_str(),
-            self.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        )
+        let kind = self.kind.as_str();
+        let mut out = String::with_capacity(self.data.len() + kind.len() + 80);
+        out.push_str("{\"type\":\"");
+        out.push_str(kind);
+        out.push_str("\",\"timestamp\":\"");
+        super::push_time(&mut out, self.at, true);
+        out.push_str("\",\"data\":");
+        push_with_member(&mut out, &self.data, "sequence", &sequence.to_string());
+        out.push('}');
+        out
     }
 }
 

@@ -256,7 +256,76 @@ pub fn describe_time(t: Option<DateTime<Utc>>) -> String {
 }
 
 pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    let mut out = String::with_capacity(30);
+    push_time(&mut out, t, false);
+    out
+}
+
+/// Append `t` as RFC 3339 UTC with a `Z`: exactly what chrono's
+/// `to_rfc3339_opts(AutoSi, true)` writes, or with `millis`, `(Millis, true)`.
+/// Written by hand for the years 0000–9999 because it runs for every time of
+/// every JSON body (a notification renders a dozen, on the SQLite writer's
+/// thread); chrono's formatter, through `fmt`, cost several times as much.
+/// Other years (never a real one here) go through chrono.
+pub fn push_time(out: &mut String, t: DateTime<Utc>, millis: bool) {
+    use chrono::{Datelike, SecondsFormat, Timelike};
+    let year = t.year();
+    if !(0..=9999).contains(&year) {
+        let format = if millis {
+            SecondsFormat::Millis
+        } else {
+            SecondsFormat::AutoSi
+        };
+        out.push_str(&t.to_rfc3339_opts(format, true));
+        return;
+    }
+    // A leap second is carried as nanoseconds ≥ 1e9 on second 59; chrono
+    // prints it as second 60 with the rest as the fraction.
+    let (second, nanos) = match t.nanosecond() {
+        n if n >= 1_000_000_000 => (t.second() + 1, n - 1_000_000_000),
+        n => (t.second(), n),
+    };
+    let mut buf = [0u8; 30];
+    let digits = |buf: &mut [u8], mut v: u32| {
+        for b in buf.iter_mut().rev() {
+            *b = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    digits(&mut buf[0..4], year as u32);
+    buf[4] = b'-';
+    digits(&mut buf[5..7], t.month());
+    buf[7] = b'-';
+    digits(&mut buf[8..10], t.day());
+    buf[10] = b'T';
+    digits(&mut buf[11..13], t.hour());
+    buf[13] = b':';
+    digits(&mut buf[14..16], t.minute());
+    buf[16] = b':';
+    digits(&mut buf[17..19], second);
+    let mut end = 19;
+    let places = if millis {
+        3
+    } else if nanos == 0 {
+        0
+    } else if nanos % 1_000_000 == 0 {
+        3
+    } else if nanos % 1_000 == 0 {
+        6
+    } else {
+        9
+    };
+    if places > 0 {
+        buf[end] = b'.';
+        digits(
+            &mut buf[end + 1..end + 1 + places],
+            nanos / 10u32.pow(9 - places as u32),
+        );
+        end += 1 + places;
+    }
+    buf[end] = b'Z';
+    // Only ASCII digits and punctuation were written.
+    out.push_str(std::str::from_utf8(&buf[..=end]).unwrap_or_default());
 }
 
 /// A calendar date, `YYYY-MM-DD`.

@@ -49,20 +49,33 @@ fn insert_numbered(conn: &Connection, notices: &[Notice], last: i64) -> Result<(
             )
         });
         let first = last + (chunk_no * INSERT_SQL.len()) as i64;
-        let mut values: Vec<rusqlite::types::Value> = Vec::with_capacity(chunk.len() * 8);
+        // What each row needs made (the rest is bound from the notice itself).
+        let mut made = Vec::with_capacity(chunk.len());
         for (n, notice) in chunk.iter().enumerate() {
             let sequence = next_sequence(first + n as i64)?;
-            values.push(new_notice_id().into());
-            values.push(notice.subject.clone().into());
-            values.push(i64::from(sequence).into());
-            values.push(notice.reminder_id.map(|id| id.to_string()).into());
-            values.push(notice.kind.as_str().to_owned().into());
-            values.push(notice.body(sequence).into());
-            values.push(ms(notice.at).into());
-            values.push(ms(notice.at).into());
+            made.push((
+                new_notice_id(),
+                i64::from(sequence),
+                notice.reminder_id.map(|id| id.to_string()),
+                notice.kind.as_str(),
+                notice.body(sequence),
+                ms(notice.at),
+            ));
         }
-        conn.prepare_cached(sql)?
-            .execute(rusqlite::params_from_iter(values))?;
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
+        for (notice, (id, sequence, reminder_id, kind, body, at)) in chunk.iter().zip(&made) {
+            values.extend([
+                id as &dyn rusqlite::ToSql,
+                &notice.subject,
+                sequence,
+                reminder_id,
+                kind,
+                body,
+                at,
+                at,
+            ]);
+        }
+        conn.prepare_cached(sql)?.execute(values.as_slice())?;
     }
     Ok(())
 }
