@@ -150,15 +150,17 @@ impl Writer {
         let checkpointer = Connection::open(path)?;
         checkpointer.busy_timeout(Duration::from_secs(10))?;
         let (committed, wake) = std::sync::mpsc::sync_channel(1);
+        // Thread names of at most 15 bytes: Linux cuts longer ones, and `top`,
+        // `perf` and /proc could not tell these two apart.
         std::thread::Builder::new()
-            .name("duecall-sqlite-checkpoint".into())
+            .name("sqlite-ckpt".into())
             .spawn(move || checkpoints(checkpointer, wake))
             .map_err(|e| {
                 StoreError::Commit(format!("cannot start the SQLite checkpointer: {e}"))
             })?;
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         std::thread::Builder::new()
-            .name("duecall-sqlite-writer".into())
+            .name("sqlite-writer".into())
             .spawn(move || run(conn, queue, gate, committed))
             .map_err(|e| StoreError::Commit(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self { jobs, notify })
