@@ -520,6 +520,70 @@ pub async fn recorded_events(database_url: &str) -> HashMap<String, bool> {
     }
 }
 
+/// Where the glance's counts (kept by triggers, or by the PostgreSQL writer
+/// for its batches) differ from a recount of the rows they count: one line per
+/// (slot, key) that differs, so empty when they agree. PostgreSQL's pending
+/// deltas are counted in, as the page folds them before it reads.
+pub async fn glance_mismatches(database_url: &str) -> Vec<String> {
+    let (attempts, promises) = if database_url.starts_with("postgres") {
+        (
+            "SELECT slot, result, sum(n)::bigint, 0::bigint FROM ( \
+               SELECT slot, result, n FROM glance_attempts \
+               UNION ALL SELECT slot, result, n FROM glance_attempt_deltas \
+               UNION ALL SELECT glance_slot(dispatched_at), COALESCE(result, ''), -count(*) \
+                 FROM attempts GROUP BY 1, 2) c \
+             GROUP BY slot, result HAVING sum(n) <> 0",
+            "SELECT slot, status || '/' || currency, sum(n)::bigint, sum(amount)::bigint FROM ( \
+               SELECT slot, status, currency, n, amount FROM glance_promises \
+               UNION ALL SELECT slot, status, currency, n, amount FROM glance_promise_deltas \
+               UNION ALL SELECT glance_slot(promise_opened_at), promise_status, currency, -count(*), \
+                 -COALESCE(sum(promise_amount_minor), 0) FROM reminders \
+                 WHERE promise_opened_at IS NOT NULL AND promise_status IS NOT NULL GROUP BY 1, 2, 3) c \
+             GROUP BY slot, status, currency HAVING sum(n) <> 0 OR sum(amount) <> 0",
+        )
+    } else {
+        (
+            "SELECT slot, result, sum(n), 0 FROM ( \
+               SELECT slot, result, n FROM glance_attempts \
+               UNION ALL SELECT dispatched_at / 900000 AS slot, COALESCE(result, '') AS result, -count(*) AS n \
+                 FROM attempts GROUP BY 1, 2) \
+             GROUP BY slot, result HAVING sum(n) <> 0",
+            "SELECT slot, status || '/' || currency, sum(n), sum(amount) FROM ( \
+               SELECT slot, status, currency, n, amount FROM glance_promises \
+               UNION ALL SELECT promise_opened_at / 900000 AS slot, promise_status AS status, currency, \
+                 -count(*) AS n, -COALESCE(sum(promise_amount_minor), 0) AS amount FROM reminders \
+                 WHERE promise_opened_at IS NOT NULL AND promise_status IS NOT NULL GROUP BY 1, 2, 3) \
+             GROUP BY slot, status, currency HAVING sum(n) <> 0 OR sum(amount) <> 0",
+        )
+    };
+    let mut out = Vec::new();
+    for (what, sql) in [("attempts", attempts), ("promises", promises)] {
+        let rows: Vec<(i64, String, i64, i64)> = if database_url.starts_with("postgres") {
+            let mut conn = sqlx::PgConnection::connect(database_url)
+                .await
+                .expect("connect");
+            sqlx::query_as(sql)
+                .fetch_all(&mut conn)
+                .await
+                .expect("recount")
+        } else {
+            let mut conn = sqlx::SqliteConnection::connect(database_url)
+                .await
+                .expect("connect");
+            sqlx::query_as(sql)
+                .fetch_all(&mut conn)
+                .await
+                .expect("recount")
+        };
+        out.extend(rows.into_iter().map(|(slot, key, n, amount)| {
+            format!(
+                "{what}: slot {slot} {key:?}: counted {n:+} (amount {amount:+}) beyond the rows"
+            )
+        }));
+    }
+    out
+}
+
 /// What a reminder ended as, without the times that differ from run to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReminderState {
