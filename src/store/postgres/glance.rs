@@ -4,8 +4,12 @@
 //! wait for each other but never deadlock), then sums the counts per day in
 //! the database, side by side on the pool.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
 
 use crate::store::{day_params, days_cte, glance_rows as rows, GlanceRows, StoreError};
 
@@ -79,4 +83,111 @@ pub(super) async fn glance(
         opt_outs
     )?;
     Ok(rows(attempts, promises, paid, opt_outs))
+}
+
+/// The glance's keys of the rows an event batch may change, as the batch
+/// found them at its start (`writer::lock_and_read`, before any write). At
+/// its end [`write_batch_changes`] compares them with the rows as they are
+/// and appends the differences, in one statement: the work of the two row
+/// triggers that stand aside in the writer's transactions
+/// (`0011_glance_by_writer.sql`), for the whole batch at once. Several jobs
+/// on one row add up to the change from the first state to the last, which
+/// is what their triggers would have appended; a job rolled back to its
+/// savepoint left nothing to count.
+#[derive(Default)]
+pub(super) struct BatchBefore {
+    /// (reminder, attempt) → (dispatched_at, result, `''` for none).
+    attempts: HashMap<(Uuid, i32), (DateTime<Utc>, String)>,
+    /// reminder → (promise_opened_at, promise_status, promise_amount_minor, currency).
+    promises: HashMap<Uuid, PromiseKey>,
+}
+
+type PromiseKey = (Option<DateTime<Utc>>, Option<String>, Option<i64>, String);
+
+/// The columns `BatchBefore::note` reads, for the batch's read statement
+/// (`r`: the reminder, `a`: the attempt, which may be missing).
+pub(super) const BATCH_BEFORE_COLS: &str = "r.id AS g_rid, r.promise_opened_at AS g_opened, \
+     r.promise_status AS g_status, r.promise_amount_minor AS g_amount, r.currency AS g_currency, \
+     a.attempt AS g_attempt, a.dispatched_at AS g_dispatched, COALESCE(a.result, '') AS g_result";
+
+impl BatchBefore {
+    /// Note one row of the batch's read (the first state of each key wins;
+    /// every row is read before anything is written, so all are first).
+    pub(super) fn note(&mut self, row: &PgRow) -> Result<(), sqlx::Error> {
+        let rid: Uuid = row.try_get("g_rid")?;
+        self.promises.entry(rid).or_insert((
+            row.try_get("g_opened")?,
+            row.try_get("g_status")?,
+            row.try_get("g_amount")?,
+            row.try_get("g_currency")?,
+        ));
+        if let Some(attempt) = row.try_get::<Option<i32>, _>("g_attempt")? {
+            let dispatched: DateTime<Utc> = row.try_get("g_dispatched")?;
+            let result: String = row.try_get("g_result")?;
+            self.attempts
+                .entry((rid, attempt))
+                .or_insert((dispatched, result));
+        }
+        Ok(())
+    }
+}
+
+const BATCH_CHANGES: &str = "WITH a0 AS ( \
+       SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[], $4::text[]) AS d(rid, att, t, r)), \
+     ad AS (INSERT INTO glance_attempt_deltas (slot, result, n) \
+       SELECT glance_slot(x.t), x.r, x.n FROM a0 \
+       JOIN attempts cur ON cur.reminder_id = a0.rid AND cur.attempt = a0.att \
+       CROSS JOIN LATERAL (VALUES (a0.t, a0.r, -1::bigint), \
+                                  (cur.dispatched_at, COALESCE(cur.result, ''), 1::bigint)) AS x(t, r, n) \
+       WHERE a0.t IS DISTINCT FROM cur.dispatched_at OR a0.r IS DISTINCT FROM COALESCE(cur.result, '') \
+       RETURNING 1), \
+     p0 AS ( \
+       SELECT * FROM unnest($5::uuid[], $6::timestamptz[], $7::text[], $8::bigint[], $9::text[]) \
+         AS p(rid, t, s, amt, cur)), \
+     pd AS (INSERT INTO glance_promise_deltas (slot, status, currency, n, amount) \
+       SELECT glance_slot(x.t), x.s, x.c, x.n, x.a FROM p0 JOIN reminders r ON r.id = p0.rid \
+       CROSS JOIN LATERAL (VALUES (p0.t, p0.s, p0.cur, -1::bigint, -COALESCE(p0.amt, 0)), \
+           (r.promise_opened_at, r.promise_status, r.currency, 1::bigint, COALESCE(r.promise_amount_minor, 0))) \
+         AS x(t, s, c, n, a) \
+       WHERE x.t IS NOT NULL AND x.s IS NOT NULL \
+         AND (p0.t IS DISTINCT FROM r.promise_opened_at OR p0.s IS DISTINCT FROM r.promise_status \
+              OR p0.amt IS DISTINCT FROM r.promise_amount_minor) \
+       RETURNING 1) \
+     SELECT (SELECT count(*) FROM ad) + (SELECT count(*) FROM pd)";
+
+/// Append what the batch changed of the glance's counts (see [`BatchBefore`]),
+/// in the batch's transaction, before its commit.
+pub(super) async fn write_batch_changes(
+    conn: &mut PgConnection,
+    before: &BatchBefore,
+) -> Result<(), sqlx::Error> {
+    let (mut a_rid, mut a_att, mut a_t, mut a_r) = (vec![], vec![], vec![], vec![]);
+    for ((rid, att), (t, r)) in &before.attempts {
+        a_rid.push(*rid);
+        a_att.push(*att);
+        a_t.push(*t);
+        a_r.push(r.as_str());
+    }
+    let (mut p_rid, mut p_t, mut p_s, mut p_amt, mut p_cur) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    for (rid, (t, s, amt, cur)) in &before.promises {
+        p_rid.push(*rid);
+        p_t.push(*t);
+        p_s.push(s.as_deref());
+        p_amt.push(*amt);
+        p_cur.push(cur.as_str());
+    }
+    sqlx::query(BATCH_CHANGES)
+        .bind(&a_rid)
+        .bind(&a_att)
+        .bind(&a_t)
+        .bind(&a_r)
+        .bind(&p_rid)
+        .bind(&p_t)
+        .bind(&p_s)
+        .bind(&p_amt)
+        .bind(&p_cur)
+        .execute(conn)
+        .await?;
+    Ok(())
 }

@@ -37,6 +37,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Executor, Row};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::glance::{write_batch_changes, BatchBefore, BATCH_BEFORE_COLS};
 use super::{apply_in, attempt_cols, notices, read_for_event, reminder_from_row, Notify};
 use crate::domain::{Attempt, Reminder, ReminderId};
 use crate::store::{
@@ -205,7 +206,11 @@ async fn try_batch(
     notify: bool,
 ) -> Result<Vec<Answer>, Failed> {
     let mut tx = pool.begin().await?;
-    let mut read = lock_and_read(&mut tx, batch).await?;
+    // This transaction appends the glance's changes itself, at its end (the
+    // row triggers stand aside: `0011_glance_by_writer.sql`).
+    simple(&mut tx, "SET LOCAL duecall.glance_by_writer = 'on'").await?;
+    let mut glance = BatchBefore::default();
+    let mut read = lock_and_read(&mut tx, batch, &mut glance).await?;
     // Reminders an earlier job of this batch wrote: read again, not from `read`.
     let mut written = HashSet::new();
     let mut answers = Vec::with_capacity(batch.len());
@@ -252,6 +257,9 @@ async fn try_batch(
         }
         answers.push(answer);
     }
+    if !written.is_empty() {
+        write_batch_changes(&mut tx, &glance).await?;
+    }
     if !pending.is_empty() {
         match notices::write_pending(&mut tx, &pending).await {
             Ok(()) => {}
@@ -275,12 +283,13 @@ async fn simple(conn: &mut PgConnection, sql: &'static str) -> Result<(), sqlx::
 async fn lock_and_read(
     conn: &mut PgConnection,
     batch: &[Job],
+    glance: &mut BatchBefore,
 ) -> Result<Vec<Option<(Reminder, Option<Attempt>)>>, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = batch.iter().map(|j| j.id.as_uuid()).collect();
     let attempts: Vec<Option<i32>> = batch.iter().map(|j| j.attempt.map(|a| a as i32)).collect();
     let cols = reminder_cols_of("r");
     let rows = sqlx::query(&format!(
-        "SELECT v.n, {cols}, {JOINED_ATTEMPT_COLS} \
+        "SELECT v.n, {cols}, {JOINED_ATTEMPT_COLS}, {BATCH_BEFORE_COLS} \
          FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS v(rid, att, n) \
          JOIN reminders r ON r.id = v.rid \
          LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(v.att, r.attempt_count) \
@@ -292,6 +301,7 @@ async fn lock_and_read(
     .await?;
     let mut read: Vec<Option<(Reminder, Option<Attempt>)>> = batch.iter().map(|_| None).collect();
     for row in &rows {
+        glance.note(row)?;
         let n: i64 = row.try_get("n")?;
         let found: Option<i32> = row.try_get("a_attempt")?;
         let parsed = reminder_from_row(row).and_then(|r| {
