@@ -5,9 +5,11 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
 use serde::Serialize;
 
 use super::*;
@@ -183,8 +185,11 @@ pub struct Notice {
     pub subject: String,
     pub reminder_id: Option<ReminderId>,
     pub at: DateTime<Utc>,
-    /// `data` without its `sequence`: a JSON object's text, rendered once.
-    data: String,
+    /// `data` without its `sequence` (nor `extra`): a JSON object's text,
+    /// rendered once and shared by the notices of one change.
+    data: Arc<str>,
+    /// One member more for `data` (`attempt`, `payment`): its name and JSON text.
+    extra: Option<(&'static str, String)>,
 }
 
 /// A value's JSON object text (`{}` if it cannot be one, which no domain value is).
@@ -198,27 +203,6 @@ fn object_text<T: Serialize>(value: &T) -> String {
         .unwrap_or_else(|| "{}".to_owned())
 }
 
-/// `object` (a JSON object's text) with one more member, `"name":value`.
-fn with_member(object: &str, name: &str, value: &str) -> String {
-    let mut out = String::with_capacity(object.len() + name.len() + value.len() + 4);
-    push_with_member(&mut out, object, name, value);
-    out
-}
-
-/// [`with_member`], appended to `out`.
-fn push_with_member(out: &mut String, object: &str, name: &str, value: &str) {
-    let body = &object[..object.len() - 1];
-    out.push_str(body);
-    if !body.trim_end().ends_with('{') {
-        out.push(',');
-    }
-    out.push('"');
-    out.push_str(name);
-    out.push_str("\":");
-    out.push_str(value);
-    out.push('}');
-}
-
 impl Notice {
     /// About a reminder: `data` is the reminder as the API shows it (SPEC §5),
     /// with the attempt for `attempt.ended`.
@@ -228,26 +212,23 @@ impl Notice {
         reminder: &Reminder,
         attempt: Option<&Attempt>,
     ) -> Self {
-        Self::of_reminder(kind, at, reminder, &object_text(reminder), attempt)
+        Self::of_reminder(kind, at, reminder, object_text(reminder).into(), attempt)
     }
 
     fn of_reminder(
         kind: NoticeType,
         at: DateTime<Utc>,
         reminder: &Reminder,
-        reminder_text: &str,
+        reminder_text: Arc<str>,
         attempt: Option<&Attempt>,
     ) -> Self {
-        let data = match attempt {
-            Some(a) => with_member(reminder_text, "attempt", &object_text(a)),
-            None => reminder_text.to_owned(),
-        };
         Self {
             kind,
             subject: reminder.id.to_string(),
             reminder_id: Some(reminder.id),
             at,
-            data,
+            data: reminder_text,
+            extra: attempt.map(|a| ("attempt", object_text(a))),
         }
     }
 
@@ -259,14 +240,14 @@ impl Notice {
         if kinds.is_empty() {
             return Vec::new();
         }
-        let text = object_text(after);
+        let text: Arc<str> = object_text(after).into();
         kinds
             .into_iter()
             .map(|kind| {
                 let attempt = (kind == NoticeType::AttemptEnded)
                     .then_some(attempt)
                     .flatten();
-                Self::of_reminder(kind, change.at, after, &text, attempt)
+                Self::of_reminder(kind, change.at, after, Arc::clone(&text), attempt)
             })
             .collect()
     }
@@ -278,7 +259,8 @@ impl Notice {
             subject: reminder.id.to_string(),
             reminder_id: Some(reminder.id),
             at: payment.recorded_at,
-            data: with_member(&object_text(reminder), "payment", &object_text(payment)),
+            data: object_text(reminder).into(),
+            extra: Some(("payment", object_text(payment))),
         }
     }
 
@@ -292,23 +274,47 @@ impl Notice {
             },
             reminder_id: entry.reminder_id,
             at: entry.created_at,
-            data: object_text(entry),
+            data: object_text(entry).into(),
+            extra: None,
         }
     }
 
     /// The JSON POSTed: `{"type", "timestamp", "data"}`, `data` carrying `sequence`.
     /// Written in one allocation: it runs for every notice, on SQLite's
-    /// writer thread.
+    /// writer thread. `data` is the shared object with `extra`'s member and
+    /// `sequence` added at its end.
     pub fn body(&self, sequence: u32) -> String {
         let kind = self.kind.as_str();
-        let mut out = String::with_capacity(self.data.len() + kind.len() + 80);
+        let extra_len = self
+            .extra
+            .as_ref()
+            .map_or(0, |(n, v)| n.len() + v.len() + 4);
+        let mut out = String::with_capacity(self.data.len() + extra_len + kind.len() + 80);
         out.push_str("{\"type\":\"");
         out.push_str(kind);
         out.push_str("\",\"timestamp\":\"");
         super::push_time(&mut out, self.at, true);
         out.push_str("\",\"data\":");
-        push_with_member(&mut out, &self.data, "sequence", &sequence.to_string());
-        out.push('}');
+        let open = &self.data[..self.data.len() - 1];
+        out.push_str(open);
+        let mut empty = open.trim_end().ends_with('{');
+        let sequence = sequence.to_string();
+        for (name, value) in self
+            .extra
+            .iter()
+            .map(|(n, v)| (*n, v.as_str()))
+            .chain([("sequence", sequence.as_str())])
+        {
+            if !empty {
+                out.push(',');
+            }
+            empty = false;
+            out.push('"');
+            out.push_str(name);
+            out.push_str("\":");
+            out.push_str(value);
+        }
+        out.push_str("}}");
         out
     }
 }
@@ -399,7 +405,35 @@ mod tests {
                 }
             })
         );
-        assert_eq!(with_member("{}", "a", "1"), r#"{"a":1}"#);
-        assert_eq!(with_member(r#"{"b":2}"#, "a", "1"), r#"{"b":2,"a":1}"#);
+    }
+
+    /// The members added to `data` (an `extra` one, then `sequence`) are
+    /// separated right whether `data` is empty or not.
+    #[test]
+    fn members_are_added_to_empty_and_full_objects() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T15:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let notice = |data: &str, extra: Option<(&'static str, &str)>| Notice {
+            kind: NoticeType::SuppressionAdded,
+            subject: "s".into(),
+            reminder_id: None,
+            at,
+            data: data.into(),
+            extra: extra.map(|(n, v)| (n, v.to_owned())),
+        };
+        let head = r#"{"type":"suppression.added","timestamp":"2026-11-24T15:00:00.000Z","data":"#;
+        for (data, extra, want) in [
+            ("{}", None, r#"{"sequence":1}"#),
+            (r#"{"b":2}"#, None, r#"{"b":2,"sequence":1}"#),
+            ("{ }", Some(("a", "1")), r#"{ "a":1,"sequence":1}"#),
+            (
+                r#"{"b":2}"#,
+                Some(("a", r#"{"c":3}"#)),
+                r#"{"b":2,"a":{"c":3},"sequence":1}"#,
+            ),
+        ] {
+            assert_eq!(notice(data, extra).body(1), format!("{head}{want}}}"));
+        }
     }
 }
