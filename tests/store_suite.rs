@@ -1211,6 +1211,15 @@ async fn postgres_two_instances_ingest_the_same_reminders_at_once() {
         };
         assert_eq!(r.status, expected, "{}", won[0]);
     }
+    // The dashboard's counts, which each batch appends for what it changed,
+    // equal a recount: a batch that waited for the other instance's lock
+    // counts from what it finds once it has it, not from before it waited.
+    let off = common::load::glance_mismatches(&db.url).await;
+    assert!(
+        off.is_empty(),
+        "the glance's counts differ from a recount:\n{}",
+        off.join("\n")
+    );
     db.cleanup().await;
 }
 

@@ -278,8 +278,17 @@ async fn simple(conn: &mut PgConnection, sql: &'static str) -> Result<(), sqlx::
     Ok(())
 }
 
-/// Every job's reminder and attempt, as `read_for_event` would read them, in
-/// one statement; the reminders locked in id order. `None`: no such reminder.
+/// Every job's reminder and attempt, as `read_for_event` would read them;
+/// the reminders locked first, in id order. `None`: no such reminder.
+///
+/// Two statements: the lock, then the read. One `SELECT … JOIN attempts …
+/// FOR UPDATE OF r` that waited for another transaction's lock would return
+/// the reminder as that transaction left it but the attempt as it was
+/// before (PostgreSQL re-reads only the locked rows), and the glance would
+/// count that transaction's change a second time (`BatchBefore`). Read after
+/// the locks are held, every row is as the last writer left it, and nobody
+/// changes it before this batch commits (every writer of a reminder's
+/// attempts holds the reminder's lock).
 async fn lock_and_read(
     conn: &mut PgConnection,
     batch: &[Job],
@@ -287,13 +296,16 @@ async fn lock_and_read(
 ) -> Result<Vec<Option<(Reminder, Option<Attempt>)>>, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = batch.iter().map(|j| j.id.as_uuid()).collect();
     let attempts: Vec<Option<i32>> = batch.iter().map(|j| j.attempt.map(|a| a as i32)).collect();
+    sqlx::query("SELECT 1 FROM reminders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE")
+        .bind(&ids)
+        .execute(&mut *conn)
+        .await?;
     let cols = reminder_cols_of("r");
     let rows = sqlx::query(&format!(
         "SELECT v.n, {cols}, {JOINED_ATTEMPT_COLS}, {BATCH_BEFORE_COLS} \
          FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS v(rid, att, n) \
          JOIN reminders r ON r.id = v.rid \
-         LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(v.att, r.attempt_count) \
-         ORDER BY r.id FOR UPDATE OF r"
+         LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(v.att, r.attempt_count)"
     ))
     .bind(&ids)
     .bind(&attempts)
