@@ -4,11 +4,14 @@
 //! that is free takes every job waiting (up to `MAX_BATCH`) and does them in
 //! one transaction on one connection:
 //!
-//! 1. `BEGIN`, then one statement reads every job's reminder and attempt and
-//!    locks the reminders (`FOR UPDATE OF r`), in reminder-id order. Other
-//!    writers and other instances lock in the same order, so two batches do
-//!    not deadlock on each other; until the commit nobody else can change
-//!    what the jobs are decided on.
+//! 1. `BEGIN`; one statement locks every job's reminder (`FOR UPDATE`), in
+//!    reminder-id order, and the next reads the reminders and their attempts
+//!    (as the lock found them: see `lock_and_read`). Other writers and other
+//!    instances lock in the same order, so two batches do not deadlock on each
+//!    other; until the commit nobody else can change what the jobs are
+//!    decided on. The transaction also says that it counts the glance's
+//!    changes itself (`SET LOCAL duecall.glance_by_writer`): its last
+//!    statement before the commit appends them for the whole batch.
 //! 2. Each job: decide on what was read (re-read, already locked, when an
 //!    earlier job in the batch wrote the same reminder), write with the same
 //!    compare-and-set statement as `apply` (one statement: all or nothing; a
