@@ -1223,6 +1223,186 @@ async fn postgres_two_instances_ingest_the_same_reminders_at_once() {
     db.cleanup().await;
 }
 
+/// PostgreSQL writes a batch of events about different reminders with one
+/// statement (`src/store/postgres/batch.rs`): what it stores is what each job
+/// was answered — the reminder to the millisecond, a promise's columns, the
+/// attempt — and a repeat in such a batch writes nothing. A trigger records
+/// which statement wrote each event, to show the batch's statement did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_batch_of_events_is_written_by_one_statement() {
+    use sqlx::Connection;
+    let Some((db, store)) = open(Backend::Postgres).await else {
+        return;
+    };
+    db.execute(
+        "CREATE TABLE event_writers (webhook_id TEXT, query TEXT); \
+         CREATE FUNCTION note_writer() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN INSERT INTO event_writers VALUES (NEW.webhook_id, current_query()); \
+         RETURN NEW; END $$; \
+         CREATE TRIGGER note_writer AFTER INSERT ON events FOR EACH ROW \
+         EXECUTE FUNCTION note_writer();",
+    )
+    .await;
+    let now = t("2026-11-24T15:01:00Z");
+    let at = now + Duration::milliseconds(1234) + Duration::microseconds(567);
+    let mut batched = 0;
+    // Batches form when events wait for a writer: a few rounds at most.
+    for round in 0..5 {
+        let ids = due_reminders(&store, 40, "2026-11-24T15:00:00Z", json!({})).await;
+        store
+            .claim(&ids, now, 1000, &common::default_rules())
+            .await
+            .unwrap();
+        let event = |id: ReminderId, kind: domain::EventKind| domain::Event {
+            reminder_id: id,
+            attempt: Some(1),
+            occurred_at: at,
+            kind,
+        };
+        // The first reminder's answer is recorded before; heard again below.
+        let repeat = format!("r{round}_ans_{}", ids[0]);
+        let decide = decide_for(
+            event(ids[0], domain::EventKind::Answered),
+            repeat.clone(),
+            at,
+        );
+        store
+            .ingest(ids[0], Some(1), decide)
+            .await
+            .unwrap()
+            .unwrap();
+        let mut tasks = Vec::new();
+        for (n, id) in ids.iter().enumerate() {
+            let (webhook_id, kind) = match n {
+                0 => (repeat.clone(), domain::EventKind::Answered),
+                n if n % 3 == 0 => (format!("r{round}_ans_{id}"), domain::EventKind::Answered),
+                n => {
+                    let outcome = if n % 3 == 1 {
+                        json!({"result": "payment_promised", "promised_date": "2026-11-27"})
+                    } else {
+                        json!({"result": "busy"})
+                    };
+                    let kind =
+                        domain::EventKind::Completed(serde_json::from_value(outcome).unwrap());
+                    (format!("r{round}_end_{id}"), kind)
+                }
+            };
+            let store = Arc::clone(&store);
+            let decide = decide_for(event(*id, kind), webhook_id.clone(), at);
+            let id = *id;
+            tasks.push(tokio::spawn(async move {
+                let done = store.ingest(id, Some(1), decide).await.unwrap().unwrap();
+                (id, webhook_id, done)
+            }));
+        }
+        for task in tasks {
+            let (id, webhook_id, done) = task.await.unwrap();
+            if webhook_id == repeat {
+                assert_eq!(done.applied, Applied::Duplicate, "{webhook_id}");
+                assert_eq!(
+                    store.count_events(id).await.unwrap(),
+                    1,
+                    "the repeat wrote nothing"
+                );
+                continue;
+            }
+            let Applied::Done(after) = done.applied else {
+                panic!("{webhook_id}: {:?}", done.applied)
+            };
+            let stored = store.get_reminder(id).await.unwrap().unwrap();
+            assert_eq!(*after, stored, "{webhook_id}: as answered, as stored");
+            if webhook_id.contains("_end_") && stored.status == Status::Completed {
+                let promise = stored.promise.as_ref().expect("a promise opened");
+                assert_eq!(promise.date.to_string(), "2026-11-27");
+            }
+            let att = store.get_attempt(id, 1).await.unwrap().unwrap();
+            let expected = if webhook_id.contains("_end_") {
+                domain::AttemptStatus::Completed
+            } else {
+                domain::AttemptStatus::Processing
+            };
+            assert_eq!(att.status, expected, "{webhook_id}");
+            assert_eq!(store.count_events(id).await.unwrap(), 1, "{webhook_id}");
+        }
+        let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
+        batched = sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM event_writers WHERE query LIKE 'WITH v AS (SELECT * FROM unnest(%'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        if batched >= 2 {
+            break;
+        }
+    }
+    assert!(batched >= 2, "no batch was written by the one statement");
+    let off = common::load::glance_mismatches(&db.url).await;
+    assert!(
+        off.is_empty(),
+        "the glance differs from a recount:\n{}",
+        off.join("\n")
+    );
+    db.cleanup().await;
+}
+
+/// An event PostgreSQL refuses (an injected fault) in a batch that the one
+/// statement would write: the batch is done again job by job, and that event
+/// fails alone while every other is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_refused_event_in_a_batch_of_distinct_reminders_fails_alone() {
+    let Some((db, store)) = open(Backend::Postgres).await else {
+        return;
+    };
+    db.execute(
+        "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+         CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW \
+         WHEN (NEW.webhook_id LIKE 'bad_%') EXECUTE FUNCTION refuse_bad();",
+    )
+    .await;
+    let now = t("2026-11-24T15:01:00Z");
+    let ids = due_reminders(&store, 48, "2026-11-24T15:00:00Z", json!({})).await;
+    store
+        .claim(&ids, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for (n, id) in ids.iter().enumerate() {
+        // One event per reminder; every eighth is refused.
+        let webhook_id = if n % 8 == 3 {
+            format!("bad_{id}")
+        } else {
+            format!("ans_{id}")
+        };
+        let store = Arc::clone(&store);
+        let ev = domain::Event {
+            reminder_id: *id,
+            attempt: Some(1),
+            occurred_at: now,
+            kind: domain::EventKind::Answered,
+        };
+        let decide = decide_for(ev, webhook_id.clone(), now);
+        let id = *id;
+        tasks.push(tokio::spawn(async move {
+            (id, webhook_id, store.ingest(id, Some(1), decide).await)
+        }));
+    }
+    for task in tasks {
+        let (id, webhook_id, result) = task.await.unwrap();
+        let status = store.get_reminder(id).await.unwrap().unwrap().status;
+        if webhook_id.starts_with("bad_") {
+            assert!(result.is_err(), "{webhook_id}: {result:?}");
+            assert_eq!(store.count_events(id).await.unwrap(), 0, "{webhook_id}");
+            assert_eq!(status, Status::InProgress, "{webhook_id}: no trace");
+        } else {
+            let done = result.unwrap().unwrap();
+            assert!(matches!(done.applied, Applied::Done(_)), "{webhook_id}");
+            assert_eq!(status, Status::Processing, "{webhook_id}");
+        }
+    }
+    db.cleanup().await;
+}
+
 async fn get_for_event_reads_the_named_attempt(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;

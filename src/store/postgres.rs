@@ -7,6 +7,7 @@
 //! the commit (`writer`).
 
 mod actions;
+mod batch;
 mod glance;
 mod notices;
 mod payments;

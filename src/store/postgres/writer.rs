@@ -12,7 +12,12 @@
 //!    decided on. The transaction also says that it counts the glance's
 //!    changes itself (`SET LOCAL duecall.glance_by_writer`): its last
 //!    statement before the commit appends them for the whole batch.
-//! 2. Each job: decide on what was read (re-read, already locked, when an
+//! 2. The common batch — every job an event about another reminder, none
+//!    starting an attempt, listing a number or carrying an operator's action —
+//!    is decided on what was read and written by one statement for all its
+//!    jobs (`batch.rs`): a batch pays one statement's start-up, not one a job.
+//!    Any other batch goes job by job:
+//!    each job: decide on what was read (re-read, already locked, when an
 //!    earlier job in the batch wrote the same reminder), write with the same
 //!    compare-and-set statement as `apply` (one statement: all or nothing; a
 //!    duplicate writes nothing), and on a `Stale` (an attempt row changed
@@ -40,6 +45,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Executor, Row};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
+use super::batch;
 use super::glance::{write_batch_changes, BatchBefore, BATCH_BEFORE_COLS};
 use super::{apply_in, attempt_cols, notices, read_for_event, reminder_from_row, Notify};
 use crate::domain::{Attempt, Reminder, ReminderId};
@@ -208,12 +214,49 @@ async fn try_batch(
     savepoints: bool,
     notify: bool,
 ) -> Result<Vec<Answer>, Failed> {
-    let mut tx = pool.begin().await?;
     // This transaction appends the glance's changes itself, at its end (the
-    // row triggers stand aside: `0011_glance_by_writer.sql`).
-    simple(&mut tx, "SET LOCAL duecall.glance_by_writer = 'on'").await?;
+    // row triggers stand aside: `0011_glance_by_writer.sql`); one round trip.
+    let mut tx = pool
+        .begin_with("BEGIN; SET LOCAL duecall.glance_by_writer = 'on'")
+        .await?;
     let mut glance = BatchBefore::default();
     let mut read = lock_and_read(&mut tx, batch, &mut glance).await?;
+    if !savepoints {
+        if let Some(answers) = all_at_once(&mut tx, batch, &mut read).await? {
+            let written = answers.iter().any(|a| {
+                matches!(
+                    a,
+                    Ok(Some(Ingested {
+                        applied: Applied::Done(_),
+                        ..
+                    }))
+                )
+            });
+            if written {
+                write_batch_changes(&mut tx, &glance).await?;
+            }
+            if notify {
+                let pending: Vec<notices::Pending> = answers
+                    .iter()
+                    .filter_map(|a| match a {
+                        Ok(Some(Ingested {
+                            decision,
+                            applied: Applied::Done(after),
+                            ..
+                        })) => Some(notices::Pending {
+                            change: decision.change.clone(),
+                            after: (**after).clone(),
+                            listed: false,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                write_notices(&mut tx, &pending).await?;
+            }
+            tx.commit().await?;
+            return Ok(answers);
+        }
+    }
     // Reminders an earlier job of this batch wrote: read again, not from `read`.
     let mut written = HashSet::new();
     let mut answers = Vec::with_capacity(batch.len());
@@ -263,15 +306,98 @@ async fn try_batch(
     if !written.is_empty() {
         write_batch_changes(&mut tx, &glance).await?;
     }
-    if !pending.is_empty() {
-        match notices::write_pending(&mut tx, &pending).await {
-            Ok(()) => {}
-            Err(StoreError::Database(e)) => return Err(Failed::Batch(e)),
-            Err(e) => return Err(Failed::Batch(sqlx::Error::Protocol(e.to_string()))),
-        }
-    }
+    write_notices(&mut tx, &pending).await?;
     tx.commit().await?;
     Ok(answers)
+}
+
+/// Every job's notices, before the batch's commit.
+async fn write_notices(
+    conn: &mut PgConnection,
+    pending: &[notices::Pending],
+) -> Result<(), Failed> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    match notices::write_pending(conn, pending).await {
+        Ok(()) => Ok(()),
+        Err(StoreError::Database(e)) => Err(Failed::Batch(e)),
+        Err(e) => Err(Failed::Batch(sqlx::Error::Protocol(e.to_string()))),
+    }
+}
+
+/// The common batch (`batch::fits`: every job an event about another
+/// reminder, each found by the read) decided on what was read and written by
+/// one statement: the answers. `None`, having written nothing: the batch is
+/// not one of those, and is done job by job. A statement that wrote other
+/// rows than expected (it should not) fails the batch as a failed job does,
+/// so it is rolled back and done again job by job, each in a savepoint.
+async fn all_at_once(
+    conn: &mut PgConnection,
+    batch: &[Job],
+    read: &mut [Option<(Reminder, Option<Attempt>)>],
+) -> Result<Option<Vec<Answer>>, Failed> {
+    let mut ids = HashSet::with_capacity(batch.len());
+    let mut decided = Vec::with_capacity(batch.len());
+    for (job, found) in batch.iter().zip(read.iter()) {
+        let Some((before, attempt)) = found else {
+            return Ok(None);
+        };
+        let (decision, record) = (job.decide)(before, attempt.as_ref());
+        if !ids.insert(job.id) || !batch::fits(&decision.change, &record, before, attempt.as_ref())
+        {
+            return Ok(None);
+        }
+        decided.push((decision, record));
+    }
+    let mut hooks = HashSet::with_capacity(decided.len());
+    if !decided
+        .iter()
+        .all(|(_, r)| hooks.insert(r.webhook_id.as_str()))
+    {
+        return Ok(None);
+    }
+    let jobs: Vec<_> = decided.iter().map(|(d, r)| (&d.change, r)).collect();
+    let inserted = match batch::write(conn, &jobs).await {
+        Ok(batch::Written::Inserted(inserted)) => inserted,
+        Err(e) if is_retryable(&e) => return Err(Failed::Batch(e)),
+        // One job's row refused (a constraint, a trigger): done again job by
+        // job, each in a savepoint, so that one fails alone.
+        Err(e) => {
+            tracing::debug!(error = %e, "an event batch's statement failed; done again job by job");
+            return Err(Failed::Job);
+        }
+        Ok(batch::Written::Mismatch) => {
+            tracing::warn!(
+                jobs = batch.len(),
+                "an event batch's statement wrote other rows than decided; done again job by job"
+            );
+            return Err(Failed::Job);
+        }
+    };
+    let answers = decided
+        .into_iter()
+        .zip(read.iter_mut())
+        .map(|((decision, record), found)| {
+            let (before, _) = found.take().expect("checked above");
+            let applied = if !inserted.contains(&record.webhook_id) {
+                Applied::Duplicate
+            } else {
+                let change = &decision.change;
+                let after = match &change.reminder {
+                    Some(u) => u.applied_to(&before, change.at),
+                    None => before.clone(),
+                };
+                Applied::Done(Box::new(after))
+            };
+            Ok(Some(Ingested {
+                before,
+                decision,
+                applied,
+            }))
+        })
+        .collect();
+    Ok(Some(answers))
 }
 
 /// Statements without parameters (savepoints), in one round trip.
