@@ -1231,9 +1231,13 @@ async fn postgres_two_instances_ingest_the_same_reminders_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_batch_of_events_is_written_by_one_statement() {
     use sqlx::Connection;
-    let Some((db, store)) = open(Backend::Postgres).await else {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
         return;
     };
+    // With notifications on: the statement writes each job's notices too.
+    let store = duecall::store::connect_with(&db.url, 8, true)
+        .await
+        .unwrap();
     db.execute(
         "CREATE TABLE event_writers (webhook_id TEXT, query TEXT); \
          CREATE FUNCTION note_writer() RETURNS trigger LANGUAGE plpgsql AS \
@@ -1323,6 +1327,38 @@ async fn postgres_a_batch_of_events_is_written_by_one_statement() {
             };
             assert_eq!(att.status, expected, "{webhook_id}");
             assert_eq!(store.count_events(id).await.unwrap(), 1, "{webhook_id}");
+            // Its notices: numbered from 1, each showing the reminder (and
+            // the attempt) as stored.
+            let mut notices = store
+                .list_notifications(&duecall::store::NoticeQuery {
+                    status: None,
+                    reminder_id: Some(id),
+                    limit: 50,
+                    after: None,
+                })
+                .await
+                .unwrap()
+                .notifications;
+            notices.sort_by_key(|n| n.sequence);
+            let sequences: Vec<u32> = notices.iter().map(|n| n.sequence).collect();
+            let expected: Vec<u32> = (1..=notices.len() as u32).collect();
+            assert_eq!(sequences, expected, "{webhook_id}");
+            assert_eq!(
+                !notices.is_empty(),
+                webhook_id.contains("_end_"),
+                "{webhook_id}"
+            );
+            for n in &notices {
+                let data = &n.payload["data"];
+                if n.kind == domain::NoticeType::AttemptEnded {
+                    assert_eq!(data["attempt"], serde_json::to_value(&att).unwrap());
+                }
+                let mut shown = serde_json::to_value(&stored).unwrap();
+                shown["sequence"] = json!(n.sequence);
+                for (key, value) in shown.as_object().unwrap() {
+                    assert_eq!(&data[key], value, "{webhook_id}: {key}");
+                }
+            }
         }
         let mut conn = sqlx::PgConnection::connect(&db.url).await.unwrap();
         batched = sqlx::query_scalar::<_, i64>(

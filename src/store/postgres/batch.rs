@@ -1,10 +1,12 @@
 //! A whole event batch's writes as one statement (PostgreSQL).
 //!
-//! Job by job, an event costs one statement of five CTEs (`apply_stmt`), and
+//! Job by job, an event costs one statement of five CTEs (`apply_stmt`) and
+//! its notices two more per batch (`notices::write_pending`), and
 //! PostgreSQL's CPU per event was mostly that statement's start-up: binding,
 //! planning, and initialising its executor nodes (PERFORMANCE §1e). Here every
 //! job's event row, reminder and attempt are written by one statement over
-//! `unnest`ed arrays, so a batch pays that once.
+//! `unnest`ed arrays — with their notices (SPEC §9), numbered after each
+//! reminder's last as the batch's read found it — so a batch pays that once.
 //!
 //! It writes exactly what `apply_stmt` would, for the jobs it takes:
 //! - Each job was decided on its reminder and attempt as the batch read them
@@ -33,8 +35,8 @@ use uuid::Uuid;
 
 use super::to_json;
 use crate::clock::to_millis;
-use crate::domain::{Attempt, AttemptWrite, Change, Reminder};
-use crate::store::EventRecord;
+use crate::domain::{Attempt, AttemptWrite, Change, Notice, Reminder};
+use crate::store::{new_notice_id, EventRecord};
 
 /// Whether the one statement writes this job exactly as `apply_stmt` would:
 /// decided on `before` and `attempt` as read under the batch's lock.
@@ -110,9 +112,16 @@ const WRITE: &str = "WITH v AS (SELECT * FROM unnest($1::text[], $2::uuid[], $3:
      updated_at = w.at \
      FROM w JOIN ev ON ev.webhook_id = w.webhook_id \
      WHERE a.reminder_id = w.reminder_id AND a.attempt = w.attempt AND a.status = w.expect_status \
-     RETURNING 1) \
+     RETURNING 1), \
+ nt AS (INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, status, \
+     step, next_try_at, created_at) \
+     SELECT n.id, n.subject, n.sequence, n.reminder_id, n.type, n.body, 'pending', 0, n.at, n.at \
+     FROM unnest($38::text[], $39::text[], $40::text[], $41::int[], $42::uuid[], $43::text[], \
+     $44::text[], $45::timestamptz[]) AS n(webhook_id, id, subject, sequence, reminder_id, type, \
+     body, at) JOIN ev ON ev.webhook_id = n.webhook_id RETURNING 1) \
  SELECT ARRAY(SELECT webhook_id FROM ev) AS inserted, \
-     (SELECT count(*) FROM rem) AS rems, (SELECT count(*) FROM att) AS atts";
+     (SELECT count(*) FROM rem) AS rems, (SELECT count(*) FROM att) AS atts, \
+     (SELECT count(*) FROM nt) AS nts";
 
 /// The events' columns, one array each.
 #[derive(Default)]
@@ -166,11 +175,19 @@ struct Attempts<'a> {
     at: Vec<DateTime<Utc>>,
 }
 
-/// Write every job (each `fits`, each about another reminder) in one
-/// statement. `Mismatch`: roll the transaction back.
+/// A notice a job causes, numbered; written only if its job's event is.
+pub(super) struct NoticeRow<'a> {
+    pub webhook_id: &'a str,
+    pub sequence: u32,
+    pub notice: Notice,
+}
+
+/// Write every job (each `fits`, each about another reminder) and its
+/// notices in one statement. `Mismatch`: roll the transaction back.
 pub(super) async fn write(
     conn: &mut PgConnection,
     jobs: &[(&Change, &EventRecord)],
+    notices: &[NoticeRow<'_>],
 ) -> Result<Written, sqlx::Error> {
     let mut ev = Events::default();
     let mut rem = Reminders::default();
@@ -231,6 +248,28 @@ pub(super) async fn write(
             att.at.push(to_millis(change.at));
         }
     }
+    let n = notices.len();
+    let mut nt = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for row in notices {
+        let notice = &row.notice;
+        nt.0.push(row.webhook_id);
+        nt.1.push(new_notice_id());
+        nt.2.push(notice.subject.as_str());
+        nt.3.push(row.sequence as i32);
+        nt.4.push(notice.reminder_id.map(|id| id.as_uuid()));
+        nt.5.push(notice.kind.as_str());
+        nt.6.push(notice.body(row.sequence));
+        nt.7.push(notice.at);
+    }
     let row = sqlx::query(WRITE)
         .bind(&ev.webhook_id)
         .bind(&ev.reminder_id)
@@ -269,6 +308,14 @@ pub(super) async fn write(
         .bind(&att.outcome)
         .bind(&att.failure)
         .bind(&att.at)
+        .bind(&nt.0)
+        .bind(&nt.1)
+        .bind(&nt.2)
+        .bind(&nt.3)
+        .bind(&nt.4)
+        .bind(&nt.5)
+        .bind(&nt.6)
+        .bind(&nt.7)
         .fetch_one(conn)
         .await?;
     let inserted: HashSet<String> = row
@@ -277,9 +324,10 @@ pub(super) async fn write(
         .collect();
     let rems: i64 = row.try_get("rems")?;
     let atts: i64 = row.try_get("atts")?;
+    let nts: i64 = row.try_get("nts")?;
     // What the inserted events' jobs should have written, row for row.
     let expect = |hooks: &[&str]| hooks.iter().filter(|h| inserted.contains(**h)).count() as i64;
-    if rems != expect(&rem.webhook_id) || atts != expect(&att.webhook_id) {
+    if rems != expect(&rem.webhook_id) || atts != expect(&att.webhook_id) || nts != expect(&nt.0) {
         return Ok(Written::Mismatch);
     }
     Ok(Written::Inserted(inserted))

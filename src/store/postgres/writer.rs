@@ -48,7 +48,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 use super::batch;
 use super::glance::{write_batch_changes, BatchBefore, BATCH_BEFORE_COLS};
 use super::{apply_in, attempt_cols, notices, read_for_event, reminder_from_row, Notify};
-use crate::domain::{Attempt, Reminder, ReminderId};
+use crate::domain::{Attempt, Change, Notice, Reminder, ReminderId};
 use crate::store::{
     reminder_cols_of, Applied, Decide, Ingested, StoreError, JOINED_ATTEMPT_COLS, MAX_DECISIONS,
 };
@@ -177,6 +177,14 @@ impl From<sqlx::Error> for Failed {
     }
 }
 
+/// The reminder as `change` leaves `before` (what `batch::write` writes).
+fn after_of(change: &Change, before: &Reminder) -> Reminder {
+    match &change.reminder {
+        Some(u) => u.applied_to(before, change.at),
+        None => before.clone(),
+    }
+}
+
 /// A job with no company: the short path, two round trips and no explicit
 /// transaction. Read without a lock, decide, and write with the
 /// compare-and-set statement, which commits by itself; on a `Stale` (another
@@ -220,9 +228,12 @@ async fn try_batch(
         .begin_with("BEGIN; SET LOCAL duecall.glance_by_writer = 'on'")
         .await?;
     let mut glance = BatchBefore::default();
-    let mut read = lock_and_read(&mut tx, batch, &mut glance).await?;
+    let Read {
+        jobs: mut read,
+        last,
+    } = lock_and_read(&mut tx, batch, &mut glance, notify).await?;
     if !savepoints {
-        if let Some(answers) = all_at_once(&mut tx, batch, &mut read).await? {
+        if let Some(answers) = all_at_once(&mut tx, batch, &mut read, &last, notify).await? {
             let written = answers.iter().any(|a| {
                 matches!(
                     a,
@@ -235,24 +246,7 @@ async fn try_batch(
             if written {
                 write_batch_changes(&mut tx, &glance).await?;
             }
-            if notify {
-                let pending: Vec<notices::Pending> = answers
-                    .iter()
-                    .filter_map(|a| match a {
-                        Ok(Some(Ingested {
-                            decision,
-                            applied: Applied::Done(after),
-                            ..
-                        })) => Some(notices::Pending {
-                            change: decision.change.clone(),
-                            after: (**after).clone(),
-                            listed: false,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                write_notices(&mut tx, &pending).await?;
-            }
+            // Its notices went with its statement.
             tx.commit().await?;
             return Ok(answers);
         }
@@ -336,6 +330,8 @@ async fn all_at_once(
     conn: &mut PgConnection,
     batch: &[Job],
     read: &mut [Option<(Reminder, Option<Attempt>)>],
+    last: &[i32],
+    notify: bool,
 ) -> Result<Option<Vec<Answer>>, Failed> {
     let mut ids = HashSet::with_capacity(batch.len());
     let mut decided = Vec::with_capacity(batch.len());
@@ -357,8 +353,36 @@ async fn all_at_once(
     {
         return Ok(None);
     }
+    // Each job's notices (SPEC §9), numbered after its reminder's last: what
+    // `notices::write_pending` would write, from the reminder and the attempt
+    // as the job leaves them (computed, as the statement writes them).
+    let mut notices = Vec::new();
+    if notify {
+        for (((decision, record), found), last) in decided.iter().zip(read.iter()).zip(last) {
+            let Some((before, attempt)) = found else {
+                continue;
+            };
+            let change = &decision.change;
+            let after = after_of(change, before);
+            let ended = attempt
+                .as_ref()
+                .zip(change.attempt.as_ref())
+                .and_then(|(a, write)| write.applied_to(a));
+            let made = Notice::for_change(change, &after, ended.as_ref());
+            for (n, notice) in made.into_iter().enumerate() {
+                let sequence = u32::try_from(i64::from(*last) + 1 + n as i64).map_err(|e| {
+                    Failed::Batch(sqlx::Error::Protocol(format!("notification sequence: {e}")))
+                })?;
+                notices.push(batch::NoticeRow {
+                    webhook_id: &record.webhook_id,
+                    sequence,
+                    notice,
+                });
+            }
+        }
+    }
     let jobs: Vec<_> = decided.iter().map(|(d, r)| (&d.change, r)).collect();
-    let inserted = match batch::write(conn, &jobs).await {
+    let inserted = match batch::write(conn, &jobs, &notices).await {
         Ok(batch::Written::Inserted(inserted)) => inserted,
         Err(e) if is_retryable(&e) => return Err(Failed::Batch(e)),
         // One job's row refused (a constraint, a trigger): done again job by
@@ -383,12 +407,7 @@ async fn all_at_once(
             let applied = if !inserted.contains(&record.webhook_id) {
                 Applied::Duplicate
             } else {
-                let change = &decision.change;
-                let after = match &change.reminder {
-                    Some(u) => u.applied_to(&before, change.at),
-                    None => before.clone(),
-                };
-                Applied::Done(Box::new(after))
+                Applied::Done(Box::new(after_of(&decision.change, &before)))
             };
             Ok(Some(Ingested {
                 before,
@@ -422,7 +441,8 @@ async fn lock_and_read(
     conn: &mut PgConnection,
     batch: &[Job],
     glance: &mut BatchBefore,
-) -> Result<Vec<Option<(Reminder, Option<Attempt>)>>, sqlx::Error> {
+    notify: bool,
+) -> Result<Read, sqlx::Error> {
     let ids: Vec<uuid::Uuid> = batch.iter().map(|j| j.id.as_uuid()).collect();
     let attempts: Vec<Option<i32>> = batch.iter().map(|j| j.attempt.map(|a| a as i32)).collect();
     sqlx::query("SELECT 1 FROM reminders WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE")
@@ -430,8 +450,15 @@ async fn lock_and_read(
         .execute(&mut *conn)
         .await?;
     let cols = reminder_cols_of("r");
+    // Each reminder's last notification, for the one-statement batch to
+    // number its notices after (the reminder is locked: nobody else numbers it).
+    let last = if notify {
+        "(SELECT COALESCE(MAX(sequence), 0) FROM notifications WHERE subject = r.id::text)"
+    } else {
+        "0"
+    };
     let rows = sqlx::query(&format!(
-        "SELECT v.n, {cols}, {JOINED_ATTEMPT_COLS}, {BATCH_BEFORE_COLS} \
+        "SELECT v.n, {cols}, {JOINED_ATTEMPT_COLS}, {BATCH_BEFORE_COLS}, {last} AS last_sequence \
          FROM unnest($1::uuid[], $2::int[]) WITH ORDINALITY AS v(rid, att, n) \
          JOIN reminders r ON r.id = v.rid \
          LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = COALESCE(v.att, r.attempt_count)"
@@ -441,9 +468,11 @@ async fn lock_and_read(
     .fetch_all(conn)
     .await?;
     let mut read: Vec<Option<(Reminder, Option<Attempt>)>> = batch.iter().map(|_| None).collect();
+    let mut last = vec![0; batch.len()];
     for row in &rows {
         glance.note(row)?;
         let n: i64 = row.try_get("n")?;
+        last[(n - 1) as usize] = row.try_get("last_sequence")?;
         let found: Option<i32> = row.try_get("a_attempt")?;
         let parsed = reminder_from_row(row).and_then(|r| {
             let attempt = found.map(|_| attempt_cols(row, "a_")).transpose()?;
@@ -454,7 +483,15 @@ async fn lock_and_read(
             read[(n - 1) as usize] = Some(pair);
         }
     }
-    Ok(read)
+    Ok(Read { jobs: read, last })
+}
+
+/// What a batch read: each job's reminder and attempt (`None`: not found,
+/// or unreadable), and its reminder's last notification's `sequence` (0
+/// when notifications are off).
+struct Read {
+    jobs: Vec<Option<(Reminder, Option<Attempt>)>>,
+    last: Vec<i32>,
 }
 
 /// One job: decide on `first` (the batch's read; `None`: read it now,
