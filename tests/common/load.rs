@@ -520,6 +520,16 @@ pub async fn recorded_events(database_url: &str) -> HashMap<String, bool> {
     }
 }
 
+/// Fail unless the glance's counts equal a recount (`glance_mismatches`).
+pub async fn assert_glance_recounts(database_url: &str) {
+    let off = glance_mismatches(database_url).await;
+    assert!(
+        off.is_empty(),
+        "the glance's counts differ from a recount:\n{}",
+        off.join("\n")
+    );
+}
+
 /// Where the glance's counts (kept by triggers, or by the PostgreSQL writer
 /// for its batches) differ from a recount of the rows they count: one line per
 /// (slot, key) that differs, so empty when they agree. PostgreSQL's pending
