@@ -35,6 +35,7 @@ use crate::domain::{
 };
 
 mod actions;
+mod gather;
 mod glance;
 mod notices;
 mod payments;

@@ -7,6 +7,7 @@
 //! roll the batch back and run it again with a savepoint per job, so it alone
 //! leaves nothing; the common batch pays for no savepoints. Statements are
 //! prepared once and kept. Nobody hears "done" before the commit is durable.
+//! The connection's VFS writes a commit's WAL frames in one call (`gather`).
 //! Checkpoints are another thread's (`checkpoints`): the writer only appends.
 //!
 //! Why a thread and `rusqlite`, not sqlx's connection: sqlx runs each SQLite
@@ -27,7 +28,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
+use rusqlite::{params, params_from_iter, Connection, OpenFlags, OptionalExtension};
 use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::{built, for_event_sql, joined_attempt, reminder_from_row};
@@ -137,7 +138,10 @@ impl Writer {
         gate: Arc<Mutex<()>>,
         notify: bool,
     ) -> Result<Self, StoreError> {
-        let conn = Connection::open(path)?;
+        // SQLite's own VFS, but a commit's WAL frames written in one call (`gather`).
+        super::gather::register().map_err(StoreError::Commit)?;
+        let conn =
+            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), super::gather::NAME)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         // WAL is the file's (set when sqlx created it); these are the connection's own.
         // The savepoints' statement journals in memory, not in temporary files.
@@ -324,9 +328,7 @@ fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<(), String> {
             guarded = true;
             continue;
         }
-        let commit = conn
-            .prepare_cached("COMMIT")
-            .and_then(|mut s| s.execute([]))
+        let commit = super::gather::gathering(|| conn.prepare_cached("COMMIT")?.execute([]))
             .map(|_| ())
             .map_err(|e| e.to_string());
         if commit.is_err() {
