@@ -18,8 +18,10 @@
 //!   reminder and attempt are joined to the events actually inserted), and is
 //!   answered `Duplicate`, as alone.
 //! - The reminder each job leaves is computed (`ReminderUpdate::applied_to`,
-//!   as SQLite's writer does), not read back; so its times are written to the
-//!   millisecond, the precision duecall keeps (the clock's own).
+//!   as SQLite's writer does), not read back; its times are written to the
+//!   millisecond, as `applied_to` computes them. Every time a change carries
+//!   is already whole milliseconds (the clock's, and the webhook's parsed
+//!   ones), so this writes what `apply_stmt` would.
 //!
 //! It takes only the common batch (`fits`): every job an event about a
 //! different reminder, none starting an attempt, adding a number to the

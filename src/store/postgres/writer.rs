@@ -388,7 +388,7 @@ async fn all_at_once(
         // One job's row refused (a constraint, a trigger): done again job by
         // job, each in a savepoint, so that one fails alone.
         Err(e) => {
-            tracing::debug!(error = %e, "an event batch's statement failed; done again job by job");
+            tracing::warn!(error = %e, jobs = batch.len(), "an event batch's statement failed; done again job by job");
             return Err(Failed::Job);
         }
         Ok(batch::Written::Mismatch) => {

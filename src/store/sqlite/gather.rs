@@ -17,14 +17,21 @@
 //! - **Nobody reads what is not written:** other connections read only
 //!   committed frames, and a commit's frames are written before its sync;
 //!   this connection's own reads write the gathered bytes out first.
-//! - **Nothing lands late:** gathering is only ever inside the `COMMIT`
-//!   statement of the thread that set it, during which this connection holds
-//!   the WAL's write lock; whatever is left when the statement ends (a commit
-//!   that failed before its sync) is written before `gathering` returns, while
-//!   the lock is still held — as SQLite itself would have written it. No byte
-//!   of one transaction can be written after another connection's.
+//! - **Nothing lands late:** by the time `COMMIT` returns, SQLite has made
+//!   the commit visible (the wal-index header) and let go of the WAL's write
+//!   lock, so every gathered byte must be written by the sync *inside* the
+//!   commit. That holds when the connection commits with `synchronous=FULL`
+//!   and its database file promises power-safe overwrites (SQLite then syncs
+//!   after the commit's last frame and pads nothing after the sync); `usable`
+//!   checks both, and the writer does not gather otherwise. A `COMMIT` that
+//!   fails before its sync leaves frames past the WAL's committed end, which
+//!   nothing refers to: they are dropped, never written after the lock is gone
+//!   (where they could land on another connection's frames). Anything left
+//!   after a `COMMIT` that succeeded would be a broken promise of the above:
+//!   it is written at once and logged as an error.
 //! - Everything else (every other file, every other thread, and every other
-//!   statement of this one) goes straight to the `unix` VFS.
+//!   statement of this one, spills of a large transaction included) goes
+//!   straight to the `unix` VFS.
 
 use std::cell::Cell;
 use std::ffi::{c_char, c_int, c_void, CString};
@@ -58,25 +65,71 @@ fn count_write() {
 /// them are written before this returns. An error writing them out, when `f`
 /// did not already fail, is `f`'s error.
 pub(super) fn gathering<T>(f: impl FnOnce() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    /// Ends the gathering however `f` ends (a panic included): nothing stays
+    /// gathered, and nothing gathered is written unless asked.
+    struct Scope;
+    impl Drop for Scope {
+        fn drop(&mut self) {
+            GATHERING.with(|g| g.set(false));
+            let file = PENDING.with(|p| p.replace(ptr::null_mut()));
+            if !file.is_null() {
+                // SAFETY: `PENDING` only ever holds an open WAL file of a
+                // connection this thread is using (`xClose` clears it).
+                unsafe { (*file).buf.clear() };
+            }
+        }
+    }
+    let scope = Scope;
     GATHERING.with(|g| g.set(true));
     let result = f();
     GATHERING.with(|g| g.set(false));
     let file = PENDING.with(|p| p.replace(ptr::null_mut()));
-    let flushed = if file.is_null() {
-        ffi::SQLITE_OK
-    } else {
-        // SAFETY: `PENDING` only ever holds an open WAL file of a connection
-        // this thread is using (`xClose` clears it), and no other thread
-        // touches that file while this one runs its statement.
-        unsafe { flush(file) }
+    drop(scope);
+    if file.is_null() || result.is_err() {
+        // A failed COMMIT's frames lie past the WAL's committed end: dropped
+        // (by `Scope`), never written after the write lock is gone.
+        return result;
+    }
+    // A commit that succeeded with frames not yet written: the sync inside
+    // it should have written them (see `usable`). Written now, and said.
+    // SAFETY: as in `Scope`.
+    let rc = unsafe {
+        let wal = &mut *file;
+        let left = wal.buf.len();
+        let rc = flush(wal);
+        tracing::error!(
+            bytes = left,
+            "SQLite WAL frames were still gathered after their commit; written late"
+        );
+        rc
     };
-    match result {
-        Ok(_) if flushed != ffi::SQLITE_OK => Err(rusqlite::Error::SqliteFailure(
-            ffi::Error::new(flushed),
+    match rc {
+        ffi::SQLITE_OK => result,
+        rc => Err(rusqlite::Error::SqliteFailure(
+            ffi::Error::new(rc),
             Some("writing the commit's WAL frames".into()),
         )),
-        other => other,
     }
+}
+
+/// Whether `conn`'s commits write every gathered byte with their sync:
+/// `synchronous=FULL` (a sync after the commit's last frame) and power-safe
+/// overwrite on its database file (no padding written after that sync).
+pub(super) fn usable(conn: &rusqlite::Connection) -> bool {
+    let full = conn
+        .query_row("PRAGMA synchronous", [], |r| r.get::<_, i64>(0))
+        .is_ok_and(|level| level >= 2);
+    let mut psow: c_int = -1;
+    // SAFETY: a query (-1) of the main database file's flag on an open handle.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_POWERSAFE_OVERWRITE,
+            (&mut psow as *mut c_int).cast(),
+        )
+    };
+    full && rc == ffi::SQLITE_OK && psow == 1
 }
 
 /// Register the VFS (once per process). `Err`: SQLite has no default VFS.
@@ -150,7 +203,11 @@ unsafe extern "C" fn open(
     let rc = base_open(base, name, real, flags, out_flags);
     if rc != ffi::SQLITE_OK || (*real).pMethods.is_null() {
         (*file).pMethods = ptr::null();
-        return rc;
+        return if rc == ffi::SQLITE_OK {
+            ffi::SQLITE_CANTOPEN
+        } else {
+            rc
+        };
     }
     ptr::write(
         wal,
@@ -195,13 +252,13 @@ unsafe fn real(
     (real, &*(*real).pMethods)
 }
 
-/// The most one write hands the `unix` VFS: it cuts a write's length to 17
-/// bits (`seekAndWrite`), so a longer one would come back short.
+/// The most one write hands the `unix` VFS: it keeps only the low 17 bits
+/// of a write's length (`seekAndWriteFd`), so a longer write is cut, and one
+/// of a multiple of 128 KiB writes nothing and fails as `SQLITE_FULL`.
 const MAX_WRITE: usize = 120 * 1024;
 
 /// Write out what was gathered: one call per `MAX_WRITE` bytes.
-unsafe fn flush(wal: *mut WalFile) -> c_int {
-    let wal = &mut *wal;
+unsafe fn flush(wal: &mut WalFile) -> c_int {
     let methods = &*(*wal.real).pMethods;
     let write = methods.xWrite.expect("unix files write");
     let mut rc = ffi::SQLITE_OK;
@@ -232,7 +289,7 @@ unsafe fn flushed(file: *mut ffi::sqlite3_file) -> c_int {
             p.set(ptr::null_mut());
         }
     });
-    flush(wal)
+    flush(&mut *wal)
 }
 
 unsafe extern "C" fn close(file: *mut ffi::sqlite3_file) -> c_int {
@@ -268,7 +325,7 @@ unsafe extern "C" fn write(
     let end = w.start + w.buf.len() as i64;
     if !w.buf.is_empty() && offset != end {
         // Somewhere else in the file: what was gathered goes first.
-        let rc = flush(wal);
+        let rc = flush(w);
         if rc != ffi::SQLITE_OK {
             return rc;
         }
@@ -434,6 +491,36 @@ mod tests {
         integrity(&reader);
         drop(writer);
         integrity(&Connection::open(&path).unwrap());
+    }
+
+    /// Gathering is for connections whose commit's sync writes every frame.
+    #[test]
+    fn only_a_full_sync_connection_may_gather() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("u.db"));
+        assert!(usable(&c), "synchronous=FULL, power-safe overwrite");
+        c.execute_batch("PRAGMA synchronous = NORMAL").unwrap();
+        assert!(!usable(&c), "NORMAL commits without a sync");
+    }
+
+    /// A panic inside `gathering` leaves nothing gathered behind.
+    #[test]
+    fn a_panic_while_gathering_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = open(&dir.path().join("p.db"));
+        c.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, k TEXT UNIQUE, v BLOB)")
+            .unwrap();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            gathering(|| -> rusqlite::Result<()> { panic!("in the statement") })
+        }));
+        assert!(unwound.is_err());
+        assert!(!GATHERING.with(Cell::get), "gathering ended");
+        assert!(PENDING.with(Cell::get).is_null());
+        // Writes go straight through again.
+        let before = WRITES.with(Cell::get);
+        c.execute("INSERT INTO t (k, v) VALUES ('x', zeroblob(10))", [])
+            .unwrap();
+        assert!(WRITES.with(Cell::get) > before);
     }
 
     /// A transaction that spilled frames to the WAL (written at once, not

@@ -151,6 +151,12 @@ impl Writer {
              PRAGMA wal_autocheckpoint = 0;",
         )?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Commits gather their WAL frames only where the commit's sync writes
+        // them all (`gather::usable`); otherwise straight through.
+        let gather = super::gather::usable(&conn);
+        if !gather {
+            tracing::warn!("SQLite commits write their WAL frames one by one: the connection is not synchronous=FULL with power-safe overwrite");
+        }
         let checkpointer = Connection::open(path)?;
         checkpointer.busy_timeout(Duration::from_secs(10))?;
         let (committed, wake) = std::sync::mpsc::sync_channel(1);
@@ -165,7 +171,7 @@ impl Writer {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue, gate, committed))
+            .spawn(move || run(conn, queue, gate, committed, gather))
             .map_err(|e| StoreError::Commit(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self { jobs, notify })
     }
@@ -243,6 +249,7 @@ fn run(
     mut queue: mpsc::Receiver<Job>,
     gate: Arc<Mutex<()>>,
     committed: std::sync::mpsc::SyncSender<()>,
+    gather: bool,
 ) {
     while let Some(first) = queue.blocking_recv() {
         let mut batch = vec![first];
@@ -253,7 +260,7 @@ fn run(
             }
         }
         let turn = gate.blocking_lock();
-        let commit = write_batch(&mut conn, &mut batch);
+        let commit = write_batch(&mut conn, &mut batch, gather);
         drop(turn);
         if commit.is_ok() {
             // Full: a checkpoint is already due; it will see this commit too.
@@ -296,7 +303,7 @@ fn checkpoint(conn: &Connection) {
 /// Run the batch in one transaction and commit it: first every job straight
 /// in the transaction; if one of them needs undoing, roll back and run them
 /// all again, each in a savepoint. The commit's result.
-fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<(), String> {
+fn write_batch(conn: &mut Connection, batch: &mut [Job], gather: bool) -> Result<(), String> {
     let mut guarded = false;
     loop {
         if let Err(e) = begin(conn) {
@@ -328,9 +335,13 @@ fn write_batch(conn: &mut Connection, batch: &mut [Job]) -> Result<(), String> {
             guarded = true;
             continue;
         }
-        let commit = super::gather::gathering(|| conn.prepare_cached("COMMIT")?.execute([]))
-            .map(|_| ())
-            .map_err(|e| e.to_string());
+        let run = || conn.prepare_cached("COMMIT")?.execute([]);
+        let commit = if gather {
+            super::gather::gathering(run)
+        } else {
+            run()
+        };
+        let commit = commit.map(|_| ()).map_err(|e| e.to_string());
         if commit.is_err() {
             rollback(conn);
         }
