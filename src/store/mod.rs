@@ -44,7 +44,8 @@ pub(crate) fn reminder_cols_of(alias: &str) -> String {
 /// The rows the scheduler may claim (matches the `reminders_due` index).
 pub(crate) const DUE: &str = "status IN ('pending', 'failed') AND next_attempt_at IS NOT NULL \
      AND NOT (amount_paid_minor > 0 AND amount_paid_minor >= amount_due_minor)";
-/// The rows with a live attempt (matches the `reminders_live` index).
+/// The rows with a live attempt (at most `MAX_CONCURRENT_CALLS`; PostgreSQL's
+/// `reminders_live` index, SQLite's `reminders_status_newest`).
 pub(crate) const LIVE: &str = "status IN ('in_progress', 'processing')";
 
 /// Storage failed: the database is unreachable, or it answered something we

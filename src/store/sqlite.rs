@@ -372,14 +372,15 @@ fn due_sql() -> String {
 
 fn overdue_sql() -> String {
     let cols = reminder_cols_of("r");
-    // One indexed range per live status (an OR would not use the index); each
-    // repeats the partial index's own condition so SQLite can prove it applies.
+    // One indexed range per live status (an OR would not use the index): the
+    // status index holds the live ones together, and there are at most
+    // MAX_CONCURRENT_CALLS of them, so their age is filtered on those rows.
     format!(
         "SELECT {REMINDER_COLS} FROM ( \
-           SELECT {cols} FROM reminders r INDEXED BY reminders_live \
+           SELECT {cols} FROM reminders r INDEXED BY reminders_status_newest \
            WHERE r.{LIVE} AND r.status = 'in_progress' AND r.last_attempt_at <= ? \
            UNION ALL \
-           SELECT {cols} FROM reminders r INDEXED BY reminders_live \
+           SELECT {cols} FROM reminders r INDEXED BY reminders_status_newest \
            LEFT JOIN attempts a ON a.reminder_id = r.id AND a.attempt = r.attempt_count \
            WHERE r.{LIVE} AND r.status = 'processing' AND r.last_attempt_at <= ? \
              AND COALESCE(a.answered_at, r.last_attempt_at) <= ?) \
