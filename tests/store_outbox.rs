@@ -15,7 +15,7 @@ use duecall::domain::{
     self, CreateDefaults, Language, NewReminder, NoticeStatus, NoticeType, ReminderId, Status,
     TimeZone,
 };
-use duecall::store::{Applied, NoticeQuery, NoticeTry, Notification, Store, TryOutcome};
+use duecall::store::{Applied, NoticeQuery, NoticeTry, Notification, Store, TryOutcome, TryRecord};
 use serde_json::json;
 
 fn defaults() -> CreateDefaults {
@@ -374,6 +374,130 @@ async fn a_retry_waits_for_its_time_and_a_resend_starts_a_new_round(backend: Bac
 both_backends!(
     a_retry_waits_for_its_time_and_a_resend_starts_a_new_round,
     a_retry_waits_for_its_time_and_a_resend_starts_a_new_round
+);
+
+/// `/metrics`' figures (read every few seconds) are kept, not counted: after
+/// tries that deliver, fail and retry, and resends of a delivered and a failed
+/// notification, they equal a recount of every notification; and neither of
+/// SQLite's queries reads the whole outbox (which only grows), only the
+/// pending ones' index and the kept counts.
+async fn the_outbox_figures_are_kept_and_equal_a_recount(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = pending(&store, 5, "2026-11-24T15:00:00Z").await;
+    let now = t("2026-11-24T15:00:00Z");
+    cancel_all(&store, &ids, now).await;
+    let recount = || {
+        let store = Arc::clone(&store);
+        async move {
+            let all = store
+                .list_notifications(&NoticeQuery {
+                    status: None,
+                    reminder_id: None,
+                    limit: 200,
+                    after: None,
+                })
+                .await
+                .unwrap()
+                .notifications;
+            NoticeStatus::ALL
+                .iter()
+                .map(|s| (*s, all.iter().filter(|n| n.status == *s).count() as u64))
+                .collect::<Vec<_>>()
+        }
+    };
+    let check = |when: &'static str| {
+        let store = Arc::clone(&store);
+        async move {
+            let stats = store.notice_stats().await.unwrap();
+            assert_eq!(stats.by_status, recount().await, "{when}");
+        }
+    };
+    check("all pending").await;
+    let leased = store
+        .lease_notifications("w", now, now + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 5);
+    let outcomes = [
+        TryOutcome::Delivered,
+        TryOutcome::Delivered,
+        TryOutcome::Failed,
+        TryOutcome::RetryAt(now + Duration::seconds(5)),
+        TryOutcome::Delivered,
+    ];
+    let tries: Vec<TryRecord> = leased
+        .iter()
+        .zip(outcomes)
+        .map(|(d, outcome)| TryRecord {
+            id: d.id.clone(),
+            tried: tried(now, Some(200)),
+            outcome,
+        })
+        .collect();
+    assert!(store
+        .record_tries("w", &tries)
+        .await
+        .unwrap()
+        .iter()
+        .all(|m| *m));
+    check("after one round of tries").await;
+    let stats = store.notice_stats().await.unwrap();
+    assert_eq!(
+        stats.by_status,
+        vec![
+            (NoticeStatus::Pending, 1),
+            (NoticeStatus::Delivered, 3),
+            (NoticeStatus::Failed, 1)
+        ]
+    );
+    // A try recorded without the lease moves nothing, and counts nothing.
+    assert!(!store
+        .record_try(
+            &leased[3].id,
+            "other",
+            &tried(now, None),
+            TryOutcome::Failed
+        )
+        .await
+        .unwrap());
+    check("after a try without the lease").await;
+    for resent in [&leased[0].id, &leased[2].id, &leased[3].id] {
+        store
+            .resend_notification(resent, now + Duration::minutes(1))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    check("after resends of a delivered, a failed and a pending one").await;
+    let stats = store.notice_stats().await.unwrap();
+    assert_eq!(stats.by_status[0], (NoticeStatus::Pending, 3));
+    assert_eq!(stats.oldest_pending, Some(now));
+
+    if backend == Backend::Sqlite {
+        let plans = store
+            .query_plans(now, &common::default_rules())
+            .await
+            .unwrap();
+        for name in ["notice_counts", "oldest_pending"] {
+            let (_, plan) = plans
+                .iter()
+                .find(|(n, _)| *n == name)
+                .unwrap_or_else(|| panic!("no plan for {name}"));
+            for line in plan.lines().filter(|l| l.contains(" notifications")) {
+                assert!(
+                    line.contains("INDEX notifications_due"),
+                    "{name} reads the outbox beyond its pending ones: {line}\n{plan}"
+                );
+            }
+        }
+    }
+    db.cleanup().await;
+}
+both_backends!(
+    the_outbox_figures_are_kept_and_equal_a_recount,
+    the_outbox_figures_are_kept_and_equal_a_recount
 );
 
 async fn several_stores_lease_each_notification_once(backend: Backend) {

@@ -942,6 +942,12 @@ impl Store for PgStore {
         let live = sqlx::query(&format!("{explain} {}", count_live_sql()))
             .fetch_all(&self.pool)
             .await?;
+        let counts = sqlx::query(&format!("{explain} {NOTICE_COUNTS}"))
+            .fetch_all(&self.pool)
+            .await?;
+        let oldest = sqlx::query(&format!("{explain} {OLDEST_PENDING}"))
+            .fetch_all(&self.pool)
+            .await?;
         // The claim's own statements, for the batch a tick would claim now,
         // run (ANALYZE) in a transaction that is rolled back: nothing stays.
         let batch = self.due(now, crate::scheduler::BATCH).await?;
@@ -991,6 +997,8 @@ impl Store for PgStore {
             ("due", lines(due)?),
             ("overdue", lines(overdue)?),
             ("count_live", lines(live)?),
+            ("notice_counts", lines(counts)?),
+            ("oldest_pending", lines(oldest)?),
             ("claim: candidates", lines(candidates)?),
             (
                 "claim: frequency and quiet period (debts' attempts)",
@@ -1406,15 +1414,16 @@ impl Store for PgStore {
     }
 
     async fn notice_stats(&self) -> Result<NoticeStats, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM notifications GROUP BY status")
-                .fetch_all(&self.pool)
-                .await?;
-        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT MIN(created_at) FROM notifications WHERE status = 'pending'",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        // One snapshot for the counts and the age.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(NOTICE_COUNTS).fetch_all(&mut *tx).await?;
+        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(OLDEST_PENDING)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(NoticeStats {
             by_status: super::notice_counts(rows)?,
             oldest_pending: oldest,
@@ -1425,6 +1434,14 @@ impl Store for PgStore {
         glance::glance(&self.pool, bounds).await
     }
 }
+
+/// The outbox's figures for `/metrics`, read every few seconds: the pending
+/// ones through their partial index (as many as wait), the delivered and
+/// failed ones as a trigger keeps them (`notification_counts`), never a count
+/// of the whole outbox, which only grows.
+const NOTICE_COUNTS: &str = "SELECT 'pending', count(*) FROM notifications \
+     WHERE status = 'pending' UNION ALL SELECT status, n FROM notification_counts";
+const OLDEST_PENDING: &str = "SELECT MIN(created_at) FROM notifications WHERE status = 'pending'";
 
 fn suppression_from_row(row: &PgRow) -> Result<Suppression, StoreError> {
     let phone: String = row.try_get("phone_number")?;

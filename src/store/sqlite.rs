@@ -360,6 +360,16 @@ fn audit_from_row(row: &SqliteRow) -> Result<SuppressionAudit, StoreError> {
     })
 }
 
+/// The outbox's figures for `/metrics`, read every few seconds: the pending
+/// ones through their partial index (as many as wait), the delivered and
+/// failed ones as a trigger keeps them (`notification_counts`), never a count
+/// of the whole outbox, which only grows.
+const NOTICE_COUNTS: &str = "SELECT 'pending', count(*) FROM notifications \
+     INDEXED BY notifications_due WHERE status = 'pending' \
+     UNION ALL SELECT status, n FROM notification_counts";
+const OLDEST_PENDING: &str = "SELECT MIN(created_at) FROM notifications \
+     INDEXED BY notifications_due WHERE status = 'pending'";
+
 fn due_sql() -> String {
     format!(
         // The planner, without statistics, prefers the status index and a sort;
@@ -1013,12 +1023,20 @@ impl Store for SqliteStore {
         let live = sqlx::query(&format!("EXPLAIN QUERY PLAN {}", count_live_sql()))
             .fetch_all(&self.read)
             .await?;
+        let counts = sqlx::query(&format!("EXPLAIN QUERY PLAN {NOTICE_COUNTS}"))
+            .fetch_all(&self.read)
+            .await?;
+        let oldest = sqlx::query(&format!("EXPLAIN QUERY PLAN {OLDEST_PENDING}"))
+            .fetch_all(&self.read)
+            .await?;
         // The claim's own statements, for the batch a tick would claim now.
         let batch = self.due(now, crate::scheduler::BATCH).await?;
         let scans = vec![
             ("due", explain(due)?),
             ("overdue", explain(overdue)?),
             ("count_live", explain(live)?),
+            ("notice_counts", explain(counts)?),
+            ("oldest_pending", explain(oldest)?),
         ];
         if batch.is_empty() {
             return Ok(scans);
@@ -1479,15 +1497,13 @@ impl Store for SqliteStore {
     }
 
     async fn notice_stats(&self) -> Result<NoticeStats, StoreError> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT status, COUNT(*) FROM notifications GROUP BY status")
-                .fetch_all(&self.read)
-                .await?;
-        let oldest: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(created_at) FROM notifications WHERE status = 'pending'",
-        )
-        .fetch_one(&self.read)
-        .await?;
+        // One snapshot for the counts and the age.
+        let mut tx = self.read.begin().await?;
+        let rows: Vec<(String, i64)> = sqlx::query_as(NOTICE_COUNTS).fetch_all(&mut *tx).await?;
+        let oldest: Option<i64> = sqlx::query_scalar(OLDEST_PENDING)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(NoticeStats {
             by_status: super::notice_counts(rows)?,
             oldest_pending: opt_from_ms(oldest)?,
