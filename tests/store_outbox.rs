@@ -17,6 +17,7 @@ use duecall::domain::{
 };
 use duecall::store::{Applied, NoticeQuery, NoticeTry, Notification, Store, TryOutcome, TryRecord};
 use serde_json::json;
+use sqlx::Connection;
 
 fn defaults() -> CreateDefaults {
     CreateDefaults {
@@ -485,7 +486,12 @@ async fn the_outbox_figures_are_kept_and_equal_a_recount(backend: Backend) {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .unwrap_or_else(|| panic!("no plan for {name}"));
-            for line in plan.lines().filter(|l| l.contains(" notifications")) {
+            let lines: Vec<&str> = plan
+                .lines()
+                .filter(|l| l.contains(" notifications"))
+                .collect();
+            assert!(!lines.is_empty(), "{name} reads no notifications:\n{plan}");
+            for line in lines {
                 assert!(
                     line.contains("INDEX notifications_due"),
                     "{name} reads the outbox beyond its pending ones: {line}\n{plan}"
@@ -499,6 +505,70 @@ both_backends!(
     the_outbox_figures_are_kept_and_equal_a_recount,
     the_outbox_figures_are_kept_and_equal_a_recount
 );
+
+/// The PostgreSQL migration that starts keeping the counts seeds them and
+/// starts its trigger as one step: a status change another instance (still
+/// running the code before it) holds open while the migration runs is counted
+/// once, not lost between the seed and the trigger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_the_counts_migration_counts_a_change_in_flight() {
+    let Some((db, store)) = open(Backend::Postgres).await else {
+        return;
+    };
+    let ids = pending(&store, 3, "2026-11-24T15:00:00Z").await;
+    let now = t("2026-11-24T15:00:00Z");
+    cancel_all(&store, &ids, now).await;
+    let leased = store
+        .lease_notifications("w", now, now + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert!(store
+        .record_try(
+            &leased[0].id,
+            "w",
+            &tried(now, Some(200)),
+            TryOutcome::Delivered
+        )
+        .await
+        .unwrap());
+    drop(store);
+    // The database as it was before the migration (its rows kept).
+    db.execute(
+        "DROP TRIGGER notification_counted ON notifications; \
+         DROP TRIGGER notification_counted_new ON notifications; \
+         DROP FUNCTION notification_counted(); DROP TABLE notification_counts; \
+         DELETE FROM _sqlx_migrations WHERE description = 'notification counts';",
+    )
+    .await;
+    // Another instance moves one while the migration runs, committing after.
+    let mut other = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("UPDATE notifications SET status = 'delivered' WHERE id = $1")
+        .bind(&leased[1].id)
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let url = db.url.clone();
+    let migrating = tokio::spawn(async move {
+        duecall::store::connect_with(&url, 8, true)
+            .await
+            .expect("open store")
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let store = migrating.await.unwrap();
+    let stats = store.notice_stats().await.unwrap();
+    assert_eq!(
+        stats.by_status,
+        vec![
+            (NoticeStatus::Pending, 1),
+            (NoticeStatus::Delivered, 2),
+            (NoticeStatus::Failed, 0)
+        ],
+        "the change committed during the migration is counted"
+    );
+    db.cleanup().await;
+}
 
 async fn several_stores_lease_each_notification_once(backend: Backend) {
     let Some((db, store)) = open(backend).await else {

@@ -3,6 +3,11 @@
 -- as are waiting), delivered and failed ones kept here. A trigger keeps them,
 -- so every path that moves a notification (a try recorded, a resend) counts,
 -- and a notice written as pending (with the change it reports) costs nothing.
+-- No status may change between the seed below and the trigger that keeps it
+-- (an instance still on the code before this one, committing in between,
+-- would be counted by neither): writes to the outbox wait for this migration.
+LOCK TABLE notifications IN SHARE ROW EXCLUSIVE MODE;
+
 CREATE TABLE notification_counts (
     status TEXT   PRIMARY KEY CHECK (status IN ('delivered', 'failed')),
     n      BIGINT NOT NULL

@@ -708,7 +708,9 @@ pub(crate) fn notice_counts(
             .parse()
             .map_err(|e| StoreError::Corrupt(format!("notification status: {e}")))?;
         if let Some(slot) = counts.iter_mut().find(|(s, _)| *s == status) {
-            slot.1 = u64::try_from(n).unwrap_or(0);
+            slot.1 = u64::try_from(n).map_err(|_| {
+                StoreError::Corrupt(format!("{status} notifications counted as {n}"))
+            })?;
         }
     }
     Ok(counts)
