@@ -486,14 +486,21 @@ async fn the_outbox_figures_are_kept_and_equal_a_recount(backend: Backend) {
                 .iter()
                 .find(|(n, _)| *n == name)
                 .unwrap_or_else(|| panic!("no plan for {name}"));
+            // The log (written once per change, never counted) is read at
+            // its end through its key; the states through their partial index.
             let lines: Vec<&str> = plan
                 .lines()
-                .filter(|l| l.contains(" notifications"))
+                .filter(|l| l.contains(" notice_state") || l.contains(" notice_log"))
                 .collect();
             assert!(!lines.is_empty(), "{name} reads no notifications:\n{plan}");
             for line in lines {
+                let kept = if line.contains(" notice_state") {
+                    line.contains("INDEX notice_state_due")
+                } else {
+                    line.contains("SEARCH notice_log")
+                };
                 assert!(
-                    line.contains("INDEX notifications_due"),
+                    kept,
                     "{name} reads the outbox beyond its pending ones: {line}\n{plan}"
                 );
             }
@@ -868,3 +875,347 @@ both_backends!(
     a_notified_attempt_is_the_attempt_as_stored,
     a_notified_attempt_is_the_attempt_as_stored
 );
+
+/// Every page of every filter, followed by its cursor, gives the whole list
+/// in the same order, once each (on SQLite a change's notifications share a
+/// row of the log, so a page may end inside one); each is found by its id
+/// as listed; and a notification shows the change it reports, however its
+/// reminder has changed since (a payment recorded after the call).
+async fn pages_follow_the_cursor_through_every_filter(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let ids = pending(&store, 5, "2026-11-24T15:00:00Z").await;
+    let now = t("2026-11-24T15:01:00Z");
+    store
+        .claim(&ids, now, 1000, &common::any_time_rules())
+        .await
+        .unwrap();
+    for (n, id) in ids.iter().enumerate() {
+        let decide = completed_event(*id, now, format!("msg_page_{n}"));
+        store.ingest(*id, Some(1), decide).await.unwrap().unwrap();
+    }
+    // A payment after the call: a third notification of the first reminder,
+    // the reminder as it leaves it.
+    let paid = t("2026-11-24T15:02:00Z");
+    let payment = domain::NewPayment {
+        amount_minor: 100,
+        paid_at: None,
+        reference: Some("pay-1".into()),
+    };
+    store
+        .record_payment(ids[0], &payment, paid)
+        .await
+        .unwrap()
+        .unwrap();
+    // Five taken: delivered, delivered, failed, retrying, and one whose try is not back.
+    let leased = store
+        .lease_notifications("w", paid, paid + Duration::seconds(30), 5)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 5);
+    let outcomes = [
+        (Some(204), TryOutcome::Delivered),
+        (Some(200), TryOutcome::Delivered),
+        (Some(410), TryOutcome::Failed),
+        (Some(500), TryOutcome::RetryAt(paid + Duration::minutes(5))),
+    ];
+    for (d, (code, outcome)) in leased.iter().zip(outcomes) {
+        assert!(store
+            .record_try(&d.id, "w", &tried(paid, code), outcome)
+            .await
+            .unwrap());
+    }
+
+    let query = |status, reminder_id, limit, after| NoticeQuery {
+        status,
+        reminder_id,
+        limit,
+        after,
+    };
+    let all = store
+        .list_notifications(&query(None, None, 200, None))
+        .await
+        .unwrap();
+    assert!(all.next.is_none());
+    let all = all.notifications;
+    assert_eq!(all.len(), 11);
+    let unique: HashSet<&str> = all.iter().map(|n| n.id.as_str()).collect();
+    assert_eq!(unique.len(), 11, "ids are unique");
+    // Newest first: each reminder's sequences fall down the list.
+    for id in &ids {
+        let seqs: Vec<u32> = all
+            .iter()
+            .filter(|n| n.reminder_id == Some(*id))
+            .map(|n| n.sequence)
+            .collect();
+        let expect: Vec<u32> = (1..=seqs.len() as u32).rev().collect();
+        assert_eq!(seqs, expect);
+    }
+    let count = |s| all.iter().filter(|n| n.status == s).count();
+    assert_eq!(count(NoticeStatus::Delivered), 2);
+    assert_eq!(count(NoticeStatus::Failed), 1);
+    assert_eq!(count(NoticeStatus::Pending), 8);
+
+    for status in [
+        None,
+        Some(NoticeStatus::Pending),
+        Some(NoticeStatus::Delivered),
+        Some(NoticeStatus::Failed),
+    ] {
+        for reminder in [None, Some(ids[0]), Some(ids[3])] {
+            let expect: Vec<&Notification> = all
+                .iter()
+                .filter(|n| status.map_or(true, |s| n.status == s))
+                .filter(|n| reminder.map_or(true, |r| n.reminder_id == Some(r)))
+                .collect();
+            for limit in [1, 2, 3, 200] {
+                let mut got = Vec::new();
+                let mut after = None;
+                for _ in 0..20 {
+                    let page = store
+                        .list_notifications(&query(status, reminder, limit, after))
+                        .await
+                        .unwrap();
+                    assert!(page.notifications.len() <= limit as usize);
+                    got.extend(page.notifications);
+                    after = page.next;
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                let got_ids: Vec<&str> = got.iter().map(|n| n.id.as_str()).collect();
+                let want_ids: Vec<&str> = expect.iter().map(|n| n.id.as_str()).collect();
+                assert_eq!(
+                    got_ids, want_ids,
+                    "status {status:?}, reminder {reminder:?}, pages of {limit}"
+                );
+            }
+        }
+    }
+    for n in &all {
+        let found = store.get_notification(&n.id).await.unwrap().unwrap();
+        assert_eq!(&found, n);
+    }
+    let unknown = "msg_0000000000007000800000000000002a";
+    assert!(store.get_notification(unknown).await.unwrap().is_none());
+    assert!(store.get_notification("msg_nope").await.unwrap().is_none());
+    assert!(store
+        .resend_notification(unknown, paid)
+        .await
+        .unwrap()
+        .is_none());
+
+    // The call's notifications show the reminder as the call left it: not
+    // paid; the payment's, as the payment left it.
+    let first = of(&store, ids[0]).await;
+    let kinds: Vec<NoticeType> = first.iter().map(|n| n.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            NoticeType::AttemptEnded,
+            NoticeType::ReminderCompleted,
+            NoticeType::PaymentRecorded
+        ]
+    );
+    assert_eq!(first[1].payload["data"]["amount_paid_minor"], 0);
+    assert_eq!(first[2].payload["data"]["amount_paid_minor"], 100);
+    assert_eq!(first[2].payload["data"]["payment"]["amount_minor"], 100);
+    assert_eq!(first[2].payload["data"]["sequence"], 3);
+    db.cleanup().await;
+}
+both_backends!(
+    pages_follow_the_cursor_through_every_filter,
+    pages_follow_the_cursor_through_every_filter
+);
+
+/// A notification as written before migration 0013: id, subject, sequence,
+/// type, status, next try.
+type Legacy = (String, String, i64, &'static str, &'static str, Option<i64>);
+
+/// SQLite's log-structured outbox (migration 0013) takes over the
+/// notifications written before it as they were: ids, bodies, sequences,
+/// statuses, tries, counts; the pending ones are delivered, a resend
+/// finds them by their ids, and the reminder's next notification is numbered
+/// after them.
+#[tokio::test]
+async fn sqlite_the_log_migration_keeps_the_notifications_written_before() {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use std::str::FromStr;
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new("migrations/sqlite"))
+        .await
+        .unwrap();
+    before.migrations = before
+        .migrations
+        .iter()
+        .filter(|m| m.version <= 12)
+        .cloned()
+        .collect::<Vec<_>>()
+        .into();
+    let options = SqliteConnectOptions::from_str(&db.url)
+        .unwrap()
+        .create_if_missing(true);
+    let mut conn = sqlx::SqliteConnection::connect_with(&options)
+        .await
+        .unwrap();
+    before.run(&mut conn).await.unwrap();
+
+    let reminder = ReminderId::new();
+    let now = t("2026-11-24T15:00:00Z");
+    let ms = |m: i64| now.timestamp_millis() - 60_000 + m;
+    let legacy: Vec<Legacy> = vec![
+        // id, subject, sequence, type, status, next_try_at
+        (
+            format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            reminder.to_string(),
+            1,
+            "attempt.ended",
+            "delivered",
+            None,
+        ),
+        (
+            format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            reminder.to_string(),
+            2,
+            "reminder.failed",
+            "failed",
+            None,
+        ),
+        (
+            format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            reminder.to_string(),
+            3,
+            "suppression.added",
+            "pending",
+            Some(ms(3)),
+        ),
+        (
+            format!("msg_{}", uuid::Uuid::now_v7().simple()),
+            "number:+14155550100".to_owned(),
+            1,
+            "suppression.added",
+            "pending",
+            Some(ms(4)),
+        ),
+    ];
+    for (n, (id, subject, sequence, kind, status, next)) in legacy.iter().enumerate() {
+        let body = json!({"type": kind, "timestamp": "2026-11-24T14:59:00.000Z",
+                          "data": {"legacy": n, "sequence": sequence}})
+        .to_string();
+        sqlx::query(
+            "INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, status, \
+             step, next_try_at, lease_owner, lease_until, created_at, delivered_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, 1, ?, 'gone', ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(subject)
+        .bind(sequence)
+        .bind((!subject.starts_with("number:")).then(|| reminder.to_string()))
+        .bind(kind)
+        .bind(body)
+        .bind(status)
+        .bind(next)
+        .bind(ms(10)) // a lease that has run out by `now`
+        .bind(ms(n as i64))
+        .bind((*status == "delivered").then(|| ms(20)))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        for (k, code) in [(0, 500), (1, 204)].iter().take(if n < 2 { 2 } else { 1 }) {
+            sqlx::query(
+                "INSERT INTO notification_tries (notification_id, at, status_code, error, duration_ms) \
+                 VALUES (?, ?, ?, NULL, 7)",
+            )
+            .bind(id)
+            .bind(ms(30 + k))
+            .bind(code)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+    }
+    sqlx::query("UPDATE notification_counts SET n = 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let store = notifying(&db).await;
+    let shown = of(&store, reminder).await;
+    assert_eq!(shown.len(), 3);
+    for (n, got) in shown.iter().enumerate() {
+        let (id, _, sequence, kind, status, _) = &legacy[n];
+        assert_eq!(&got.id, id);
+        assert_eq!(i64::from(got.sequence), *sequence);
+        assert_eq!(got.kind.as_str(), *kind);
+        assert_eq!(got.status.as_str(), *status);
+        assert_eq!(got.payload["data"]["legacy"], n);
+        assert_eq!(got.tries.len(), if n < 2 { 2 } else { 1 });
+        assert_eq!(got.tries[0].status_code, Some(500));
+        assert_eq!(got.created_at.timestamp_millis(), ms(n as i64));
+        assert_eq!(&store.get_notification(id).await.unwrap().unwrap(), got);
+    }
+    assert_eq!(
+        shown[0].delivered_at.map(|d| d.timestamp_millis()),
+        Some(ms(20))
+    );
+    let stats = store.notice_stats().await.unwrap();
+    assert_eq!(
+        stats.by_status,
+        [
+            (NoticeStatus::Pending, 2),
+            (NoticeStatus::Delivered, 1),
+            (NoticeStatus::Failed, 1)
+        ]
+    );
+    assert_eq!(
+        stats.oldest_pending.map(|t| t.timestamp_millis()),
+        Some(ms(2))
+    );
+
+    // The pending ones are delivered, their bodies as they were written.
+    let leased = store
+        .lease_notifications("w", now, now + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    let ids: Vec<&str> = leased.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, [legacy[2].0.as_str(), legacy[3].0.as_str()]);
+    assert_eq!(leased[0].step, 1);
+    let body: serde_json::Value = serde_json::from_str(&leased[1].body).unwrap();
+    assert_eq!(body["data"]["legacy"], 3);
+    for d in &leased {
+        assert!(store
+            .record_try(&d.id, "w", &tried(now, Some(204)), TryOutcome::Delivered)
+            .await
+            .unwrap());
+    }
+    let again = store
+        .resend_notification(&legacy[1].0, now)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.status, NoticeStatus::Pending);
+    let stats = store.notice_stats().await.unwrap();
+    assert_eq!(
+        stats.by_status,
+        [
+            (NoticeStatus::Pending, 1),
+            (NoticeStatus::Delivered, 3),
+            (NoticeStatus::Failed, 0)
+        ]
+    );
+
+    // The reminder's next notification is its fourth.
+    let body = common::reminder_body(json!({"scheduled_for": "2026-11-24T15:00:00Z"}));
+    let new = NewReminder::parse(body.as_object().unwrap(), &defaults()).unwrap();
+    store.create_reminder(&new, reminder, now).await.unwrap();
+    cancel_all(&store, &[reminder], now).await;
+    let shown = of(&store, reminder).await;
+    assert_eq!(shown.len(), 4);
+    assert_eq!(shown[3].kind, NoticeType::ReminderCancelled);
+    assert_eq!(shown[3].sequence, 4);
+    assert_eq!(shown[3].payload["data"]["sequence"], 4);
+    assert_ne!(shown[3].id, legacy[2].0);
+    db.cleanup().await;
+}

@@ -279,44 +279,74 @@ impl Notice {
         }
     }
 
-    /// The JSON POSTed: `{"type", "timestamp", "data"}`, `data` carrying `sequence`.
-    /// Written in one allocation: it runs for every notice, on SQLite's
-    /// writer thread. `data` is the shared object with `extra`'s member and
-    /// `sequence` added at its end.
+    /// The JSON POSTed (see [`render_body`]).
     pub fn body(&self, sequence: u32) -> String {
-        let kind = self.kind.as_str();
-        let extra_len = self
-            .extra
-            .as_ref()
-            .map_or(0, |(n, v)| n.len() + v.len() + 4);
-        let mut out = String::with_capacity(self.data.len() + extra_len + kind.len() + 80);
-        out.push_str("{\"type\":\"");
-        out.push_str(kind);
-        out.push_str("\",\"timestamp\":\"");
-        super::push_time(&mut out, self.at, true);
-        out.push_str("\",\"data\":");
-        let open = &self.data[..self.data.len() - 1];
-        out.push_str(open);
-        let mut empty = open.trim_end().ends_with('{');
-        let sequence = sequence.to_string();
-        for (name, value) in self
-            .extra
-            .iter()
-            .map(|(n, v)| (*n, v.as_str()))
-            .chain([("sequence", sequence.as_str())])
-        {
-            if !empty {
-                out.push(',');
-            }
-            empty = false;
-            out.push('"');
-            out.push_str(name);
-            out.push_str("\":");
-            out.push_str(value);
-        }
-        out.push_str("}}");
-        out
+        render_body(
+            self.kind,
+            self.at,
+            &self.data,
+            self.extra.as_ref().map(|(n, v)| (*n, v.as_str())),
+            sequence,
+        )
     }
+
+    /// `data`'s text without `sequence` (nor `extra`): shared by the notices
+    /// of one change (the same allocation).
+    pub fn data_text(&self) -> &Arc<str> {
+        &self.data
+    }
+
+    /// The member added to `data`, if any: its name and JSON text.
+    pub fn extra(&self) -> Option<(&'static str, &str)> {
+        self.extra.as_ref().map(|(n, v)| (*n, v.as_str()))
+    }
+}
+
+/// The name of the member a notification of `kind` adds to `data` when it
+/// carries one: the attempt that ended, the payment recorded.
+pub fn extra_name(kind: NoticeType) -> Option<&'static str> {
+    match kind {
+        NoticeType::AttemptEnded => Some("attempt"),
+        NoticeType::PaymentRecorded => Some("payment"),
+        _ => None,
+    }
+}
+
+/// The JSON POSTed: `{"type", "timestamp", "data"}`, `data` carrying `sequence`.
+/// Written in one allocation: it runs for every notice delivered. `data` is
+/// an object's text with `extra`'s member and `sequence` added at its end.
+/// A store that keeps the parts renders the same bytes whenever it is asked.
+pub fn render_body(
+    kind: NoticeType,
+    at: DateTime<Utc>,
+    data: &str,
+    extra: Option<(&str, &str)>,
+    sequence: u32,
+) -> String {
+    let kind = kind.as_str();
+    let extra_len = extra.map_or(0, |(n, v)| n.len() + v.len() + 4);
+    let mut out = String::with_capacity(data.len() + extra_len + kind.len() + 80);
+    out.push_str("{\"type\":\"");
+    out.push_str(kind);
+    out.push_str("\",\"timestamp\":\"");
+    super::push_time(&mut out, at, true);
+    out.push_str("\",\"data\":");
+    let open = data.strip_suffix('}').unwrap_or(data);
+    out.push_str(open);
+    let mut empty = open.trim_end().ends_with('{');
+    let sequence = sequence.to_string();
+    for (name, value) in extra.into_iter().chain([("sequence", sequence.as_str())]) {
+        if !empty {
+            out.push(',');
+        }
+        empty = false;
+        out.push('"');
+        out.push_str(name);
+        out.push_str("\":");
+        out.push_str(value);
+    }
+    out.push_str("}}");
+    out
 }
 
 /// The attempt whose end a written change notifies (`attempt.ended`), if any:

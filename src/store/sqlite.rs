@@ -360,15 +360,9 @@ fn audit_from_row(row: &SqliteRow) -> Result<SuppressionAudit, StoreError> {
     })
 }
 
-/// The outbox's figures for `/metrics`, read every few seconds: the pending
-/// ones through their partial index (as many as wait), the delivered and
-/// failed ones as a trigger keeps them (`notification_counts`), never a count
-/// of the whole outbox, which only grows.
-const NOTICE_COUNTS: &str = "SELECT 'pending', count(*) FROM notifications \
-     INDEXED BY notifications_due WHERE status = 'pending' \
-     UNION ALL SELECT status, n FROM notification_counts";
-const OLDEST_PENDING: &str = "SELECT MIN(created_at) FROM notifications \
-     INDEXED BY notifications_due WHERE status = 'pending'";
+/// The outbox's figures for `/metrics`, read every few seconds, never a
+/// count of the whole outbox, which only grows (see `notices`).
+use notices::{NOTICE_COUNTS, OLDEST_PENDING};
 
 fn due_sql() -> String {
     format!(
@@ -1445,37 +1439,26 @@ impl Store for SqliteStore {
     }
 
     async fn list_notifications(&self, query: &NoticeQuery) -> Result<NoticePage, StoreError> {
-        let mut qb: QueryBuilder<Sqlite> =
-            QueryBuilder::new(format!("{} WHERE 1 = 1", notices::select_notices()));
-        if let Some(status) = query.status {
-            qb.push(" AND status = ").push_bind(status.as_str());
-        }
-        if let Some(id) = query.reminder_id {
-            // Its subject: the reminder's notifications, the list entry its opt-out made included.
-            qb.push(" AND subject = ").push_bind(id.to_string());
-        }
-        if let Some(after) = &query.after {
-            // Ids are UUIDv7: in the order they were made, newest last.
-            qb.push(" AND id < ").push_bind(after.id.clone());
-        }
-        qb.push(" ORDER BY id DESC LIMIT ")
-            .push_bind(i64::from(query.limit) + 1);
-        // One snapshot for the rows and their tries (a try recorded between
-        // two reads would show a try its notification does not reflect yet).
+        // One snapshot for the rows, their states and their tries (a try
+        // recorded between two reads would show a try its notification does
+        // not reflect yet).
         let mut tx = self.read.begin().await?;
-        let rows = qb.build().fetch_all(&mut *tx).await?;
-        let items = notices::with_tries(&mut tx, rows).await?;
+        let items = notices::list(
+            &mut tx,
+            query.status,
+            // Its subject: the reminder's notifications, the list entry its opt-out made included.
+            query.reminder_id.map(|id| id.to_string()),
+            query.after.as_ref().map(|a| a.id.as_str()),
+            query.limit as usize + 1,
+        )
+        .await?;
         tx.commit().await?;
         Ok(NoticePage::from_rows(items, query.limit))
     }
 
     async fn get_notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
         let mut tx = self.read.begin().await?;
-        let rows = sqlx::query(&format!("{} WHERE id = ?", notices::select_notices()))
-            .bind(id)
-            .fetch_all(&mut *tx)
-            .await?;
-        let found = notices::with_tries(&mut tx, rows).await?.pop();
+        let found = notices::get(&mut tx, id).await?;
         tx.commit().await?;
         Ok(found)
     }

@@ -1,7 +1,14 @@
-//! SQLite's outbox (SPEC §9): notices written in the transaction of the
-//! change they report (on the writer thread, or in a claim's transaction on
-//! sqlx's write connection), leases and tries on the writer thread, reads on
-//! the read pool.
+//! SQLite's outbox (SPEC §9), log-structured (migration 0013): a change's
+//! notifications are one row of `notice_log`, written in the change's
+//! transaction (on the writer thread, or in a claim's transaction on sqlx's
+//! write connection); the delivery worker takes them in the order they were
+//! written (`notice_frontier`), writing a small `notice_state` row for each
+//! and a `notice_tries` row per try; reads run on the read pool.
+//!
+//! A notification is known by its number across the outbox (`no`); a row
+//! holds the numbers `seq - n + 1 ..= seq`. Its id is made from that number
+//! and its time, in a UUIDv7 layout (see [`log_id`]); the notifications
+//! written before the migration keep the ids and bodies they had.
 
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -11,88 +18,272 @@ use sqlx::{Row, SqliteConnection};
 use std::sync::OnceLock;
 
 use super::{attempt_from_row, built, from_ms, ms, opt_from_ms, ATTEMPT_NAMES};
-use crate::domain::{attempt_ended, Attempt, Change, Notice, Reminder, ReminderId, Suppression};
+use crate::domain::{
+    attempt_ended, extra_name, render_body, Attempt, Change, Notice, NoticeStatus, NoticeType,
+    Reminder, ReminderId, Suppression,
+};
+use crate::store::{Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome};
 
 static ATTEMPT_SQL: OnceLock<String> = OnceLock::new();
-use crate::store::{
-    new_notice_id, Delivery, NoticeTry, Notification, RawNotice, StoreError, TryOutcome,
-    NOTICE_COLS,
-};
 
-const LAST_SEQUENCE: &str =
-    "SELECT COALESCE(MAX(sequence), 0) FROM notifications WHERE subject = ?";
-const INSERT_NOTICE: &str = "INSERT INTO notifications (id, subject, sequence, reminder_id, \
-     type, body, status, step, next_try_at, created_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)";
+/// At most this many notifications share a row (a change makes at most three).
+const MAX_PER_ROW: usize = 4;
 
-fn next_sequence(last: i64) -> Result<u32, StoreError> {
-    u32::try_from(last + 1).map_err(|e| StoreError::Corrupt(format!("notification sequence: {e}")))
+const LOG_COLS: &str =
+    "seq, reminder_id, first_sequence, kinds, at, data, extra, legacy_id, legacy_body";
+
+/// The last `sequence` of a subject: its newest row's first plus its count.
+const LAST_ROW: &str = "SELECT first_sequence, kinds FROM notice_log WHERE subject = ? \
+     ORDER BY first_sequence DESC LIMIT 1";
+/// A row numbered after the log's last (`?` the number of its notifications).
+const INSERT_ROW: &str = "INSERT INTO notice_log (seq, subject, reminder_id, first_sequence, \
+     kinds, at, data, extra) VALUES ((SELECT COALESCE(MAX(seq), 0) FROM notice_log) + ?, \
+     ?, ?, ?, ?, ?, ?, ?)";
+/// The row that holds notification `?`.
+const ROW_OF: &str = "SELECT seq, reminder_id, first_sequence, kinds, at, data, extra, \
+     legacy_id, legacy_body FROM notice_log WHERE seq >= ? ORDER BY seq LIMIT 1";
+const LEGACY: &str = "SELECT seq FROM notice_log WHERE legacy_id = ?";
+const FRONTIER: &str = "SELECT next_no FROM notice_frontier";
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("notification {what}"))
 }
 
-fn last_sequence(conn: &Connection, subject: &str) -> Result<i64, StoreError> {
-    Ok(conn
-        .prepare_cached(LAST_SEQUENCE)?
-        .query_row([subject], |r| r.get(0))?)
+const NO_BITS: u32 = 62;
+const NO_MASK: u128 = (1 << NO_BITS) - 1;
+
+/// A notification's id from its time and its number: `msg_` and a UUIDv7
+/// (48 bits of Unix milliseconds, version 7, twelve zero bits, the variant,
+/// then the number), so ids still sort by time, and a try, a resend or a
+/// look-up finds its row by the number without an index.
+pub(super) fn log_id(at_ms: i64, no: i64) -> String {
+    let millis = u128::from(at_ms.max(0) as u64 & 0xFFFF_FFFF_FFFF);
+    let v = millis << 80 | 0x7 << 76 | 0b10 << 62 | (no.max(0) as u128 & NO_MASK);
+    format!("msg_{v:032x}")
 }
 
-static INSERT_SQL: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
+/// The time and number an id made by [`log_id`] carries.
+fn parse_log_id(id: &str) -> Option<(i64, i64)> {
+    let hex = id.strip_prefix("msg_")?;
+    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let v = u128::from_str_radix(hex, 16).ok()?;
+    let shaped = (v >> 76) & 0xF == 7 && (v >> 64) & 0xFFF == 0 && (v >> 62) & 0b11 == 0b10;
+    let no = i64::try_from(v & NO_MASK).ok()?;
+    (shaped && no >= 1).then_some(((v >> 80) as i64, no))
+}
 
-/// Write notices of one subject, numbered from `last + 1`, due at once: one
-/// statement for up to four (a change makes at most three).
-fn insert_numbered(conn: &Connection, notices: &[Notice], last: i64) -> Result<(), StoreError> {
-    for (chunk_no, chunk) in notices.chunks(INSERT_SQL.len()).enumerate() {
-        let sql = built(&INSERT_SQL[chunk.len() - 1], || {
-            let row = "(?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?)";
-            format!(
-                "INSERT INTO notifications (id, subject, sequence, reminder_id, type, body, \
-                 status, step, next_try_at, created_at) VALUES {}",
-                vec![row; chunk.len()].join(", ")
-            )
-        });
-        let first = last + (chunk_no * INSERT_SQL.len()) as i64;
-        // What each row needs made (the rest is bound from the notice itself).
-        let mut made = Vec::with_capacity(chunk.len());
-        for (n, notice) in chunk.iter().enumerate() {
-            let sequence = next_sequence(first + n as i64)?;
-            made.push((
-                new_notice_id(),
-                i64::from(sequence),
-                notice.reminder_id.map(|id| id.to_string()),
-                notice.kind.as_str(),
-                notice.body(sequence),
-                ms(notice.at),
-            ));
-        }
-        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(chunk.len() * 8);
-        for (notice, (id, sequence, reminder_id, kind, body, at)) in chunk.iter().zip(&made) {
-            values.extend([
-                id as &dyn rusqlite::ToSql,
-                &notice.subject,
-                sequence,
-                reminder_id,
+/// One row of the log, as read.
+struct LogRow {
+    seq: i64,
+    reminder_id: Option<String>,
+    first_sequence: i64,
+    kinds: String,
+    at: i64,
+    data: Option<String>,
+    extra: Option<String>,
+    legacy_id: Option<String>,
+    legacy_body: Option<String>,
+}
+
+/// One notification of a row.
+struct LogNotice {
+    no: i64,
+    id: String,
+    kind: NoticeType,
+    sequence: i64,
+    created_at: DateTime<Utc>,
+    body: String,
+}
+
+impl LogRow {
+    fn from_lite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            seq: row.get(0)?,
+            reminder_id: row.get(1)?,
+            first_sequence: row.get(2)?,
+            kinds: row.get(3)?,
+            at: row.get(4)?,
+            data: row.get(5)?,
+            extra: row.get(6)?,
+            legacy_id: row.get(7)?,
+            legacy_body: row.get(8)?,
+        })
+    }
+
+    fn from_sqlx(row: &SqliteRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: row.try_get(0)?,
+            reminder_id: row.try_get(1)?,
+            first_sequence: row.try_get(2)?,
+            kinds: row.try_get(3)?,
+            at: row.try_get(4)?,
+            data: row.try_get(5)?,
+            extra: row.try_get(6)?,
+            legacy_id: row.try_get(7)?,
+            legacy_body: row.try_get(8)?,
+        })
+    }
+
+    fn count(&self) -> i64 {
+        self.kinds.split(',').count() as i64
+    }
+
+    fn first_no(&self) -> i64 {
+        self.seq - self.count() + 1
+    }
+
+    /// Its notifications, in order, bodies rendered.
+    fn notices(&self) -> Result<Vec<LogNotice>, StoreError> {
+        let created_at = from_ms(self.at)?;
+        let first_no = self.first_no();
+        let mut out = Vec::with_capacity(MAX_PER_ROW);
+        for (k, name) in self.kinds.split(',').enumerate() {
+            let kind: NoticeType = name
+                .parse()
+                .map_err(|_| corrupt(format!("type {name:?}")))?;
+            let no = first_no + k as i64;
+            let sequence = self.first_sequence + k as i64;
+            let (id, body) = match (&self.legacy_id, &self.legacy_body, &self.data) {
+                (Some(id), Some(body), _) => (id.clone(), body.clone()),
+                (None, None, Some(data)) => {
+                    let extra = match (k, &self.extra) {
+                        (0, Some(text)) => {
+                            let name = extra_name(kind)
+                                .ok_or_else(|| corrupt(format!("{kind} with a member more")))?;
+                            Some((name, text.as_str()))
+                        }
+                        _ => None,
+                    };
+                    let sequence =
+                        u32::try_from(sequence).map_err(|e| corrupt(format!("sequence: {e}")))?;
+                    (
+                        log_id(self.at, no),
+                        render_body(kind, created_at, data, extra, sequence),
+                    )
+                }
+                _ => {
+                    return Err(corrupt(format!(
+                        "row {}: neither kept nor rendered",
+                        self.seq
+                    )))
+                }
+            };
+            out.push(LogNotice {
+                no,
+                id,
                 kind,
+                sequence,
+                created_at,
                 body,
-                at,
-                at,
-            ]);
+            });
         }
-        conn.prepare_cached(sql)?.execute(values.as_slice())?;
+        Ok(out)
+    }
+
+    /// Its notification numbered `no`.
+    fn notice(&self, no: i64) -> Result<Option<LogNotice>, StoreError> {
+        Ok(self.notices()?.into_iter().find(|n| n.no == no))
+    }
+}
+
+/// What notices can share a row: one subject, one time, one `data`, and a
+/// member more only on the first (the one its type names).
+fn rows_of(notices: &[Notice]) -> Result<Vec<&[Notice]>, StoreError> {
+    let mut rows = Vec::new();
+    let mut start = 0;
+    for (i, n) in notices.iter().enumerate() {
+        if let Some((name, _)) = n.extra() {
+            if extra_name(n.kind) != Some(name) {
+                return Err(corrupt(format!("{} with a member {name:?}", n.kind)));
+            }
+        }
+        let first = &notices[start];
+        let joins = i > start
+            && i - start < MAX_PER_ROW
+            && n.extra().is_none()
+            && n.subject == first.subject
+            && n.at == first.at
+            && n.data_text() == first.data_text();
+        if i > start && !joins {
+            rows.push(&notices[start..i]);
+            start = i;
+        }
+    }
+    if start < notices.len() {
+        rows.push(&notices[start..]);
+    }
+    Ok(rows)
+}
+
+/// A row's parts to bind, after `n` and before nothing (`INSERT_ROW`'s order).
+struct RowParts<'a> {
+    n: i64,
+    subject: &'a str,
+    reminder_id: Option<String>,
+    first_sequence: i64,
+    kinds: String,
+    at: i64,
+    data: &'a str,
+    extra: Option<&'a str>,
+}
+
+fn parts(row: &[Notice], last: i64) -> Result<RowParts<'_>, StoreError> {
+    let first = &row[0];
+    let n = row.len() as i64;
+    u32::try_from(last + n).map_err(|e| corrupt(format!("sequence: {e}")))?;
+    let kinds: Vec<&str> = row.iter().map(|n| n.kind.as_str()).collect();
+    Ok(RowParts {
+        n,
+        subject: &first.subject,
+        reminder_id: first.reminder_id.map(|id| id.to_string()),
+        first_sequence: last + 1,
+        kinds: kinds.join(","),
+        at: ms(first.at),
+        data: first.data_text(),
+        extra: first.extra().map(|(_, v)| v),
+    })
+}
+
+fn last_of(first_sequence: i64, kinds: &str) -> i64 {
+    first_sequence + kinds.split(',').count() as i64 - 1
+}
+
+/// Write notices, numbered after their subjects' last, due at once.
+pub(super) fn insert_notices(conn: &Connection, notices: &[Notice]) -> Result<(), StoreError> {
+    let mut known: Option<(&str, i64)> = None;
+    for row in rows_of(notices)? {
+        let subject = row[0].subject.as_str();
+        let last = match known {
+            Some((s, last)) if s == subject => last,
+            _ => conn
+                .prepare_cached(LAST_ROW)?
+                .query_row([subject], |r| {
+                    Ok(last_of(r.get(0)?, &r.get::<_, String>(1)?))
+                })
+                .optional()?
+                .unwrap_or(0),
+        };
+        let p = parts(row, last)?;
+        conn.prepare_cached(INSERT_ROW)?.execute(params![
+            p.n,
+            p.subject,
+            p.reminder_id,
+            p.first_sequence,
+            p.kinds,
+            p.at,
+            p.data,
+            p.extra
+        ])?;
+        known = Some((subject, last + p.n));
     }
     Ok(())
 }
 
-/// Write notices of one subject, numbered after its last, due at once.
-pub(super) fn insert_notices(conn: &Connection, notices: &[Notice]) -> Result<(), StoreError> {
-    let Some(first) = notices.first() else {
-        return Ok(());
-    };
-    let last = last_sequence(conn, &first.subject)?;
-    insert_numbered(conn, notices, last)
-}
-
 /// Write one notice, numbered after its subject's last, due at once.
 pub(super) fn insert_notice(conn: &Connection, notice: &Notice) -> Result<(), StoreError> {
-    let last = last_sequence(conn, &notice.subject)?;
-    insert_numbered(conn, std::slice::from_ref(notice), last)
+    insert_notices(conn, std::slice::from_ref(notice))
 }
 
 /// The notices a written change causes (`after`: the reminder it left).
@@ -118,12 +309,7 @@ pub(super) fn write_notices(
             .transpose()?,
         (None, _) => None,
     };
-    let notices = Notice::for_change(change, after, attempt.as_ref());
-    if notices.is_empty() {
-        return Ok(());
-    }
-    let last = last_sequence(conn, &notices[0].subject)?;
-    insert_numbered(conn, &notices, last)
+    insert_notices(conn, &Notice::for_change(change, after, attempt.as_ref()))
 }
 
 /// The same on sqlx's write connection (a claim's ends), in its transaction.
@@ -131,20 +317,23 @@ pub(super) async fn insert_notice_sqlx(
     conn: &mut SqliteConnection,
     notice: &Notice,
 ) -> Result<(), StoreError> {
-    let last: i64 = sqlx::query_scalar(LAST_SEQUENCE)
+    let last = sqlx::query_as::<_, (i64, String)>(LAST_ROW)
         .bind(&notice.subject)
-        .fetch_one(&mut *conn)
-        .await?;
-    let sequence = next_sequence(last)?;
-    sqlx::query(INSERT_NOTICE)
-        .bind(new_notice_id())
-        .bind(&notice.subject)
-        .bind(i64::from(sequence))
-        .bind(notice.reminder_id.map(|id| id.to_string()))
-        .bind(notice.kind.as_str())
-        .bind(notice.body(sequence))
-        .bind(ms(notice.at))
-        .bind(ms(notice.at))
+        .fetch_optional(&mut *conn)
+        .await?
+        .map_or(0, |(first, kinds)| last_of(first, &kinds));
+    let row = std::slice::from_ref(notice);
+    rows_of(row)?;
+    let p = parts(row, last)?;
+    sqlx::query(INSERT_ROW)
+        .bind(p.n)
+        .bind(p.subject)
+        .bind(p.reminder_id)
+        .bind(p.first_sequence)
+        .bind(p.kinds)
+        .bind(p.at)
+        .bind(p.data)
+        .bind(p.extra)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -155,7 +344,37 @@ pub(super) fn notice_suppression(conn: &Connection, entry: &Suppression) -> Resu
     insert_notice(conn, &Notice::about_suppression(entry))
 }
 
-/// Lease up to `limit` due notifications to `owner` until `until`.
+/// The row holding notification `no`, if it is one.
+fn row_of(conn: &Connection, no: i64) -> Result<Option<LogRow>, StoreError> {
+    let row = conn
+        .prepare_cached(ROW_OF)?
+        .query_row([no], LogRow::from_lite)
+        .optional()?;
+    Ok(row.filter(|r| r.first_no() <= no))
+}
+
+/// The number of the notification `id`, if there is one.
+/// (An id written before the migration is looked up by its index; one made
+/// here names its row, whose time must match.)
+fn resolve(conn: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
+    if let Some((at, no)) = parse_log_id(id) {
+        if row_of(conn, no)?.is_some_and(|r| r.legacy_id.is_none() && r.at == at) {
+            return Ok(Some(no));
+        }
+    }
+    Ok(conn
+        .prepare_cached(LEGACY)?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
+}
+
+fn frontier(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.prepare_cached(FRONTIER)?.query_row([], |r| r.get(0))?)
+}
+
+/// Lease up to `limit` due notifications to `owner` until `until`: first
+/// those taken before (retries, and leases that ran out), then new ones in
+/// the order they were written, each given its state row now.
 pub(super) fn lease(
     conn: &Connection,
     owner: &str,
@@ -163,28 +382,73 @@ pub(super) fn lease(
     until: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<Delivery>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "UPDATE notifications SET lease_owner = ?1, lease_until = ?2 WHERE id IN (\
-           SELECT id FROM notifications WHERE status = 'pending' AND next_try_at <= ?3 \
-           AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY next_try_at LIMIT ?4) \
-         RETURNING id, type, body, step, created_at",
-    )?;
-    let mut rows = stmt.query(params![owner, ms(until), ms(now), i64::from(limit)])?;
-    let mut leased = Vec::new();
-    while let Some(row) = rows.next()? {
-        let kind: String = row.get(1)?;
-        leased.push(Delivery {
-            id: row.get(0)?,
-            kind: kind
-                .parse()
-                .map_err(|_| StoreError::Corrupt(format!("notification type {kind:?}")))?,
-            body: row.get(2)?,
-            step: u32::try_from(row.get::<_, i64>(3)?).unwrap_or(u32::MAX),
-            created_at: from_ms(row.get(4)?)?,
-        });
+    let mut taken: Vec<(i64, u32)> = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "UPDATE notice_state SET lease_owner = ?1, lease_until = ?2 WHERE no IN (\
+               SELECT no FROM notice_state WHERE status = 'pending' AND next_try_at <= ?3 \
+               AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY next_try_at LIMIT ?4) \
+             RETURNING no, step",
+        )?;
+        let mut rows = stmt.query(params![owner, ms(until), ms(now), i64::from(limit)])?;
+        while let Some(row) = rows.next()? {
+            let step = u32::try_from(row.get::<_, i64>(1)?).unwrap_or(u32::MAX);
+            taken.push((row.get(0)?, step));
+        }
+    }
+    let mut leased = Vec::with_capacity(limit as usize);
+    for (no, step) in taken {
+        let notice = row_of(conn, no)?
+            .map(|r| r.notice(no))
+            .transpose()?
+            .flatten()
+            .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
+        leased.push(delivery(notice, step));
+    }
+    let room = limit as usize - leased.len().min(limit as usize);
+    if room > 0 {
+        let mut next = frontier(conn)?;
+        let rows: Vec<LogRow> = conn
+            .prepare_cached(&format!(
+                "SELECT {LOG_COLS} FROM notice_log WHERE seq >= ? ORDER BY seq LIMIT ?"
+            ))?
+            .query_map(params![next, room as i64], LogRow::from_lite)?
+            .collect::<Result<_, _>>()?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO notice_state (no, status, step, next_try_at, lease_owner, lease_until, \
+             created_at) VALUES (?, 'pending', 0, ?, ?, ?, ?)",
+        )?;
+        'rows: for row in &rows {
+            if row.at > ms(now) {
+                break;
+            }
+            for notice in row.notices()? {
+                if notice.no < next {
+                    continue;
+                }
+                if leased.len() >= limit as usize {
+                    break 'rows;
+                }
+                insert.execute(params![notice.no, row.at, owner, ms(until), row.at])?;
+                next = notice.no + 1;
+                leased.push(delivery(notice, 0));
+            }
+        }
+        conn.prepare_cached("UPDATE notice_frontier SET next_no = ?")?
+            .execute([next])?;
     }
     leased.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     Ok(leased)
+}
+
+fn delivery(notice: LogNotice, step: u32) -> Delivery {
+    Delivery {
+        id: notice.id,
+        kind: notice.kind,
+        body: notice.body,
+        step,
+        created_at: notice.created_at,
+    }
 }
 
 /// Record a try; move the notification only while `owner` holds its lease.
@@ -195,12 +459,14 @@ pub(super) fn record(
     t: &NoticeTry,
     outcome: TryOutcome,
 ) -> Result<bool, StoreError> {
+    let Some(no) = resolve(conn, id)? else {
+        return Ok(false);
+    };
     conn.prepare_cached(
-        "INSERT INTO notification_tries (notification_id, at, status_code, error, duration_ms) \
-         VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO notice_tries (no, at, status_code, error, duration_ms) VALUES (?, ?, ?, ?, ?)",
     )?
     .execute(params![
-        id,
+        no,
         ms(t.at),
         t.status_code,
         t.error,
@@ -213,49 +479,120 @@ pub(super) fn record(
     };
     let moved = conn
         .prepare_cached(
-            "UPDATE notifications SET status = ?, next_try_at = ?, delivered_at = ?, \
+            "UPDATE notice_state SET status = ?, next_try_at = ?, delivered_at = ?, \
              step = step + 1, lease_owner = NULL, lease_until = NULL \
-             WHERE id = ? AND lease_owner = ? AND status = 'pending'",
+             WHERE no = ? AND lease_owner = ? AND status = 'pending'",
         )?
-        .execute(params![status, next, delivered, id, owner])?;
+        .execute(params![status, next, delivered, no, owner])?;
     Ok(moved == 1)
 }
 
 /// Queue a notification again: a delivered or failed one starts a new round
-/// of tries now; a pending one is tried now. `false`: no such notification.
+/// of tries now; a pending one is tried now (one not taken yet is due
+/// already). `false`: no such notification.
 pub(super) fn resend(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
+    let Some(no) = resolve(conn, id)? else {
+        return Ok(false);
+    };
     let moved = conn
         .prepare_cached(
-            "UPDATE notifications SET next_try_at = ?1, \
+            "UPDATE notice_state SET next_try_at = ?1, \
              step = CASE WHEN status = 'pending' THEN step ELSE 0 END, status = 'pending' \
-             WHERE id = ?2",
+             WHERE no = ?2",
         )?
-        .execute(params![ms(now), id])?;
-    Ok(moved == 1)
+        .execute(params![ms(now), no])?;
+    if moved == 1 || no >= frontier(conn)? {
+        return Ok(true);
+    }
+    Err(corrupt(format!("{no}: taken but without a state")))
 }
 
-pub(super) fn notice_from_row(row: &SqliteRow) -> Result<RawNotice, StoreError> {
-    let reminder_id: Option<String> = row.try_get(2)?;
-    Ok(RawNotice {
-        id: row.try_get(0)?,
-        kind: row.try_get(1)?,
-        reminder_id: reminder_id
-            .map(|r| {
-                ReminderId::parse(&r)
-                    .map(|id| id.as_uuid())
-                    .ok_or_else(|| StoreError::Corrupt(format!("notification reminder {r:?}")))
-            })
-            .transpose()?,
-        sequence: row.try_get(3)?,
-        status: row.try_get(4)?,
-        created_at: from_ms(row.try_get(5)?)?,
-        next_try_at: opt_from_ms(row.try_get(6)?)?,
-        delivered_at: opt_from_ms(row.try_get(7)?)?,
-        body: row.try_get(8)?,
-    })
+// ---- reads, on the read pool (one snapshot per request) ----
+
+async fn row_of_sqlx(read: &mut SqliteConnection, no: i64) -> Result<Option<LogRow>, StoreError> {
+    let row = sqlx::query(ROW_OF)
+        .bind(no)
+        .fetch_optional(&mut *read)
+        .await?
+        .map(|r| LogRow::from_sqlx(&r))
+        .transpose()?;
+    Ok(row.filter(|r| r.first_no() <= no))
 }
 
-pub(super) fn try_from_row(row: &SqliteRow) -> Result<NoticeTry, StoreError> {
+async fn resolve_sqlx(read: &mut SqliteConnection, id: &str) -> Result<Option<i64>, StoreError> {
+    if let Some((at, no)) = parse_log_id(id) {
+        let row = row_of_sqlx(read, no).await?;
+        if row.is_some_and(|r| r.legacy_id.is_none() && r.at == at) {
+            return Ok(Some(no));
+        }
+    }
+    Ok(sqlx::query_scalar::<_, i64>(LEGACY)
+        .bind(id)
+        .fetch_optional(&mut *read)
+        .await?)
+}
+
+async fn frontier_sqlx(read: &mut SqliteConnection) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar(FRONTIER).fetch_one(&mut *read).await?)
+}
+
+/// A notification as the API shows it, with its state and tries.
+async fn shown(
+    read: &mut SqliteConnection,
+    row: &LogRow,
+    notice: LogNotice,
+    frontier: i64,
+) -> Result<Notification, StoreError> {
+    let reminder_id = row
+        .reminder_id
+        .as_deref()
+        .map(|r| {
+            ReminderId::parse(r)
+                .map(|id| id.as_uuid())
+                .ok_or_else(|| corrupt(format!("reminder {r:?}")))
+        })
+        .transpose()?;
+    let (status, next_try_at, delivered_at, tries) = if notice.no >= frontier {
+        (
+            "pending".to_owned(),
+            Some(notice.created_at),
+            None,
+            Vec::new(),
+        )
+    } else {
+        let (status, next, delivered): (String, Option<i64>, Option<i64>) = sqlx::query_as(
+            "SELECT status, next_try_at, delivered_at FROM notice_state WHERE no = ?",
+        )
+        .bind(notice.no)
+        .fetch_optional(&mut *read)
+        .await?
+        .ok_or_else(|| corrupt(format!("{}: taken but without a state", notice.no)))?;
+        let tries = sqlx::query(
+            "SELECT at, status_code, error, duration_ms FROM notice_tries WHERE no = ? ORDER BY rowid",
+        )
+        .bind(notice.no)
+        .fetch_all(&mut *read)
+        .await?
+        .iter()
+        .map(try_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        (status, opt_from_ms(next)?, opt_from_ms(delivered)?, tries)
+    };
+    RawNotice {
+        id: notice.id,
+        kind: notice.kind.as_str().to_owned(),
+        reminder_id,
+        sequence: notice.sequence,
+        status,
+        created_at: notice.created_at,
+        next_try_at,
+        delivered_at,
+        body: notice.body,
+    }
+    .into_notification(tries)
+}
+
+fn try_from_row(row: &SqliteRow) -> Result<NoticeTry, StoreError> {
     let code: Option<i64> = row.try_get(1)?;
     Ok(NoticeTry {
         at: from_ms(row.try_get(0)?)?,
@@ -265,29 +602,245 @@ pub(super) fn try_from_row(row: &SqliteRow) -> Result<NoticeTry, StoreError> {
     })
 }
 
-/// Notifications with their tries, by the rows of a page.
-pub(super) async fn with_tries(
+/// One notification by its id.
+pub(super) async fn get(
     read: &mut SqliteConnection,
-    rows: Vec<SqliteRow>,
+    id: &str,
+) -> Result<Option<Notification>, StoreError> {
+    let Some(no) = resolve_sqlx(read, id).await? else {
+        return Ok(None);
+    };
+    let frontier = frontier_sqlx(read).await?;
+    let Some(row) = row_of_sqlx(read, no).await? else {
+        return Ok(None);
+    };
+    let Some(notice) = row.notice(no)? else {
+        return Ok(None);
+    };
+    Ok(Some(shown(read, &row, notice, frontier).await?))
+}
+
+/// Up to `want` notifications, newest first, below `below` (a number), of
+/// `subject` when given, in `status` when given.
+pub(super) async fn list(
+    read: &mut SqliteConnection,
+    status: Option<NoticeStatus>,
+    subject: Option<String>,
+    after: Option<&str>,
+    want: usize,
 ) -> Result<Vec<Notification>, StoreError> {
-    let mut out = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let raw = notice_from_row(row)?;
-        let tries = sqlx::query(
-            "SELECT at, status_code, error, duration_ms FROM notification_tries \
-             WHERE notification_id = ? ORDER BY id",
-        )
-        .bind(&raw.id)
-        .fetch_all(&mut *read)
-        .await?
-        .iter()
-        .map(try_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        out.push(raw.into_notification(tries)?);
+    let below = match after {
+        None => i64::MAX,
+        Some(id) => match resolve_sqlx(read, id).await? {
+            Some(no) => no,
+            None => return Ok(Vec::new()),
+        },
+    };
+    let frontier = frontier_sqlx(read).await?;
+    let mut out = Vec::with_capacity(want);
+    match (status, &subject) {
+        (Some(status @ (NoticeStatus::Delivered | NoticeStatus::Failed)), None) => {
+            let nos: Vec<i64> = sqlx::query_scalar(
+                "SELECT no FROM notice_state WHERE status = ? AND no < ? ORDER BY no DESC LIMIT ?",
+            )
+            .bind(status.as_str())
+            .bind(below)
+            .bind(want as i64)
+            .fetch_all(&mut *read)
+            .await?;
+            by_numbers(read, &nos, frontier, &mut out).await?;
+        }
+        (Some(NoticeStatus::Pending), None) => {
+            // The ones not taken yet (the newest), then those taken and waiting.
+            walk(read, None, below, frontier, frontier, want, &mut out).await?;
+            if out.len() < want {
+                let nos: Vec<i64> = sqlx::query_scalar(
+                    "SELECT no FROM notice_state INDEXED BY notice_state_due \
+                     WHERE status = 'pending' AND no < ? ORDER BY no DESC LIMIT ?",
+                )
+                .bind(below.min(frontier))
+                .bind((want - out.len()) as i64)
+                .fetch_all(&mut *read)
+                .await?;
+                by_numbers(read, &nos, frontier, &mut out).await?;
+            }
+        }
+        (status, subject) => {
+            let mut found = Vec::with_capacity(want);
+            walk_filtered(
+                read,
+                subject.as_deref(),
+                status,
+                below,
+                frontier,
+                want,
+                &mut found,
+            )
+            .await?;
+            out = found;
+        }
     }
     Ok(out)
 }
 
-pub(super) fn select_notices() -> String {
-    format!("SELECT {NOTICE_COLS} FROM notifications")
+async fn by_numbers(
+    read: &mut SqliteConnection,
+    nos: &[i64],
+    frontier: i64,
+    out: &mut Vec<Notification>,
+) -> Result<(), StoreError> {
+    for &no in nos {
+        let row = row_of_sqlx(read, no)
+            .await?
+            .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
+        let notice = row
+            .notice(no)?
+            .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
+        out.push(shown(read, &row, notice, frontier).await?);
+    }
+    Ok(())
+}
+
+/// Rows newest first, a page at a time, holding notifications below `below`
+/// (a row holds at most `MAX_PER_ROW`, so its last number is below
+/// `below + MAX_PER_ROW - 1`).
+async fn rows_below(
+    read: &mut SqliteConnection,
+    subject: Option<&str>,
+    below: i64,
+) -> Result<Vec<LogRow>, StoreError> {
+    let top = below.saturating_add(MAX_PER_ROW as i64 - 2);
+    let rows = match subject {
+        Some(s) => {
+            sqlx::query(&format!(
+                "SELECT {LOG_COLS} FROM notice_log WHERE subject = ? AND seq <= ? \
+                 ORDER BY seq DESC LIMIT 32"
+            ))
+            .bind(s)
+            .bind(top)
+            .fetch_all(&mut *read)
+            .await?
+        }
+        None => {
+            sqlx::query(&format!(
+                "SELECT {LOG_COLS} FROM notice_log WHERE seq <= ? ORDER BY seq DESC LIMIT 32"
+            ))
+            .bind(top)
+            .fetch_all(&mut *read)
+            .await?
+        }
+    };
+    rows.iter().map(LogRow::from_sqlx).collect()
+}
+
+/// The notifications numbered from `floor` up, below `below`, newest first.
+async fn walk(
+    read: &mut SqliteConnection,
+    subject: Option<&str>,
+    below: i64,
+    floor: i64,
+    frontier: i64,
+    want: usize,
+    out: &mut Vec<Notification>,
+) -> Result<(), StoreError> {
+    let mut below = below;
+    loop {
+        let before = below;
+        let rows = rows_below(read, subject, below).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in &rows {
+            for notice in row.notices()?.into_iter().rev() {
+                if notice.no >= below {
+                    continue;
+                }
+                if notice.no < floor || out.len() >= want {
+                    return Ok(());
+                }
+                out.push(shown(read, row, notice, frontier).await?);
+            }
+            below = below.min(row.first_no());
+        }
+        if below == before {
+            return Ok(());
+        }
+    }
+}
+
+/// The same, every number, keeping those in `status` when given.
+async fn walk_filtered(
+    read: &mut SqliteConnection,
+    subject: Option<&str>,
+    status: Option<NoticeStatus>,
+    below: i64,
+    frontier: i64,
+    want: usize,
+    out: &mut Vec<Notification>,
+) -> Result<(), StoreError> {
+    let mut below = below;
+    loop {
+        let before = below;
+        let rows = rows_below(read, subject, below).await?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in &rows {
+            for notice in row.notices()?.into_iter().rev() {
+                if notice.no >= below {
+                    continue;
+                }
+                let shown = shown(read, row, notice, frontier).await?;
+                if status.map_or(true, |s| s == shown.status) {
+                    out.push(shown);
+                    if out.len() >= want {
+                        return Ok(());
+                    }
+                }
+            }
+            below = below.min(row.first_no());
+        }
+        if below == before {
+            return Ok(());
+        }
+    }
+}
+
+/// /metrics' figures: pending ones (taken and waiting, through their partial
+/// index, and those not taken yet: the log's last number past the
+/// frontier), delivered and failed as the trigger keeps them.
+pub(super) const NOTICE_COUNTS: &str = "SELECT 'pending', \
+     (SELECT count(*) FROM notice_state INDEXED BY notice_state_due WHERE status = 'pending') \
+     + max(0, (SELECT COALESCE(MAX(seq), 0) FROM notice_log) \
+              - (SELECT next_no FROM notice_frontier) + 1) \
+     UNION ALL SELECT status, n FROM notification_counts";
+/// When the oldest pending one was made: the oldest taken and waiting, or the
+/// first not taken yet.
+pub(super) const OLDEST_PENDING: &str = "SELECT MIN(t) FROM (\
+     SELECT MIN(created_at) AS t FROM notice_state INDEXED BY notice_state_due \
+     WHERE status = 'pending' \
+     UNION ALL SELECT (SELECT at FROM notice_log \
+       WHERE seq >= (SELECT next_no FROM notice_frontier) ORDER BY seq LIMIT 1))";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_id_carries_its_time_and_number_and_sorts_by_time() {
+        let at = 1_796_000_000_123;
+        for no in [1, 2, 77, (1 << 40) + 3, (1 << 62) - 1] {
+            let id = log_id(at, no);
+            assert_eq!(id.len(), 36, "{id}");
+            let uuid = uuid::Uuid::parse_str(&id[4..]).unwrap();
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(parse_log_id(&id), Some((at, no)));
+        }
+        assert!(log_id(at, 9) < log_id(at + 1, 1));
+        assert!(log_id(at, 9) < log_id(at, 10));
+        // A random UUIDv7 id (as written before) is not one unless its twelve bits are zero.
+        assert_eq!(parse_log_id("msg_019ae1c2f3a47b2c8d9e0f1a2b3c4d5e"), None);
+        assert_eq!(parse_log_id("msg_short"), None);
+        assert_eq!(parse_log_id(&format!("msg_{:032x}", 0u128)), None);
+    }
 }
