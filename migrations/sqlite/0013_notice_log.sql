@@ -24,8 +24,9 @@ CREATE TABLE notice_log (
     legacy_body    TEXT,                        -- its id and body, kept as they were
     CHECK ((data IS NULL) = (legacy_body IS NOT NULL))
 ) STRICT;
--- A reminder's notifications (and its last `sequence`).
-CREATE INDEX notice_log_subject ON notice_log (subject, first_sequence);
+-- A subject's notifications, and its last `sequence` (the single writer
+-- numbers them; the index refuses a number given twice).
+CREATE UNIQUE INDEX notice_log_subject ON notice_log (subject, first_sequence);
 CREATE UNIQUE INDEX notice_log_legacy ON notice_log (legacy_id) WHERE legacy_id IS NOT NULL;
 
 -- Where each notification taken for delivery stands. Notifications numbered
