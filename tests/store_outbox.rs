@@ -1219,3 +1219,119 @@ async fn sqlite_the_log_migration_keeps_the_notifications_written_before() {
     assert_ne!(shown[3].id, legacy[2].0);
     db.cleanup().await;
 }
+
+/// A notification made by a clock ahead of the lease's (another instance's,
+/// or one set right since) waits for its time and holds up none after it;
+/// and a lease takes the earliest due first, retries and new ones alike.
+async fn a_lease_takes_the_earliest_due_and_waits_for_none_ahead(backend: Backend) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let t0 = t("2026-11-24T15:00:00Z");
+    let ids = pending(&store, 6, "2026-11-24T16:00:00Z").await;
+    // Three retrying since t0 + 5 s.
+    cancel_all(&store, &ids[..3], t0).await;
+    let first = store
+        .lease_notifications("w", t0, t0 + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 3);
+    for d in &first {
+        assert!(store
+            .record_try(
+                &d.id,
+                "w",
+                &tried(t0, Some(503)),
+                TryOutcome::RetryAt(t0 + Duration::seconds(5))
+            )
+            .await
+            .unwrap());
+    }
+    // One made an hour ahead, then two made at t0 + 1 s.
+    cancel_all(&store, &ids[3..4], t0 + Duration::hours(1)).await;
+    cancel_all(&store, &ids[4..], t0 + Duration::seconds(1)).await;
+    let ahead = of(&store, ids[3]).await.remove(0);
+    let mut later = Vec::new();
+    for id in [ids[4], ids[5]] {
+        later.push(of(&store, id).await.remove(0).id);
+    }
+
+    let now = t0 + Duration::seconds(10);
+    let leased = store
+        .lease_notifications("w", now, now + Duration::seconds(30), 3)
+        .await
+        .unwrap();
+    let got: HashSet<&str> = leased.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(leased.len(), 3);
+    for id in &later {
+        assert!(
+            got.contains(id.as_str()),
+            "due at t0 + 1 s, before the retries: {leased:?}"
+        );
+    }
+    assert!(!got.contains(ahead.id.as_str()));
+    let retried: Vec<&duecall::store::Delivery> = leased.iter().filter(|d| d.step == 1).collect();
+    assert_eq!(retried.len(), 1);
+    // The rest: the two other retries; the one ahead only at its time.
+    let rest = store
+        .lease_notifications("w", now, now + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(rest.iter().all(|d| d.step == 1));
+    for d in leased.iter().chain(&rest) {
+        assert!(store
+            .record_try(&d.id, "w", &tried(now, Some(204)), TryOutcome::Delivered)
+            .await
+            .unwrap());
+    }
+    let shown = store.get_notification(&ahead.id).await.unwrap().unwrap();
+    assert_eq!(shown.status, NoticeStatus::Pending);
+    assert_eq!(shown.next_try_at, Some(t0 + Duration::hours(1)));
+    let at_its_time = t0 + Duration::hours(1);
+    let last = store
+        .lease_notifications("w", at_its_time, at_its_time + Duration::seconds(30), 10)
+        .await
+        .unwrap();
+    let last: Vec<&str> = last.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(last, [ahead.id.as_str()]);
+    // Ids are exact: the same hex in capitals is no notification.
+    let shouted = format!("msg_{}", ahead.id[4..].to_uppercase());
+    assert!(store.get_notification(&shouted).await.unwrap().is_none());
+    db.cleanup().await;
+}
+both_backends!(
+    a_lease_takes_the_earliest_due_and_waits_for_none_ahead,
+    a_lease_takes_the_earliest_due_and_waits_for_none_ahead
+);
+
+/// Two SQLite databases making their first notification at one moment give
+/// it different ids (each database's salt), and neither finds the other's.
+#[tokio::test]
+async fn sqlite_two_databases_never_make_one_id() {
+    let at = t("2026-11-24T15:00:00Z");
+    let mut made = Vec::new();
+    for _ in 0..2 {
+        let (db, store) = open(Backend::Sqlite).await.unwrap();
+        let ids = pending(&store, 1, "2026-11-24T16:00:00Z").await;
+        cancel_all(&store, &ids, at).await;
+        let n = of(&store, ids[0]).await.remove(0);
+        made.push((db, store, n.id));
+    }
+    assert_ne!(made[0].2, made[1].2);
+    assert!(made[0]
+        .1
+        .get_notification(&made[1].2)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(made[1]
+        .1
+        .get_notification(&made[0].2)
+        .await
+        .unwrap()
+        .is_none());
+    for (db, _, _) in made {
+        db.cleanup().await;
+    }
+}

@@ -10,7 +10,8 @@
 -- rendered from the row whenever it is read (the same bytes every time):
 -- `data` is the object's text without `sequence`, `extra` the member the
 -- first one adds (its attempt, its payment). A new notification's id is made
--- from its number and `at` (a UUIDv7 layout: see src/store/sqlite/notices.rs).
+-- from its number, `at` and the database's salt (a UUIDv7 layout: see
+-- src/store/sqlite/notices.rs). Nothing deletes a row: numbers are never reused.
 CREATE TABLE notice_log (
     seq            INTEGER PRIMARY KEY,
     subject        TEXT    NOT NULL,            -- the reminder's id, or `number:<E.164>`
@@ -44,9 +45,12 @@ CREATE TABLE notice_state (
 ) STRICT;
 CREATE INDEX notice_state_due ON notice_state (next_try_at) WHERE status = 'pending';
 
+-- `salt`: this database's own random bits in every id it makes, so two
+-- databases posting to one receiver never give two notifications one id.
 CREATE TABLE notice_frontier (
     one     INTEGER PRIMARY KEY CHECK (one = 1),
-    next_no INTEGER NOT NULL
+    next_no INTEGER NOT NULL,
+    salt    INTEGER NOT NULL CHECK (salt BETWEEN 0 AND 17179869183)
 ) STRICT;
 
 -- Every delivery try, oldest first by rowid.
@@ -71,7 +75,8 @@ INSERT INTO notice_tries (no, at, status_code, error, duration_ms)
     SELECT l.seq, t.at, t.status_code, t.error, t.duration_ms
     FROM notification_tries t JOIN notice_log l ON l.legacy_id = t.notification_id
     ORDER BY t.id;
-INSERT INTO notice_frontier (one, next_no) SELECT 1, COALESCE(MAX(seq), 0) + 1 FROM notice_log;
+INSERT INTO notice_frontier (one, next_no, salt)
+    SELECT 1, COALESCE(MAX(seq), 0) + 1, random() & 17179869183 FROM notice_log;
 
 DROP TABLE notification_tries;
 DROP TABLE notifications;  -- and its trigger

@@ -407,6 +407,31 @@ mod tests {
         assert!("attempt.started".parse::<NoticeType>().is_err());
     }
 
+    /// The exact bytes: SQLite renders a notification's body whenever it is
+    /// read, from parts stored when it was made, and the signature covers
+    /// the bytes, so they must not change under a notification's id. A
+    /// change to this text is a change to every stored notification's body.
+    #[test]
+    fn a_rendered_body_is_these_bytes() {
+        let at = DateTime::parse_from_rfc3339("2026-11-24T15:00:00.250Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(
+            render_body(
+                NoticeType::AttemptEnded,
+                at,
+                r#"{"id":"r1","status":"completed"}"#,
+                Some(("attempt", r#"{"attempt":1}"#)),
+                2,
+            ),
+            r#"{"type":"attempt.ended","timestamp":"2026-11-24T15:00:00.250Z","data":{"id":"r1","status":"completed","attempt":{"attempt":1},"sequence":2}}"#
+        );
+        assert_eq!(
+            render_body(NoticeType::ReminderCancelled, at, "{}", None, 1),
+            r#"{"type":"reminder.cancelled","timestamp":"2026-11-24T15:00:00.250Z","data":{"sequence":1}}"#
+        );
+    }
+
     #[test]
     fn a_body_is_the_type_the_time_and_the_data_with_its_sequence() {
         let at = DateTime::parse_from_rfc3339("2026-11-24T15:00:00.250Z")

@@ -43,35 +43,54 @@ const INSERT_ROW: &str = "INSERT INTO notice_log (seq, subject, reminder_id, fir
 const ROW_OF: &str = "SELECT seq, reminder_id, first_sequence, kinds, at, data, extra, \
      legacy_id, legacy_body FROM notice_log WHERE seq >= ? ORDER BY seq LIMIT 1";
 const LEGACY: &str = "SELECT seq FROM notice_log WHERE legacy_id = ?";
-const FRONTIER: &str = "SELECT next_no FROM notice_frontier";
+const FRONTIER: &str = "SELECT next_no, salt FROM notice_frontier";
 
 fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("notification {what}"))
 }
 
-const NO_BITS: u32 = 62;
+/// Bits of a notification's number in its id (a trillion notifications).
+const NO_BITS: u32 = 40;
 const NO_MASK: u128 = (1 << NO_BITS) - 1;
+/// Bits of the database's own random salt (`notice_frontier.salt`): two
+/// databases posting to one receiver never make the same id.
+const SALT_BITS: u32 = 34;
+const SALT_MASK: u128 = (1 << SALT_BITS) - 1;
 
-/// A notification's id from its time and its number: `msg_` and a UUIDv7
-/// (48 bits of Unix milliseconds, version 7, twelve zero bits, the variant,
-/// then the number), so ids still sort by time, and a try, a resend or a
-/// look-up finds its row by the number without an index.
-pub(super) fn log_id(at_ms: i64, no: i64) -> String {
+/// The outbox's head: the first number not taken yet, and the salt of its ids.
+#[derive(Clone, Copy)]
+struct Head {
+    next: i64,
+    salt: i64,
+}
+
+/// A notification's id from its time, its number and the database's salt:
+/// `msg_` and a UUIDv7 (48 bits of Unix milliseconds, version 7, then the
+/// salt's 34 bits and the number's 40 around the variant), so ids sort by
+/// time, differ between databases, and a try, a resend or a look-up finds
+/// its row by the number without an index.
+fn log_id(at_ms: i64, no: i64, salt: i64) -> String {
     let millis = u128::from(at_ms.max(0) as u64 & 0xFFFF_FFFF_FFFF);
-    let v = millis << 80 | 0x7 << 76 | 0b10 << 62 | (no.max(0) as u128 & NO_MASK);
+    let salt = salt.max(0) as u128 & SALT_MASK;
+    let rand = salt << NO_BITS | (no.max(0) as u128 & NO_MASK); // 74 bits
+    let v = millis << 80 | 0x7 << 76 | (rand >> 62) << 64 | 0b10 << 62 | (rand & ((1 << 62) - 1));
     format!("msg_{v:032x}")
 }
 
-/// The time and number an id made by [`log_id`] carries.
-fn parse_log_id(id: &str) -> Option<(i64, i64)> {
+/// The number an id made by [`log_id`] with `salt` carries (the caller
+/// checks the whole id against its row).
+fn parse_log_id(id: &str, salt: i64) -> Option<i64> {
     let hex = id.strip_prefix("msg_")?;
-    if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if hex.len() != 32 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     let v = u128::from_str_radix(hex, 16).ok()?;
-    let shaped = (v >> 76) & 0xF == 7 && (v >> 64) & 0xFFF == 0 && (v >> 62) & 0b11 == 0b10;
-    let no = i64::try_from(v & NO_MASK).ok()?;
-    (shaped && no >= 1).then_some(((v >> 80) as i64, no))
+    if (v >> 76) & 0xF != 7 || (v >> 62) & 0b11 != 0b10 {
+        return None;
+    }
+    let rand = ((v >> 64) & 0xFFF) << 62 | (v & ((1 << 62) - 1));
+    let no = i64::try_from(rand & NO_MASK).ok()?;
+    (rand >> NO_BITS == salt.max(0) as u128 & SALT_MASK && no >= 1).then_some(no)
 }
 
 /// One row of the log, as read.
@@ -135,7 +154,7 @@ impl LogRow {
     }
 
     /// Its notifications, in order, bodies rendered.
-    fn notices(&self) -> Result<Vec<LogNotice>, StoreError> {
+    fn notices(&self, salt: i64) -> Result<Vec<LogNotice>, StoreError> {
         let created_at = from_ms(self.at)?;
         let first_no = self.first_no();
         let mut out = Vec::with_capacity(MAX_PER_ROW);
@@ -144,6 +163,9 @@ impl LogRow {
                 .parse()
                 .map_err(|_| corrupt(format!("type {name:?}")))?;
             let no = first_no + k as i64;
+            if no as u128 > NO_MASK {
+                return Err(corrupt(format!("number {no}: past what an id holds")));
+            }
             let sequence = self.first_sequence + k as i64;
             let (id, body) = match (&self.legacy_id, &self.legacy_body, &self.data) {
                 (Some(id), Some(body), _) => (id.clone(), body.clone()),
@@ -159,7 +181,7 @@ impl LogRow {
                     let sequence =
                         u32::try_from(sequence).map_err(|e| corrupt(format!("sequence: {e}")))?;
                     (
-                        log_id(self.at, no),
+                        log_id(self.at, no, salt),
                         render_body(kind, created_at, data, extra, sequence),
                     )
                 }
@@ -182,9 +204,17 @@ impl LogRow {
         Ok(out)
     }
 
+    /// Whether `id` is the id this row gives its notification `no`.
+    fn names(&self, no: i64, salt: i64, id: &str) -> bool {
+        self.legacy_id.is_none()
+            && self.first_no() <= no
+            && no <= self.seq
+            && log_id(self.at, no, salt) == id
+    }
+
     /// Its notification numbered `no`.
-    fn notice(&self, no: i64) -> Result<Option<LogNotice>, StoreError> {
-        Ok(self.notices()?.into_iter().find(|n| n.no == no))
+    fn notice(&self, no: i64, salt: i64) -> Result<Option<LogNotice>, StoreError> {
+        Ok(self.notices(salt)?.into_iter().find(|n| n.no == no))
     }
 }
 
@@ -357,8 +387,9 @@ fn row_of(conn: &Connection, no: i64) -> Result<Option<LogRow>, StoreError> {
 /// (An id written before the migration is looked up by its index; one made
 /// here names its row, whose time must match.)
 fn resolve(conn: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
-    if let Some((at, no)) = parse_log_id(id) {
-        if row_of(conn, no)?.is_some_and(|r| r.legacy_id.is_none() && r.at == at) {
+    let head = head(conn)?;
+    if let Some(no) = parse_log_id(id, head.salt) {
+        if row_of(conn, no)?.is_some_and(|r| r.names(no, head.salt, id)) {
             return Ok(Some(no));
         }
     }
@@ -368,13 +399,20 @@ fn resolve(conn: &Connection, id: &str) -> Result<Option<i64>, StoreError> {
         .optional()?)
 }
 
-fn frontier(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.prepare_cached(FRONTIER)?.query_row([], |r| r.get(0))?)
+fn head(conn: &Connection) -> Result<Head, StoreError> {
+    Ok(conn.prepare_cached(FRONTIER)?.query_row([], |r| {
+        Ok(Head {
+            next: r.get(0)?,
+            salt: r.get(1)?,
+        })
+    })?)
 }
 
-/// Lease up to `limit` due notifications to `owner` until `until`: first
-/// those taken before (retries, and leases that ran out), then new ones in
-/// the order they were written, each given its state row now.
+/// Lease up to `limit` due notifications to `owner` until `until`, the
+/// earliest due first: those taken before (retries, and leases that ran
+/// out), merged with new ones in the order they were written, each new one
+/// given its state row now. A new one made later than `now` (a clock ahead)
+/// gets its state row unleased, due at its time, so it holds up none after it.
 pub(super) fn lease(
     conn: &Connection,
     owner: &str,
@@ -382,58 +420,74 @@ pub(super) fn lease(
     until: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<Delivery>, StoreError> {
-    let mut taken: Vec<(i64, u32)> = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "UPDATE notice_state SET lease_owner = ?1, lease_until = ?2 WHERE no IN (\
-               SELECT no FROM notice_state WHERE status = 'pending' AND next_try_at <= ?3 \
-               AND (lease_until IS NULL OR lease_until <= ?3) ORDER BY next_try_at LIMIT ?4) \
-             RETURNING no, step",
-        )?;
-        let mut rows = stmt.query(params![owner, ms(until), ms(now), i64::from(limit)])?;
-        while let Some(row) = rows.next()? {
-            let step = u32::try_from(row.get::<_, i64>(1)?).unwrap_or(u32::MAX);
-            taken.push((row.get(0)?, step));
+    let limit = limit as usize;
+    let head = head(conn)?;
+    let retries: Vec<(i64, i64, u32)> = conn
+        .prepare_cached(
+            "SELECT no, next_try_at, step FROM notice_state WHERE status = 'pending'              AND next_try_at <= ?1 AND (lease_until IS NULL OR lease_until <= ?1)              ORDER BY next_try_at, no LIMIT ?2",
+        )?
+        .query_map(params![ms(now), limit as i64], |r| {
+            let step = u32::try_from(r.get::<_, i64>(2)?).unwrap_or(u32::MAX);
+            Ok((r.get(0)?, r.get(1)?, step))
+        })?
+        .collect::<Result<_, _>>()?;
+    let rows: Vec<LogRow> = conn
+        .prepare_cached(&format!(
+            "SELECT {LOG_COLS} FROM notice_log WHERE seq >= ? ORDER BY seq LIMIT ?"
+        ))?
+        .query_map(params![head.next, limit as i64], LogRow::from_lite)?
+        .collect::<Result<_, _>>()?;
+    let mut fresh = Vec::new();
+    for row in &rows {
+        fresh.extend(
+            row.notices(head.salt)?
+                .into_iter()
+                .filter(|n| n.no >= head.next)
+                .map(|n| (row.at, n)),
+        );
+    }
+    let mut fresh = fresh.into_iter().peekable();
+    let mut retries = retries.into_iter().peekable();
+    let mut next = head.next;
+    let mut leased = Vec::with_capacity(limit);
+    let mut take_new = conn.prepare_cached(
+        "INSERT INTO notice_state (no, status, step, next_try_at, lease_owner, lease_until, \
+         created_at) VALUES (?, 'pending', 0, ?, ?, ?, ?)",
+    )?;
+    while leased.len() < limit {
+        let new_due = fresh.peek().map(|(at, _)| *at);
+        if let Some(at) = new_due.filter(|at| *at > ms(now)) {
+            let (_, notice) = fresh.next().expect("peeked");
+            take_new.execute(params![notice.no, at, None::<&str>, None::<i64>, at])?;
+            next = notice.no + 1;
+            continue;
+        }
+        let retry_first = match (retries.peek(), new_due) {
+            (Some((_, due, _)), Some(at)) => *due <= at,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        if retry_first {
+            let (no, _, step) = retries.next().expect("peeked");
+            conn.prepare_cached(
+                "UPDATE notice_state SET lease_owner = ?, lease_until = ? WHERE no = ?",
+            )?
+            .execute(params![owner, ms(until), no])?;
+            let notice = row_of(conn, no)?
+                .map(|r| r.notice(no, head.salt))
+                .transpose()?
+                .flatten()
+                .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
+            leased.push(delivery(notice, step));
+        } else {
+            let (at, notice) = fresh.next().expect("peeked");
+            take_new.execute(params![notice.no, at, owner, ms(until), at])?;
+            next = notice.no + 1;
+            leased.push(delivery(notice, 0));
         }
     }
-    let mut leased = Vec::with_capacity(limit as usize);
-    for (no, step) in taken {
-        let notice = row_of(conn, no)?
-            .map(|r| r.notice(no))
-            .transpose()?
-            .flatten()
-            .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
-        leased.push(delivery(notice, step));
-    }
-    let room = limit as usize - leased.len().min(limit as usize);
-    if room > 0 {
-        let mut next = frontier(conn)?;
-        let rows: Vec<LogRow> = conn
-            .prepare_cached(&format!(
-                "SELECT {LOG_COLS} FROM notice_log WHERE seq >= ? ORDER BY seq LIMIT ?"
-            ))?
-            .query_map(params![next, room as i64], LogRow::from_lite)?
-            .collect::<Result<_, _>>()?;
-        let mut insert = conn.prepare_cached(
-            "INSERT INTO notice_state (no, status, step, next_try_at, lease_owner, lease_until, \
-             created_at) VALUES (?, 'pending', 0, ?, ?, ?, ?)",
-        )?;
-        'rows: for row in &rows {
-            if row.at > ms(now) {
-                break;
-            }
-            for notice in row.notices()? {
-                if notice.no < next {
-                    continue;
-                }
-                if leased.len() >= limit as usize {
-                    break 'rows;
-                }
-                insert.execute(params![notice.no, row.at, owner, ms(until), row.at])?;
-                next = notice.no + 1;
-                leased.push(delivery(notice, 0));
-            }
-        }
+    if next != head.next {
         conn.prepare_cached("UPDATE notice_frontier SET next_no = ?")?
             .execute([next])?;
     }
@@ -501,7 +555,7 @@ pub(super) fn resend(conn: &Connection, id: &str, now: DateTime<Utc>) -> Result<
              WHERE no = ?2",
         )?
         .execute(params![ms(now), no])?;
-    if moved == 1 || no >= frontier(conn)? {
+    if moved == 1 || no >= head(conn)?.next {
         return Ok(true);
     }
     Err(corrupt(format!("{no}: taken but without a state")))
@@ -519,10 +573,14 @@ async fn row_of_sqlx(read: &mut SqliteConnection, no: i64) -> Result<Option<LogR
     Ok(row.filter(|r| r.first_no() <= no))
 }
 
-async fn resolve_sqlx(read: &mut SqliteConnection, id: &str) -> Result<Option<i64>, StoreError> {
-    if let Some((at, no)) = parse_log_id(id) {
+async fn resolve_sqlx(
+    read: &mut SqliteConnection,
+    id: &str,
+    head: Head,
+) -> Result<Option<i64>, StoreError> {
+    if let Some(no) = parse_log_id(id, head.salt) {
         let row = row_of_sqlx(read, no).await?;
-        if row.is_some_and(|r| r.legacy_id.is_none() && r.at == at) {
+        if row.is_some_and(|r| r.names(no, head.salt, id)) {
             return Ok(Some(no));
         }
     }
@@ -532,8 +590,9 @@ async fn resolve_sqlx(read: &mut SqliteConnection, id: &str) -> Result<Option<i6
         .await?)
 }
 
-async fn frontier_sqlx(read: &mut SqliteConnection) -> Result<i64, StoreError> {
-    Ok(sqlx::query_scalar(FRONTIER).fetch_one(&mut *read).await?)
+async fn head_sqlx(read: &mut SqliteConnection) -> Result<Head, StoreError> {
+    let (next, salt) = sqlx::query_as(FRONTIER).fetch_one(&mut *read).await?;
+    Ok(Head { next, salt })
 }
 
 /// A notification as the API shows it, with its state and tries.
@@ -541,7 +600,7 @@ async fn shown(
     read: &mut SqliteConnection,
     row: &LogRow,
     notice: LogNotice,
-    frontier: i64,
+    head: Head,
 ) -> Result<Notification, StoreError> {
     let reminder_id = row
         .reminder_id
@@ -552,7 +611,7 @@ async fn shown(
                 .ok_or_else(|| corrupt(format!("reminder {r:?}")))
         })
         .transpose()?;
-    let (status, next_try_at, delivered_at, tries) = if notice.no >= frontier {
+    let (status, next_try_at, delivered_at, tries) = if notice.no >= head.next {
         (
             "pending".to_owned(),
             Some(notice.created_at),
@@ -607,17 +666,17 @@ pub(super) async fn get(
     read: &mut SqliteConnection,
     id: &str,
 ) -> Result<Option<Notification>, StoreError> {
-    let Some(no) = resolve_sqlx(read, id).await? else {
+    let head = head_sqlx(read).await?;
+    let Some(no) = resolve_sqlx(read, id, head).await? else {
         return Ok(None);
     };
-    let frontier = frontier_sqlx(read).await?;
     let Some(row) = row_of_sqlx(read, no).await? else {
         return Ok(None);
     };
-    let Some(notice) = row.notice(no)? else {
+    let Some(notice) = row.notice(no, head.salt)? else {
         return Ok(None);
     };
-    Ok(Some(shown(read, &row, notice, frontier).await?))
+    Ok(Some(shown(read, &row, notice, head).await?))
 }
 
 /// Up to `want` notifications, newest first, below `below` (a number), of
@@ -629,14 +688,20 @@ pub(super) async fn list(
     after: Option<&str>,
     want: usize,
 ) -> Result<Vec<Notification>, StoreError> {
+    let head = head_sqlx(read).await?;
+    // The cursor's number: one of ours (even if no row has it: the ids
+    // below it), or one written before the migration; another is no cursor
+    // of this list (nothing below it).
     let below = match after {
         None => i64::MAX,
-        Some(id) => match resolve_sqlx(read, id).await? {
+        Some(id) => match parse_log_id(id, head.salt) {
             Some(no) => no,
-            None => return Ok(Vec::new()),
+            None => match resolve_sqlx(read, id, head).await? {
+                Some(no) => no,
+                None => return Ok(Vec::new()),
+            },
         },
     };
-    let frontier = frontier_sqlx(read).await?;
     let mut out = Vec::with_capacity(want);
     match (status, &subject) {
         (Some(status @ (NoticeStatus::Delivered | NoticeStatus::Failed)), None) => {
@@ -648,21 +713,21 @@ pub(super) async fn list(
             .bind(want as i64)
             .fetch_all(&mut *read)
             .await?;
-            by_numbers(read, &nos, frontier, &mut out).await?;
+            by_numbers(read, &nos, head, &mut out).await?;
         }
         (Some(NoticeStatus::Pending), None) => {
             // The ones not taken yet (the newest), then those taken and waiting.
-            walk(read, None, below, frontier, frontier, want, &mut out).await?;
+            walk(read, None, below, head.next, head, want, &mut out).await?;
             if out.len() < want {
                 let nos: Vec<i64> = sqlx::query_scalar(
                     "SELECT no FROM notice_state INDEXED BY notice_state_due \
                      WHERE status = 'pending' AND no < ? ORDER BY no DESC LIMIT ?",
                 )
-                .bind(below.min(frontier))
+                .bind(below.min(head.next))
                 .bind((want - out.len()) as i64)
                 .fetch_all(&mut *read)
                 .await?;
-                by_numbers(read, &nos, frontier, &mut out).await?;
+                by_numbers(read, &nos, head, &mut out).await?;
             }
         }
         (status, subject) => {
@@ -672,7 +737,7 @@ pub(super) async fn list(
                 subject.as_deref(),
                 status,
                 below,
-                frontier,
+                head,
                 want,
                 &mut found,
             )
@@ -686,7 +751,7 @@ pub(super) async fn list(
 async fn by_numbers(
     read: &mut SqliteConnection,
     nos: &[i64],
-    frontier: i64,
+    head: Head,
     out: &mut Vec<Notification>,
 ) -> Result<(), StoreError> {
     for &no in nos {
@@ -694,9 +759,9 @@ async fn by_numbers(
             .await?
             .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
         let notice = row
-            .notice(no)?
+            .notice(no, head.salt)?
             .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
-        out.push(shown(read, &row, notice, frontier).await?);
+        out.push(shown(read, &row, notice, head).await?);
     }
     Ok(())
 }
@@ -739,7 +804,7 @@ async fn walk(
     subject: Option<&str>,
     below: i64,
     floor: i64,
-    frontier: i64,
+    head: Head,
     want: usize,
     out: &mut Vec<Notification>,
 ) -> Result<(), StoreError> {
@@ -751,14 +816,14 @@ async fn walk(
             return Ok(());
         }
         for row in &rows {
-            for notice in row.notices()?.into_iter().rev() {
+            for notice in row.notices(head.salt)?.into_iter().rev() {
                 if notice.no >= below {
                     continue;
                 }
                 if notice.no < floor || out.len() >= want {
                     return Ok(());
                 }
-                out.push(shown(read, row, notice, frontier).await?);
+                out.push(shown(read, row, notice, head).await?);
             }
             below = below.min(row.first_no());
         }
@@ -774,7 +839,7 @@ async fn walk_filtered(
     subject: Option<&str>,
     status: Option<NoticeStatus>,
     below: i64,
-    frontier: i64,
+    head: Head,
     want: usize,
     out: &mut Vec<Notification>,
 ) -> Result<(), StoreError> {
@@ -786,11 +851,11 @@ async fn walk_filtered(
             return Ok(());
         }
         for row in &rows {
-            for notice in row.notices()?.into_iter().rev() {
+            for notice in row.notices(head.salt)?.into_iter().rev() {
                 if notice.no >= below {
                     continue;
                 }
-                let shown = shown(read, row, notice, frontier).await?;
+                let shown = shown(read, row, notice, head).await?;
                 if status.map_or(true, |s| s == shown.status) {
                     out.push(shown);
                     if out.len() >= want {
@@ -827,20 +892,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_id_carries_its_time_and_number_and_sorts_by_time() {
+    fn an_id_carries_its_time_number_and_salt_and_sorts_by_time() {
         let at = 1_796_000_000_123;
-        for no in [1, 2, 77, (1 << 40) + 3, (1 << 62) - 1] {
-            let id = log_id(at, no);
+        let salt = 0x2_dead_beef; // 34 bits
+        for no in [1, 2, 77, (1 << 39) + 3, (1 << 40) - 1] {
+            let id = log_id(at, no, salt);
             assert_eq!(id.len(), 36, "{id}");
             let uuid = uuid::Uuid::parse_str(&id[4..]).unwrap();
             assert_eq!(uuid.get_version_num(), 7, "{id}");
-            assert_eq!(parse_log_id(&id), Some((at, no)));
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            let (secs, nanos) = uuid.get_timestamp().unwrap().to_unix();
+            assert_eq!(secs * 1000 + u64::from(nanos) / 1_000_000, at as u64);
+            assert_eq!(parse_log_id(&id, salt), Some(no));
+            // Another database's salt: not one of its ids.
+            assert_eq!(parse_log_id(&id, salt ^ 1), None);
+            assert_eq!(parse_log_id(&id, salt ^ (1 << 33)), None);
+            assert_eq!(
+                parse_log_id(&id.to_uppercase().replace("MSG_", "msg_"), salt),
+                None
+            );
         }
-        assert!(log_id(at, 9) < log_id(at + 1, 1));
-        assert!(log_id(at, 9) < log_id(at, 10));
-        // A random UUIDv7 id (as written before) is not one unless its twelve bits are zero.
-        assert_eq!(parse_log_id("msg_019ae1c2f3a47b2c8d9e0f1a2b3c4d5e"), None);
-        assert_eq!(parse_log_id("msg_short"), None);
-        assert_eq!(parse_log_id(&format!("msg_{:032x}", 0u128)), None);
+        assert_ne!(log_id(at, 5, 1), log_id(at, 5, 2));
+        assert!(log_id(at, 9, salt) < log_id(at + 1, 1, salt));
+        assert!(log_id(at, 9, salt) < log_id(at, 10, salt));
+        assert_eq!(parse_log_id("msg_short", salt), None);
+        assert_eq!(parse_log_id(&format!("msg_{:032x}", 0u128), 0), None);
     }
 }
