@@ -717,7 +717,12 @@ pub(super) async fn list(
         }
         (Some(NoticeStatus::Pending), None) => {
             // The ones not taken yet (the newest), then those taken and waiting.
-            walk(read, None, below, head.next, head, want, &mut out).await?;
+            let new_ones = Filter {
+                subject: None,
+                status: None,
+                floor: head.next,
+            };
+            walk(read, new_ones, below, head, want, &mut out).await?;
             if out.len() < want {
                 let nos: Vec<i64> = sqlx::query_scalar(
                     "SELECT no FROM notice_state INDEXED BY notice_state_due \
@@ -731,18 +736,12 @@ pub(super) async fn list(
             }
         }
         (status, subject) => {
-            let mut found = Vec::with_capacity(want);
-            walk_filtered(
-                read,
-                subject.as_deref(),
+            let filter = Filter {
+                subject: subject.as_deref(),
                 status,
-                below,
-                head,
-                want,
-                &mut found,
-            )
-            .await?;
-            out = found;
+                floor: 0,
+            };
+            walk(read, filter, below, head, want, &mut out).await?;
         }
     }
     Ok(out)
@@ -798,46 +797,19 @@ async fn rows_below(
     rows.iter().map(LogRow::from_sqlx).collect()
 }
 
-/// The notifications numbered from `floor` up, below `below`, newest first.
-async fn walk(
-    read: &mut SqliteConnection,
-    subject: Option<&str>,
-    below: i64,
+/// Which notifications a walk keeps: of a subject, in a status, numbered
+/// from `floor` up (when given).
+#[derive(Clone, Copy)]
+struct Filter<'a> {
+    subject: Option<&'a str>,
+    status: Option<NoticeStatus>,
     floor: i64,
-    head: Head,
-    want: usize,
-    out: &mut Vec<Notification>,
-) -> Result<(), StoreError> {
-    let mut below = below;
-    loop {
-        let before = below;
-        let rows = rows_below(read, subject, below).await?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        for row in &rows {
-            for notice in row.notices(head.salt)?.into_iter().rev() {
-                if notice.no >= below {
-                    continue;
-                }
-                if notice.no < floor || out.len() >= want {
-                    return Ok(());
-                }
-                out.push(shown(read, row, notice, head).await?);
-            }
-            below = below.min(row.first_no());
-        }
-        if below == before {
-            return Ok(());
-        }
-    }
 }
 
-/// The same, every number, keeping those in `status` when given.
-async fn walk_filtered(
+/// The notifications `filter` keeps below `below`, newest first, until `want`.
+async fn walk(
     read: &mut SqliteConnection,
-    subject: Option<&str>,
-    status: Option<NoticeStatus>,
+    filter: Filter<'_>,
     below: i64,
     head: Head,
     want: usize,
@@ -846,7 +818,7 @@ async fn walk_filtered(
     let mut below = below;
     loop {
         let before = below;
-        let rows = rows_below(read, subject, below).await?;
+        let rows = rows_below(read, filter.subject, below).await?;
         if rows.is_empty() {
             return Ok(());
         }
@@ -855,12 +827,12 @@ async fn walk_filtered(
                 if notice.no >= below {
                     continue;
                 }
+                if notice.no < filter.floor || out.len() >= want {
+                    return Ok(());
+                }
                 let shown = shown(read, row, notice, head).await?;
-                if status.map_or(true, |s| s == shown.status) {
+                if filter.status.map_or(true, |s| s == shown.status) {
                     out.push(shown);
-                    if out.len() >= want {
-                        return Ok(());
-                    }
                 }
             }
             below = below.min(row.first_no());
