@@ -13,7 +13,8 @@
 use chrono::{DateTime, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection};
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use std::collections::HashMap;
 
 use std::sync::OnceLock;
 
@@ -110,6 +111,7 @@ struct LogRow {
 struct LogNotice {
     no: i64,
     id: String,
+    reminder_id: Option<String>,
     kind: NoticeType,
     sequence: i64,
     created_at: DateTime<Utc>,
@@ -195,6 +197,7 @@ impl LogRow {
             out.push(LogNotice {
                 no,
                 id,
+                reminder_id: self.reminder_id.clone(),
                 kind,
                 sequence,
                 created_at,
@@ -595,69 +598,121 @@ async fn head_sqlx(read: &mut SqliteConnection) -> Result<Head, StoreError> {
     Ok(Head { next, salt })
 }
 
-/// A notification as the API shows it, with its state and tries.
-async fn shown(
-    read: &mut SqliteConnection,
-    row: &LogRow,
-    notice: LogNotice,
-    head: Head,
-) -> Result<Notification, StoreError> {
-    let reminder_id = row
-        .reminder_id
-        .as_deref()
-        .map(|r| {
-            ReminderId::parse(r)
-                .map(|id| id.as_uuid())
-                .ok_or_else(|| corrupt(format!("reminder {r:?}")))
-        })
-        .transpose()?;
-    let (status, next_try_at, delivered_at, tries) = if notice.no >= head.next {
-        (
-            "pending".to_owned(),
-            Some(notice.created_at),
-            None,
-            Vec::new(),
-        )
-    } else {
-        let (status, next, delivered): (String, Option<i64>, Option<i64>) = sqlx::query_as(
-            "SELECT status, next_try_at, delivered_at FROM notice_state WHERE no = ?",
-        )
-        .bind(notice.no)
-        .fetch_optional(&mut *read)
-        .await?
-        .ok_or_else(|| corrupt(format!("{}: taken but without a state", notice.no)))?;
-        let tries = sqlx::query(
-            "SELECT at, status_code, error, duration_ms FROM notice_tries WHERE no = ? ORDER BY rowid",
-        )
-        .bind(notice.no)
-        .fetch_all(&mut *read)
-        .await?
-        .iter()
-        .map(try_from_row)
-        .collect::<Result<Vec<_>, _>>()?;
-        (status, opt_from_ms(next)?, opt_from_ms(delivered)?, tries)
-    };
-    RawNotice {
-        id: notice.id,
-        kind: notice.kind.as_str().to_owned(),
-        reminder_id,
-        sequence: notice.sequence,
-        status,
-        created_at: notice.created_at,
-        next_try_at,
-        delivered_at,
-        body: notice.body,
+/// `SELECT … WHERE no IN (…)` over `nos` (at most a page's worth).
+fn by_no<'a>(select: &str, nos: &'a [i64], tail: &str) -> QueryBuilder<'a, Sqlite> {
+    let mut qb = QueryBuilder::new(select);
+    qb.push(" WHERE no IN (");
+    let mut list = qb.separated(", ");
+    for no in nos {
+        list.push_bind(*no);
     }
-    .into_notification(tries)
+    qb.push(")").push(tail);
+    qb
 }
 
+/// Notifications as the API shows them, with their states and tries (two
+/// reads for them all), keeping those in `status` when given, up to `want`.
+async fn show(
+    read: &mut SqliteConnection,
+    notices: Vec<LogNotice>,
+    head: Head,
+    status: Option<NoticeStatus>,
+    want: usize,
+) -> Result<Vec<Notification>, StoreError> {
+    type State = (String, Option<i64>, Option<i64>);
+    let taken: Vec<i64> = notices
+        .iter()
+        .map(|n| n.no)
+        .filter(|no| *no < head.next)
+        .collect();
+    let mut states: HashMap<i64, State> = HashMap::new();
+    if !taken.is_empty() {
+        let mut qb = by_no(
+            "SELECT no, status, next_try_at, delivered_at FROM notice_state",
+            &taken,
+            "",
+        );
+        for row in qb.build().fetch_all(&mut *read).await? {
+            states.insert(
+                row.try_get(0)?,
+                (row.try_get(1)?, row.try_get(2)?, row.try_get(3)?),
+            );
+        }
+    }
+    let mut kept = Vec::with_capacity(want.min(notices.len()));
+    for notice in notices {
+        if kept.len() >= want {
+            break;
+        }
+        let state = if notice.no >= head.next {
+            (
+                NoticeStatus::Pending.as_str().to_owned(),
+                Some(ms(notice.created_at)),
+                None,
+            )
+        } else {
+            states
+                .remove(&notice.no)
+                .ok_or_else(|| corrupt(format!("{}: taken but without a state", notice.no)))?
+        };
+        if status.map_or(true, |s| s.as_str() == state.0) {
+            kept.push((notice, state));
+        }
+    }
+    let tried: Vec<i64> = kept
+        .iter()
+        .map(|(n, _)| n.no)
+        .filter(|no| *no < head.next)
+        .collect();
+    let mut tries: HashMap<i64, Vec<NoticeTry>> = HashMap::new();
+    if !tried.is_empty() {
+        let mut qb = by_no(
+            "SELECT no, at, status_code, error, duration_ms FROM notice_tries",
+            &tried,
+            " ORDER BY no, rowid",
+        );
+        for row in qb.build().fetch_all(&mut *read).await? {
+            tries
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(try_from_row(&row)?);
+        }
+    }
+    kept.into_iter()
+        .map(|(notice, (status, next, delivered))| {
+            let reminder_id = notice
+                .reminder_id
+                .as_deref()
+                .map(|r| {
+                    ReminderId::parse(r)
+                        .map(|id| id.as_uuid())
+                        .ok_or_else(|| corrupt(format!("reminder {r:?}")))
+                })
+                .transpose()?;
+            RawNotice {
+                kind: notice.kind.as_str().to_owned(),
+                reminder_id,
+                sequence: notice.sequence,
+                status,
+                created_at: notice.created_at,
+                next_try_at: opt_from_ms(next)?,
+                delivered_at: opt_from_ms(delivered)?,
+                body: notice.body,
+                id: notice.id,
+            }
+            .into_notification(tries.remove(&notice.no).unwrap_or_default())
+        })
+        .collect()
+}
+
+/// A try from a row of `no, at, status_code, error, duration_ms`.
 fn try_from_row(row: &SqliteRow) -> Result<NoticeTry, StoreError> {
-    let code: Option<i64> = row.try_get(1)?;
+    let code: Option<i64> = row.try_get(2)?;
     Ok(NoticeTry {
-        at: from_ms(row.try_get(0)?)?,
+        at: from_ms(row.try_get(1)?)?,
         status_code: code.and_then(|c| u16::try_from(c).ok()),
-        error: row.try_get(2)?,
-        duration_ms: u64::try_from(row.try_get::<i64, _>(3)?).unwrap_or(0),
+        error: row.try_get(3)?,
+        duration_ms: u64::try_from(row.try_get::<i64, _>(4)?).unwrap_or(0),
     })
 }
 
@@ -676,7 +731,7 @@ pub(super) async fn get(
     let Some(notice) = row.notice(no, head.salt)? else {
         return Ok(None);
     };
-    Ok(Some(shown(read, &row, notice, head).await?))
+    Ok(show(read, vec![notice], head, None, 1).await?.pop())
 }
 
 /// Up to `want` notifications, newest first, below `below` (a number), of
@@ -753,15 +808,17 @@ async fn by_numbers(
     head: Head,
     out: &mut Vec<Notification>,
 ) -> Result<(), StoreError> {
+    let mut notices = Vec::with_capacity(nos.len());
     for &no in nos {
         let row = row_of_sqlx(read, no)
             .await?
             .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
-        let notice = row
-            .notice(no, head.salt)?
-            .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?;
-        out.push(shown(read, &row, notice, head).await?);
+        notices.push(
+            row.notice(no, head.salt)?
+                .ok_or_else(|| corrupt(format!("{no}: a state without its row")))?,
+        );
     }
+    out.extend(show(read, notices, head, None, nos.len()).await?);
     Ok(())
 }
 
@@ -816,31 +873,35 @@ async fn walk(
     out: &mut Vec<Notification>,
 ) -> Result<(), StoreError> {
     let mut below = below;
-    loop {
+    while out.len() < want {
         let before = below;
         let rows = rows_below(read, filter.subject, below).await?;
         if rows.is_empty() {
             return Ok(());
         }
+        // This page's notifications below `below` (and from `floor`), newest first.
+        let mut page = Vec::new();
+        let mut floor_reached = false;
         for row in &rows {
             for notice in row.notices(head.salt)?.into_iter().rev() {
                 if notice.no >= below {
                     continue;
                 }
-                if notice.no < filter.floor || out.len() >= want {
-                    return Ok(());
+                if notice.no < filter.floor {
+                    floor_reached = true;
+                    break;
                 }
-                let shown = shown(read, row, notice, head).await?;
-                if filter.status.map_or(true, |s| s == shown.status) {
-                    out.push(shown);
-                }
+                page.push(notice);
             }
             below = below.min(row.first_no());
         }
-        if below == before {
-            return Ok(());
+        let room = want - out.len();
+        out.extend(show(read, page, head, filter.status, room).await?);
+        if floor_reached || below == before {
+            break;
         }
     }
+    Ok(())
 }
 
 /// /metrics' figures: pending ones (taken and waiting, through their partial
