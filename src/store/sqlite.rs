@@ -37,6 +37,7 @@ use crate::domain::{
 mod actions;
 mod gather;
 mod glance;
+mod notice_reads;
 mod notices;
 mod payments;
 mod promises;
@@ -362,7 +363,7 @@ fn audit_from_row(row: &SqliteRow) -> Result<SuppressionAudit, StoreError> {
 
 /// The outbox's figures for `/metrics`, read every few seconds, never a
 /// count of the whole outbox, which only grows (see `notices`).
-use notices::{NOTICE_COUNTS, OLDEST_PENDING};
+use notice_reads::{NOTICE_COUNTS, OLDEST_PENDING};
 
 fn due_sql() -> String {
     format!(
@@ -1443,7 +1444,7 @@ impl Store for SqliteStore {
         // recorded between two reads would show a try its notification does
         // not reflect yet).
         let mut tx = self.read.begin().await?;
-        let items = notices::list(
+        let items = notice_reads::list(
             &mut tx,
             query.status,
             // Its subject: the reminder's notifications, the list entry its opt-out made included.
@@ -1458,7 +1459,7 @@ impl Store for SqliteStore {
 
     async fn get_notification(&self, id: &str) -> Result<Option<Notification>, StoreError> {
         let mut tx = self.read.begin().await?;
-        let found = notices::get(&mut tx, id).await?;
+        let found = notice_reads::get(&mut tx, id).await?;
         tx.commit().await?;
         Ok(found)
     }
