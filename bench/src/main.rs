@@ -23,6 +23,7 @@ use duecall::dialer::{CallRequest, DialError, Dialer};
 
 mod glance;
 mod seed;
+mod storage;
 
 #[derive(Parser)]
 #[command(
@@ -70,6 +71,29 @@ enum Command {
         dir: std::path::PathBuf,
         #[arg(long, default_value_t = 1_000)]
         writes: usize,
+    },
+    /// What an event costs SQLite with no HTTP (the service's store alone,
+    /// and SQLite's least on a bare schema), against the budget that half of
+    /// the no-op ceiling leaves (bench/src/storage.rs).
+    Storage {
+        /// An empty directory for the database files.
+        #[arg(long)]
+        dir: std::path::PathBuf,
+        #[arg(long, default_value_t = 20_000)]
+        events: usize,
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// The no-op ceiling measured in the same run (requests/s), for the budget.
+        #[arg(long)]
+        ceiling: Option<f64>,
+        /// How busy the machine was during that no-op run, in percent (the
+        /// `noop` line says): 100 if not given.
+        #[arg(long, default_value_t = 100.0)]
+        ceiling_busy: f64,
+        /// SQL to run on the store's database once it is migrated, before the
+        /// seeding (A/B experiments: drop an index, a trigger).
+        #[arg(long)]
+        prepare_sql: Option<String>,
     },
     /// GET /healthz at a running service: the HTTP stack's ceiling.
     Noop {
@@ -330,9 +354,17 @@ async fn noop(url: &str, requests: usize, concurrency: usize) -> anyhow::Result<
     let client = client(concurrency);
     let target = format!("{}/healthz", url.trim_end_matches('/'));
     let reqs = (0..requests).map(|_| client.get(&target)).collect();
-    fire(format!("noop   c={concurrency}"), reqs, concurrency)
-        .await?
-        .print();
+    let before = storage::machine_cpu();
+    let figures = fire(format!("noop   c={concurrency}"), reqs, concurrency).await?;
+    figures.print();
+    // How much of the machine the ceiling used: what is left of it is the
+    // storage benchmark's margin (bench/src/storage.rs).
+    if let (Some(before), Some(after)) = (before, storage::machine_cpu()) {
+        println!(
+            "noop   c={concurrency}: machine busy {:.0} %",
+            100.0 * before.busy_until(&after)
+        );
+    }
     Ok(())
 }
 
@@ -837,6 +869,20 @@ async fn main() -> anyhow::Result<()> {
             concurrency,
         } => noop(&url, requests, concurrency).await,
         Command::Fsync { dir, writes } => fsync(&dir, writes),
+        Command::Storage {
+            dir,
+            events,
+            concurrency,
+            ceiling,
+            ceiling_busy,
+            prepare_sql,
+        } => {
+            let ceiling = ceiling.map(|rate| storage::Ceiling {
+                rate,
+                busy: ceiling_busy / 100.0,
+            });
+            storage::run(&dir, events, concurrency, ceiling, prepare_sql.as_deref()).await
+        }
         Command::Claim {
             database_url,
             ceiling_database_url,
