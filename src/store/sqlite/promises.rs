@@ -14,13 +14,19 @@ use crate::domain::{
 };
 use crate::store::{PromiseReport, StoreError};
 
-/// Write the promise a completion opened on reminder `id`.
+/// The columns a promise a completion opens sets (amount, date, status,
+/// opened at, deadline: `?` in that order).
+pub(super) const OPEN_SET: &str = "promise_amount_minor = ?, promise_date = ?, \
+     promise_status = ?, promise_opened_at = ?, promise_deadline = ?, promise_decided_at = NULL, \
+     promise_follow_up_id = NULL";
+
+/// Write the promise a completion opened on reminder `id` (where the
+/// reminder's own write did not: `writer::guard_known` writes both at once).
 pub(super) fn open(conn: &Connection, id: &str, p: &Promise) -> Result<(), StoreError> {
-    conn.prepare_cached(
-        "UPDATE reminders SET promise_amount_minor = ?, promise_date = ?, promise_status = ?, \
-         promise_opened_at = ?, promise_deadline = ?, promise_decided_at = NULL, \
-         promise_follow_up_id = NULL WHERE id = ?",
-    )?
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    conn.prepare_cached(super::built(&SQL, || {
+        format!("UPDATE reminders SET {OPEN_SET} WHERE id = ?")
+    }))?
     .execute(params![
         p.amount_minor,
         p.date.format("%Y-%m-%d").to_string(),
