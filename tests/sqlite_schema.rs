@@ -207,3 +207,41 @@ async fn sqlite_the_rewritten_checks_refuse_what_they_refused() {
         .unwrap();
     assert_eq!(check, "ok");
 }
+
+/// SQLite's event writer runs its batches on a connection with triggers off
+/// and writes the glance's counts itself (`src/store/sqlite/counts.rs`): it
+/// stands in for exactly the triggers an event's writes would fire. A new
+/// trigger is a new thing those batches must do themselves.
+#[tokio::test]
+async fn sqlite_the_event_writer_stands_in_for_these_triggers_only() {
+    let (_db, conn) = migrated().await;
+    let triggers: Vec<(String, String)> = conn
+        .prepare("SELECT name, tbl_name FROM sqlite_schema WHERE type = 'trigger' ORDER BY name")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let known = [
+        // Counted by the event batches (an event updates an attempt and,
+        // when it opens a promise, the reminder's promise).
+        ("glance_attempt_changed", "attempts"),
+        ("glance_promise_changed", "reminders"),
+        // On writes an event never makes (new attempts, new reminders,
+        // payments, the outbox's delivery states): other jobs, triggers on.
+        ("glance_attempt_added", "attempts"),
+        ("glance_payment_added", "payments"),
+        ("glance_promise_added", "reminders"),
+        ("notice_counted", "notice_state"),
+    ];
+    let mut known: Vec<(String, String)> = known
+        .iter()
+        .map(|(n, t)| ((*n).to_owned(), (*t).to_owned()))
+        .collect();
+    known.sort();
+    assert_eq!(
+        triggers, known,
+        "the triggers changed: SQLite's event batches run without them \
+         (src/store/sqlite/counts.rs) — make them do what a new one does, then list it here"
+    );
+}

@@ -762,9 +762,11 @@ async fn a_refused_event_takes_its_notices_with_it(backend: Backend) {
         return;
     };
     db.execute(match backend {
+        // Not a trigger: SQLite's event writer runs with triggers off (its
+        // batches count the glance themselves). An index whose expression
+        // fails (`json` of a text that is not JSON) for the bad ones only.
         Backend::Sqlite => {
-            "CREATE TRIGGER refuse_bad BEFORE INSERT ON events WHEN NEW.webhook_id LIKE 'bad_%' \
-             BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+            "CREATE INDEX refuse_bad ON events (json(webhook_id)) WHERE webhook_id LIKE 'bad_%';"
         }
         Backend::Postgres => {
             "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \

@@ -35,6 +35,7 @@ use crate::domain::{
 };
 
 mod actions;
+mod counts;
 mod gather;
 mod glance;
 mod notice_reads;

@@ -68,8 +68,19 @@ enum Ran {
     Broken(rusqlite::Error),
 }
 
+/// Which of the thread's two connections runs a job.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Lane {
+    /// Triggers on: every write but an event's.
+    General,
+    /// Triggers off: events, whose batches write the glance's counts
+    /// themselves (`counts`).
+    Events,
+}
+
 /// One write for the thread, and its caller waiting for the answer.
 trait Work: Send {
+    fn lane(&self) -> Lane;
     fn run(&mut self, mode: Mode<'_>) -> Ran;
     /// Answer the caller, once the batch's commit is known.
     fn answer(self: Box<Self>, commit: &Result<(), String>);
@@ -78,6 +89,7 @@ trait Work: Send {
 type Job = Box<dyn Work>;
 
 struct Call<T, F> {
+    lane: Lane,
     f: F,
     result: Option<Result<T, StoreError>>,
     tell: oneshot::Sender<Result<T, StoreError>>,
@@ -88,6 +100,10 @@ where
     T: Send,
     F: FnMut(&Connection) -> Result<(T, bool), StoreError> + Send,
 {
+    fn lane(&self) -> Lane {
+        self.lane
+    }
+
     fn run(&mut self, mode: Mode<'_>) -> Ran {
         let (result, ran) = match mode {
             Mode::Skip => (Err(unwritten()), Ran::Done),
@@ -140,20 +156,16 @@ impl Writer {
     ) -> Result<Self, StoreError> {
         // SQLite's own VFS, but a commit's WAL frames written in one call (`gather`).
         super::gather::register().map_err(StoreError::Commit)?;
-        let conn =
-            Connection::open_with_flags_and_vfs(path, OpenFlags::default(), super::gather::NAME)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        // WAL is the file's (set when sqlx created it); these are the connection's own.
-        // The savepoints' statement journals in memory, not in temporary files.
-        // No checkpoints here: the checkpointer thread does them (see `checkpoints`).
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
-             PRAGMA wal_autocheckpoint = 0;",
+        let conn = open_writing(path)?;
+        // The events lane: the glance's triggers off, its batches count (`counts`).
+        let events = open_writing(path)?;
+        events.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER,
+            false,
         )?;
-        conn.set_prepared_statement_cache_capacity(64);
         // Commits gather their WAL frames only where the commit's sync writes
         // them all (`gather::usable`); otherwise straight through.
-        let gather = super::gather::usable(&conn);
+        let gather = super::gather::usable(&conn) && super::gather::usable(&events);
         if !gather {
             tracing::warn!("SQLite commits write their WAL frames one by one: the connection is not synchronous=FULL with power-safe overwrite");
         }
@@ -171,7 +183,7 @@ impl Writer {
         let (jobs, queue) = mpsc::channel(4 * MAX_BATCH);
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue, gate, committed, gather))
+            .spawn(move || run([conn, events], queue, gate, committed, gather))
             .map_err(|e| StoreError::Commit(format!("cannot start the SQLite writer: {e}")))?;
         Ok(Self { jobs, notify })
     }
@@ -184,8 +196,17 @@ impl Writer {
         &self,
         f: impl FnMut(&Connection) -> Result<(T, bool), StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        self.call_on(Lane::General, f).await
+    }
+
+    async fn call_on<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        f: impl FnMut(&Connection) -> Result<(T, bool), StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
         let (tell, answer) = oneshot::channel::<Result<T, StoreError>>();
         let job: Job = Box::new(Call {
+            lane,
             f,
             result: None,
             tell,
@@ -220,17 +241,36 @@ impl Writer {
         decide: Box<Decide>,
     ) -> Result<Option<Ingested>, StoreError> {
         let notify = self.notify;
-        self.call(move |c| {
+        self.call_on(Lane::Events, move |c| {
             let Some((before, current)) = read_for_event(c, id, attempt)? else {
                 return Ok((None, false));
             };
             let (decision, record) = decide(&before, current.as_ref());
+            // This lane runs without the glance's triggers: the job counts
+            // what it changes (`counts`). An attempt it writes but did not
+            // read (none of the transitions do) is read again at the end.
+            let unread = match &decision.change.attempt {
+                Some(
+                    AttemptWrite::Start { attempt, .. } | AttemptWrite::Update { attempt, .. },
+                ) if current.as_ref().map(|a| a.attempt) != Some(*attempt) => Some(*attempt),
+                _ => None,
+            };
+            if let Some(n) = unread {
+                super::counts::note_attempt(c, &before.id.to_string(), n)?;
+            }
             let known = Known {
                 reminder: &before,
                 attempt: current.as_ref(),
             };
             let applied = apply_in(c, &decision.change, Some(&record), Some(known), notify)?;
             let keep = matches!(applied, Applied::Done(_));
+            if let Applied::Done(after) = &applied {
+                let attempt = current.as_ref().and_then(|a| {
+                    let write = decision.change.attempt.as_ref()?;
+                    Some((a, write.applied_to(a)?))
+                });
+                super::counts::changed((&before, after), attempt.as_ref().map(|(b, a)| (*b, a)))?;
+            }
             let done = Ingested {
                 before,
                 decision,
@@ -245,7 +285,7 @@ impl Writer {
 /// The thread: take what has arrived, write it in one transaction, answer.
 /// Ends when the store (every sender) is gone.
 fn run(
-    mut conn: Connection,
+    mut conns: [Connection; 2],
     mut queue: mpsc::Receiver<Job>,
     gate: Arc<Mutex<()>>,
     committed: std::sync::mpsc::SyncSender<()>,
@@ -259,17 +299,45 @@ fn run(
                 Err(_) => break,
             }
         }
+        // In the order they came, a transaction for each run of one lane's
+        // jobs (under load: all events, one transaction).
+        let mut written = Vec::new();
         let turn = gate.blocking_lock();
-        let commit = write_batch(&mut conn, &mut batch, gather);
+        while !batch.is_empty() {
+            let lane = batch[0].lane();
+            let n = batch.iter().take_while(|j| j.lane() == lane).count();
+            let mut part: Vec<Job> = batch.drain(..n).collect();
+            let conn = &mut conns[usize::from(lane == Lane::Events)];
+            let commit = write_batch(conn, &mut part, gather, lane == Lane::Events);
+            written.push((part, commit));
+        }
         drop(turn);
-        if commit.is_ok() {
+        if written.iter().any(|(_, commit)| commit.is_ok()) {
             // Full: a checkpoint is already due; it will see this commit too.
             let _ = committed.try_send(());
         }
-        for job in batch {
-            job.answer(&commit);
+        for (part, commit) in written {
+            for job in part {
+                job.answer(&commit);
+            }
         }
     }
+}
+
+/// A connection of the thread's, as both lanes open theirs.
+fn open_writing(path: &Path) -> Result<Connection, StoreError> {
+    let conn =
+        Connection::open_with_flags_and_vfs(path, OpenFlags::default(), super::gather::NAME)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // WAL is the file's (set when sqlx created it); these are the connection's own.
+    // The savepoints' statement journals in memory, not in temporary files.
+    // No checkpoints here: the checkpointer thread does them (see `checkpoints`).
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = 0;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 /// The shortest time between two checkpoints: while events keep coming, the
@@ -303,12 +371,33 @@ fn checkpoint(conn: &Connection) {
 /// Run the batch in one transaction and commit it: first every job straight
 /// in the transaction; if one of them needs undoing, roll back and run them
 /// all again, each in a savepoint. The commit's result.
-fn write_batch(conn: &mut Connection, batch: &mut [Job], gather: bool) -> Result<(), String> {
+fn write_batch(
+    conn: &mut Connection,
+    batch: &mut [Job],
+    gather: bool,
+    counts: bool,
+) -> Result<(), String> {
+    let result = write_batch_once(conn, batch, gather, counts);
+    super::counts::end();
+    result
+}
+
+/// `write_batch`; with `counts`, the batch writes the glance's counts of
+/// what its jobs changed before it commits (`counts`).
+fn write_batch_once(
+    conn: &mut Connection,
+    batch: &mut [Job],
+    gather: bool,
+    counts: bool,
+) -> Result<(), String> {
     let mut guarded = false;
     loop {
         if let Err(e) = begin(conn) {
             skip_all(batch);
             return Err(e.to_string());
+        }
+        if counts {
+            super::counts::begin();
         }
         let mut undo = false;
         for job in batch.iter_mut() {
@@ -334,6 +423,13 @@ fn write_batch(conn: &mut Connection, batch: &mut [Job], gather: bool) -> Result
             rollback(conn);
             guarded = true;
             continue;
+        }
+        if counts {
+            if let Err(e) = super::counts::finish(conn) {
+                rollback(conn);
+                skip_all(batch);
+                return Err(format!("the glance's counts: {e}"));
+            }
         }
         let run = || conn.prepare_cached("COMMIT")?.execute([]);
         let commit = if gather {
