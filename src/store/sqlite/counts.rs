@@ -78,7 +78,15 @@ pub(super) fn changed(
     attempt: Option<(&Attempt, &Attempt)>,
 ) -> Result<(), StoreError> {
     with_notes(|notes| {
-        if let Some((before, after)) = attempt {
+        // An attempt noted earlier in the batch is counted by reading it again
+        // at the end, which takes this change in too.
+        let noted = |a: &Attempt| {
+            !notes.read.is_empty()
+                && notes
+                    .read
+                    .contains_key(&(reminder.0.id.to_string(), i64::from(a.attempt)))
+        };
+        if let Some((before, after)) = attempt.filter(|(b, _)| !noted(b)) {
             let (b, a) = (attempt_key(before), attempt_key(after));
             if b != a {
                 *notes.attempts.entry(b).or_default() -= 1;
@@ -205,7 +213,99 @@ pub(super) fn finish(c: &Connection) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use crate::domain::OutcomeResult;
+    use super::*;
+    use crate::domain::{
+        AttemptStatus, CreateDefaults, Language, NewReminder, OutcomeResult, ReminderId, TimeZone,
+        ZonePolicy,
+    };
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn reminder() -> Reminder {
+        let body = serde_json::json!({"customer_name": "Ada", "phone_number": "+14155550100",
+            "amount_due_minor": 100, "currency": "USD", "due_date": "2026-12-01"});
+        let defaults = CreateDefaults {
+            timezone: TimeZone::parse("America/New_York").unwrap(),
+            zone_policy: ZonePolicy::All,
+            language: Language::parse("en").unwrap(),
+            max_attempts: 3,
+        };
+        NewReminder::parse(body.as_object().unwrap(), &defaults)
+            .unwrap()
+            .into_reminder(ReminderId::new(), at("2026-11-20T00:00:00Z"))
+    }
+
+    /// The counts of `glance_attempts`, after a batch in which one job noted
+    /// attempt 1 (it wrote it unread) and another counted its own change of
+    /// it, in either order: the change is counted once.
+    #[test]
+    fn an_attempt_both_noted_and_counted_in_a_batch_is_counted_once() {
+        let r = reminder();
+        let rid = r.id.to_string();
+        let before = Attempt {
+            attempt: 1,
+            status: AttemptStatus::Processing,
+            room_name: "room".into(),
+            dispatched_at: at("2026-11-24T15:00:00Z"),
+            answered_at: None,
+            ended_at: None,
+            outcome: None,
+            failure: None,
+        };
+        let after = Attempt {
+            status: AttemptStatus::Completed,
+            outcome: Some(serde_json::from_value(serde_json::json!({"result": "paid"})).unwrap()),
+            ..before.clone()
+        };
+        let slot = before.dispatched_at.timestamp_millis() / 900_000;
+        for noted_first in [true, false] {
+            let c = Connection::open_in_memory().unwrap();
+            c.execute_batch(
+                "CREATE TABLE attempts (reminder_id TEXT, attempt INTEGER, dispatched_at INTEGER, \
+                   outcome TEXT, result TEXT GENERATED ALWAYS AS (json_extract(outcome, '$.result')), \
+                   PRIMARY KEY (reminder_id, attempt));
+                 CREATE TABLE glance_attempts (slot INTEGER, result TEXT, n INTEGER, \
+                   PRIMARY KEY (slot, result)) WITHOUT ROWID;",
+            )
+            .unwrap();
+            c.execute(
+                "INSERT INTO attempts (reminder_id, attempt, dispatched_at) VALUES (?, 1, ?)",
+                params![rid, before.dispatched_at.timestamp_millis()],
+            )
+            .unwrap();
+            c.execute("INSERT INTO glance_attempts VALUES (?, '', 1)", [slot])
+                .unwrap();
+            begin();
+            if noted_first {
+                note_attempt(&c, &rid, 1).unwrap();
+            }
+            c.execute(
+                "UPDATE attempts SET outcome = '{\"result\":\"paid\"}' WHERE attempt = 1",
+                [],
+            )
+            .unwrap();
+            changed((&r, &r), Some((&before, &after))).unwrap();
+            if !noted_first {
+                note_attempt(&c, &rid, 1).unwrap();
+            }
+            finish(&c).unwrap();
+            end();
+            let counts: Vec<(String, i64)> = c
+                .prepare("SELECT result, n FROM glance_attempts ORDER BY result")
+                .unwrap()
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(
+                counts,
+                vec![(String::new(), 0), ("paid".to_owned(), 1)],
+                "noted first: {noted_first}"
+            );
+        }
+    }
 
     /// The result a job counts is the one SQLite's `result` column (the
     /// stored JSON's `$.result`) holds for the outcome it wrote.
