@@ -761,21 +761,7 @@ async fn a_refused_event_takes_its_notices_with_it(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;
     };
-    db.execute(match backend {
-        // Not a trigger: SQLite's event writer runs with triggers off (its
-        // batches count the glance themselves). An index whose expression
-        // fails (`json` of a text that is not JSON) for the bad ones only.
-        Backend::Sqlite => {
-            "CREATE INDEX refuse_bad ON events (json(webhook_id)) WHERE webhook_id LIKE 'bad_%';"
-        }
-        Backend::Postgres => {
-            "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
-             CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW \
-             WHEN (NEW.webhook_id LIKE 'bad_%') EXECUTE FUNCTION refuse_bad();"
-        }
-    })
-    .await;
+    db.refuse_events_marked_bad().await;
     let ids = pending(&store, 16, "2026-11-24T15:00:00Z").await;
     let now = t("2026-11-24T15:01:00Z");
     store

@@ -1064,21 +1064,7 @@ async fn a_refused_event_fails_alone(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;
     };
-    db.execute(match backend {
-        // Not a trigger: SQLite's event writer runs with triggers off (its
-        // batches count the glance themselves). An index whose expression
-        // fails (`json` of a text that is not JSON) for the bad ones only.
-        Backend::Sqlite => {
-            "CREATE INDEX refuse_bad ON events (json(webhook_id)) WHERE webhook_id LIKE 'bad_%';"
-        }
-        Backend::Postgres => {
-            "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
-             CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW \
-             WHEN (NEW.webhook_id LIKE 'bad_%') EXECUTE FUNCTION refuse_bad();"
-        }
-    })
-    .await;
+    db.refuse_events_marked_bad().await;
     let ids = due_reminders(&store, 16, "2026-11-24T15:00:00Z", json!({})).await;
     let now = t("2026-11-24T15:01:00Z");
     store
@@ -1149,18 +1135,7 @@ async fn a_batch_of_events_leaves_the_glance_equal_to_a_recount(backend: Backend
     let Some((db, store)) = open(backend).await else {
         return;
     };
-    db.execute(match backend {
-        Backend::Sqlite => {
-            "CREATE INDEX refuse_bad ON events (json(webhook_id)) WHERE webhook_id LIKE 'bad_%';"
-        }
-        Backend::Postgres => {
-            "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \
-             $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
-             CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW \
-             WHEN (NEW.webhook_id LIKE 'bad_%') EXECUTE FUNCTION refuse_bad();"
-        }
-    })
-    .await;
+    db.refuse_events_marked_bad().await;
     let ids = due_reminders(&store, 40, "2026-11-24T15:00:00Z", json!({})).await;
     let now = t("2026-11-24T15:01:00Z");
     store

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use duecall::clock::{Clock, SystemClock};
-use duecall::domain::{self, Ctx, ReminderId, Verdict};
-use duecall::store::{Applied, Decide, EventRecord};
+use duecall::domain::{self, ReminderId};
+use duecall::store::{Applied, Decide};
 
 /// CPU time (user + system) of the threads of this process, by name.
 fn cpu_by_thread() -> Vec<(String, Duration)> {
@@ -217,31 +217,15 @@ async fn store_alone(
                 };
                 let (id, event, webhook_id, payload) = job;
                 let attempt = event.attempt;
-                let retry = Arc::clone(&retry);
-                // The handler's decision, word for word (http/call_status.rs).
-                let decide: Box<Decide> = Box::new(move |r, current| {
-                    let now = SystemClock.now();
-                    let ctx = Ctx {
-                        now,
-                        retry: &retry,
-                        jitter: duecall::jitter_draw(),
-                        promise_grace_days: grace,
-                    };
-                    let decision = domain::transition(r, current, &event, &ctx);
-                    let target = event.attempt.unwrap_or(r.attempt_count);
-                    let record = EventRecord {
-                        webhook_id: webhook_id.clone(),
-                        reminder_id: r.id,
-                        attempt: Some(target).filter(|a| *a > 0),
-                        event_type: event.event_type(),
-                        occurred_at: event.occurred_at,
-                        received_at: now,
-                        applied: decision.verdict == Verdict::Applied,
-                        verdict: decision.verdict,
-                        payload: payload.clone(),
-                    };
-                    (decision, record)
-                });
+                // The handler's own decision (http/call_status.rs).
+                let decide: Box<Decide> = duecall::http::call_status::decider(
+                    Arc::new(SystemClock),
+                    Arc::clone(&retry),
+                    grace,
+                    event,
+                    webhook_id,
+                    payload,
+                );
                 let ingested = store
                     .ingest(id, attempt, decide)
                     .await?

@@ -18,6 +18,44 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// How a call-status event is decided where the store's writer reads the
+/// reminder (`Store::ingest`): the pure transition at the writer's `now`, and
+/// the event's row. Also the storage benchmark's (`bench/src/storage.rs`).
+pub fn decider(
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    retry: std::sync::Arc<crate::policy::RetryPolicy>,
+    promise_grace_days: u32,
+    event: domain::Event,
+    webhook_id: String,
+    payload: String,
+) -> Box<Decide> {
+    Box::new(
+        move |r: &domain::Reminder, attempt: Option<&domain::Attempt>| {
+            let now = clock.now();
+            let ctx = Ctx {
+                now,
+                retry: &retry,
+                jitter: crate::jitter_draw(),
+                promise_grace_days,
+            };
+            let decision = domain::transition(r, attempt, &event, &ctx);
+            let target = event.attempt.unwrap_or(r.attempt_count);
+            let record = EventRecord {
+                webhook_id: webhook_id.clone(),
+                reminder_id: r.id,
+                attempt: Some(target).filter(|a| *a > 0),
+                event_type: event.event_type(),
+                occurred_at: event.occurred_at,
+                received_at: now,
+                applied: decision.verdict == Verdict::Applied,
+                verdict: decision.verdict,
+                payload: payload.clone(),
+            };
+            (decision, record)
+        },
+    )
+}
+
 /// A call-status event from the voice agent, signed per Standard Webhooks.
 #[utoipa::path(post, path = "/api/webhooks/call-status", tag = "webhooks",
     security(("webhookSignature" = [])),
@@ -77,36 +115,14 @@ pub async fn receive(
 
     // Decided against the reminder as the store's writer finds it, and written
     // with the event row in the same transaction (however the store batches).
-    let decide: Box<Decide> = {
-        let (clock, retry, event) = (state.clock.clone(), state.retry.clone(), event.clone());
-        let promise_grace_days = state.config.promise_grace_days;
-        let (webhook_id, payload) = (webhook_id.clone(), payload.clone());
-        Box::new(
-            move |r: &domain::Reminder, attempt: Option<&domain::Attempt>| {
-                let now = clock.now();
-                let ctx = Ctx {
-                    now,
-                    retry: &retry,
-                    jitter: crate::jitter_draw(),
-                    promise_grace_days,
-                };
-                let decision = domain::transition(r, attempt, &event, &ctx);
-                let target = event.attempt.unwrap_or(r.attempt_count);
-                let record = EventRecord {
-                    webhook_id: webhook_id.clone(),
-                    reminder_id: r.id,
-                    attempt: Some(target).filter(|a| *a > 0),
-                    event_type: event.event_type(),
-                    occurred_at: event.occurred_at,
-                    received_at: now,
-                    applied: decision.verdict == Verdict::Applied,
-                    verdict: decision.verdict,
-                    payload: payload.clone(),
-                };
-                (decision, record)
-            },
-        )
-    };
+    let decide = decider(
+        state.clock.clone(),
+        state.retry.clone(),
+        state.config.promise_grace_days,
+        event.clone(),
+        webhook_id.clone(),
+        payload.clone(),
+    );
     let not_found = || ApiError::NotFound(format!("no reminder with id {id}"));
     let Ingested {
         before: r,

@@ -98,6 +98,26 @@ impl TestDb {
 
     /// Run raw SQL on the test's database (fault injection: triggers that
     /// make the real database refuse a write).
+    /// An injected fault: from now on the database refuses to record an
+    /// event whose `webhook-id` starts with `bad_` (and only those).
+    /// SQLite: an index whose expression fails (`json` of a text that is not
+    /// JSON) for those rows — not a trigger, since SQLite's event writer runs
+    /// with triggers off; PostgreSQL: a trigger raising an exception.
+    pub async fn refuse_events_marked_bad(&self) {
+        self.execute(match self.backend {
+            Backend::Sqlite => {
+                "CREATE INDEX refuse_bad ON events (json(webhook_id)) WHERE webhook_id LIKE 'bad_%';"
+            }
+            Backend::Postgres => {
+                "CREATE FUNCTION refuse_bad() RETURNS trigger LANGUAGE plpgsql AS \
+                 $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$; \
+                 CREATE TRIGGER refuse_bad BEFORE INSERT ON events FOR EACH ROW \
+                 WHEN (NEW.webhook_id LIKE 'bad_%') EXECUTE FUNCTION refuse_bad();"
+            }
+        })
+        .await;
+    }
+
     pub async fn execute(&self, sql: &str) {
         match self.backend {
             Backend::Sqlite => {
