@@ -244,4 +244,26 @@ async fn sqlite_the_event_writer_stands_in_for_these_triggers_only() {
         "the triggers changed: SQLite's event batches run without them \
          (src/store/sqlite/counts.rs) — make them do what a new one does, then list it here"
     );
+    // And the two it stands in for are still the ones 0010 made, word for
+    // word: a new body (another key, condition or amount) is a change to
+    // `counts.rs` too.
+    let migration = std::fs::read_to_string("migrations/sqlite/0010_glance.sql").unwrap();
+    for name in ["glance_attempt_changed", "glance_promise_changed"] {
+        let start = migration
+            .find(&format!("CREATE TRIGGER {name} "))
+            .unwrap_or_else(|| panic!("{name} in 0010"));
+        let end = start + migration[start..].find("END;").unwrap() + "END".len();
+        let now: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'trigger' AND name = ?",
+                [name],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            now,
+            migration[start..end],
+            "{name} is not 0010's any more: make src/store/sqlite/counts.rs count as it does"
+        );
+    }
 }

@@ -1211,6 +1211,95 @@ both_backends!(
     a_batch_of_events_leaves_the_glance_equal_to_a_recount
 );
 
+/// Events (SQLite: the writer's events lane, counting for itself) in the same
+/// batches as payments and promise verdicts (its other lane, counted by the
+/// triggers), round after round: the dashboard's counts equal a recount, and
+/// promises end open, kept and broken.
+async fn events_payments_and_verdicts_together_leave_the_glance_equal_to_a_recount(
+    backend: Backend,
+) {
+    let Some((db, store)) = open(backend).await else {
+        return;
+    };
+    let now = t("2026-11-24T15:01:00Z");
+    for round in 0..3 {
+        let ids = due_reminders(&store, 24, "2026-11-24T15:00:00Z", json!({})).await;
+        store
+            .claim(&ids, now, 1000, &common::default_rules())
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for (n, id) in ids.iter().enumerate() {
+            let id = *id;
+            let promised = domain::EventKind::Completed(
+                serde_json::from_value(json!({"result": "payment_promised",
+                    "promised_amount_minor": 500 + n as i64, "promised_date": "2026-11-25"}))
+                .unwrap(),
+            );
+            for (webhook_id, kind) in [
+                (format!("a{round}_{id}"), domain::EventKind::Answered),
+                (format!("p{round}_{id}"), promised),
+            ] {
+                let store = Arc::clone(&store);
+                let ev = domain::Event {
+                    reminder_id: id,
+                    attempt: Some(1),
+                    occurred_at: now,
+                    kind,
+                };
+                let decide = decide_for(ev, webhook_id, now);
+                tasks.push(tokio::spawn(async move {
+                    store.ingest(id, Some(1), decide).await.unwrap();
+                }));
+            }
+            // Every other reminder pays in full (its promise, once open, is kept).
+            if n % 2 == 0 {
+                let store = Arc::clone(&store);
+                tasks.push(tokio::spawn(async move {
+                    let paid = domain::NewPayment {
+                        amount_minor: 10_000,
+                        paid_at: None,
+                        reference: None,
+                    };
+                    store
+                        .record_payment(id, &paid, now + Duration::seconds(1))
+                        .await
+                        .unwrap();
+                }));
+            }
+            // And now and then the sweep decides what is due (the rest broken).
+            if n % 6 == 0 {
+                let store = Arc::clone(&store);
+                tasks.push(tokio::spawn(async move {
+                    store
+                        .decide_promises(t("2026-12-30T00:00:00Z"), 1000)
+                        .await
+                        .unwrap();
+                }));
+            }
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+    common::load::assert_glance_recounts(&db.url).await;
+    let glance = store
+        .glance(&[t("2026-11-24T00:00:00Z"), t("2026-11-25T00:00:00Z")])
+        .await
+        .unwrap();
+    let statuses: std::collections::BTreeSet<String> =
+        glance.promises.iter().map(|p| p.status.clone()).collect();
+    assert!(
+        statuses.len() >= 2,
+        "promises of one status only: {statuses:?}"
+    );
+    db.cleanup().await;
+}
+both_backends!(
+    events_payments_and_verdicts_together_leave_the_glance_equal_to_a_recount,
+    events_payments_and_verdicts_together_leave_the_glance_equal_to_a_recount
+);
+
 /// Two service instances (two stores, two pools, their own batching writers)
 /// ingest the same events on the same reminders at once, in opposite orders:
 /// each webhook-id is written once, exactly one of two rival completions

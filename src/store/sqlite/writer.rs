@@ -1,5 +1,5 @@
-//! SQLite's one writer for events: a thread of its own owns a `rusqlite`
-//! connection, and does the whole of each event there — read the reminder and
+//! SQLite's one writer for events: a thread of its own owns two `rusqlite`
+//! connections (below), and does the whole of each event there — read the reminder and
 //! its attempt, run the pure state machine, write the event, the reminder and
 //! the attempt — for every event that arrived while the last commit was on its
 //! way to disk, in one transaction with one `fsync`. A job that has to be
@@ -7,8 +7,14 @@
 //! roll the batch back and run it again with a savepoint per job, so it alone
 //! leaves nothing; the common batch pays for no savepoints. Statements are
 //! prepared once and kept. Nobody hears "done" before the commit is durable.
-//! The connection's VFS writes a commit's WAL frames in one call (`gather`).
-//! Checkpoints are another thread's (`checkpoints`): the writer only appends.
+//! The connections' VFS writes a commit's WAL frames in one call (`gather`).
+//! Checkpoints are another thread's (`thread::checkpoints`): the writer only
+//! appends.
+//!
+//! Two connections, two lanes: events run on one with triggers off, and
+//! write the dashboard's counts those triggers kept themselves (`counts`);
+//! every other job of the thread runs on the other, triggers on. A batch is
+//! a transaction per lane, so at most two commits (`thread::run`).
 //!
 //! Why a thread and `rusqlite`, not sqlx's connection: sqlx runs each SQLite
 //! connection on a worker thread and hands every statement over a channel;

@@ -12,8 +12,8 @@ use tokio::sync::{mpsc, Mutex};
 use super::{Job, Lane, Mode, Ran, MAX_BATCH};
 use crate::store::StoreError;
 
-/// The thread: take what has arrived, write it in one transaction, answer.
-/// Ends when the store (every sender) is gone.
+/// The thread: take what has arrived, write it (a transaction per lane),
+/// answer. Ends when the store (every sender) is gone.
 pub(super) fn run(
     mut conns: [Connection; 2],
     mut queue: mpsc::Receiver<Job>,
@@ -29,14 +29,19 @@ pub(super) fn run(
                 Err(_) => break,
             }
         }
-        // In the order they came, a transaction for each run of one lane's
-        // jobs (under load: all events, one transaction).
+        // A transaction for each lane's jobs, each in the order they came:
+        // at most two commits, however the lanes interleave. Any order is
+        // one the callers could have seen: none of these jobs has been
+        // answered, and a caller sends its next job only once answered, so
+        // all of them were under way at once.
+        let (events, general): (Vec<Job>, Vec<Job>) =
+            batch.into_iter().partition(|j| j.lane() == Lane::Events);
         let mut written = Vec::new();
         let turn = gate.blocking_lock();
-        while !batch.is_empty() {
-            let lane = batch[0].lane();
-            let n = batch.iter().take_while(|j| j.lane() == lane).count();
-            let mut part: Vec<Job> = batch.drain(..n).collect();
+        for (lane, mut part) in [(Lane::Events, events), (Lane::General, general)] {
+            if part.is_empty() {
+                continue;
+            }
             let conn = &mut conns[usize::from(lane == Lane::Events)];
             let commit = write_batch(conn, &mut part, gather, lane == Lane::Events);
             written.push((part, commit));
@@ -126,6 +131,10 @@ fn write_batch_once(
     let mut guarded = false;
     loop {
         if let Err(e) = begin(conn) {
+            // Should a transaction have been left open, end it: otherwise
+            // every later BEGIN on this connection fails, and the other
+            // connection waits out its busy timeout for the lock.
+            rollback(conn);
             skip_all(batch);
             return Err(e.to_string());
         }
@@ -157,6 +166,9 @@ fn write_batch_once(
             guarded = true;
             continue;
         }
+        // The counts' statements are plain upserts and updates of tables
+        // without constraints; should one fail all the same, the whole run
+        // of events fails with it (nothing half-counted is committed).
         if counts {
             if let Err(e) = super::super::counts::finish(conn) {
                 rollback(conn);
@@ -186,7 +198,9 @@ fn begin(conn: &Connection) -> rusqlite::Result<usize> {
 
 fn rollback(conn: &Connection) {
     if !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "the SQLite writer could not roll a batch back");
+        }
     }
 }
 
