@@ -5,7 +5,7 @@ mod common;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use common::{decide_for, open_all_day, t, Backend, TestDb};
 use duecall::domain::{self, CreateDefaults, Language, NewReminder, ReminderId, Status, TimeZone};
 use duecall::store::{Applied, Created, ListQuery, Store};
@@ -385,6 +385,18 @@ both_backends!(
 );
 
 // --- The scheduler's operations ----------------------------------------------
+
+/// `n` reminders due at 15:00 and claimed at 15:01 (each with a live first
+/// attempt), and that 15:01: where the event tests start.
+async fn live_reminders(store: &Arc<dyn Store>, n: usize) -> (Vec<ReminderId>, DateTime<Utc>) {
+    let ids = due_reminders(store, n, "2026-11-24T15:00:00Z", json!({})).await;
+    let now = t("2026-11-24T15:01:00Z");
+    store
+        .claim(&ids, now, 1000, &common::default_rules())
+        .await
+        .unwrap();
+    (ids, now)
+}
 
 /// Store `n` reminders due at `at` (created then), returning their ids in creation order.
 async fn due_reminders(
@@ -864,12 +876,7 @@ async fn concurrent_ingests_each_decide_on_what_is_written(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;
     };
-    let ids = due_reminders(&store, 32, "2026-11-24T15:00:00Z", json!({})).await;
-    let now = t("2026-11-24T15:01:00Z");
-    store
-        .claim(&ids, now, 1000, &common::default_rules())
-        .await
-        .unwrap();
+    let (ids, now) = live_reminders(&store, 32).await;
     let event = |id: ReminderId, kind: domain::EventKind| domain::Event {
         reminder_id: id,
         attempt: Some(1),
@@ -972,12 +979,7 @@ async fn an_undone_write_takes_nothing_else_with_it(backend: Backend) {
     let Some((db, store)) = open(backend).await else {
         return;
     };
-    let ids = due_reminders(&store, 24, "2026-11-24T15:00:00Z", json!({})).await;
-    let now = t("2026-11-24T15:01:00Z");
-    store
-        .claim(&ids, now, 1000, &common::default_rules())
-        .await
-        .unwrap();
+    let (ids, now) = live_reminders(&store, 24).await;
     // A change decided on a reminder as it no longer is (pending, attempt 0),
     // with its event: the event row is written first and must be undone.
     let (stale_id, rest) = ids.split_first().unwrap();
@@ -1065,12 +1067,7 @@ async fn a_refused_event_fails_alone(backend: Backend) {
         return;
     };
     db.refuse_events_marked_bad().await;
-    let ids = due_reminders(&store, 16, "2026-11-24T15:00:00Z", json!({})).await;
-    let now = t("2026-11-24T15:01:00Z");
-    store
-        .claim(&ids, now, 1000, &common::default_rules())
-        .await
-        .unwrap();
+    let (ids, now) = live_reminders(&store, 16).await;
     let mut tasks = Vec::new();
     for (n, id) in ids.iter().enumerate() {
         let mut events = vec![(format!("ans_{id}"), domain::EventKind::Answered)];
@@ -1136,12 +1133,7 @@ async fn a_batch_of_events_leaves_the_glance_equal_to_a_recount(backend: Backend
         return;
     };
     db.refuse_events_marked_bad().await;
-    let ids = due_reminders(&store, 40, "2026-11-24T15:00:00Z", json!({})).await;
-    let now = t("2026-11-24T15:01:00Z");
-    store
-        .claim(&ids, now, 1000, &common::default_rules())
-        .await
-        .unwrap();
+    let (ids, now) = live_reminders(&store, 40).await;
     let completed = |outcome: serde_json::Value| {
         domain::EventKind::Completed(serde_json::from_value(outcome).unwrap())
     };
